@@ -1,0 +1,1 @@
+"""byollm.tokenizer"""
