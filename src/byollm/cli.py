@@ -19,6 +19,7 @@ STAGE_CLIS: list[str] = [
     # each stage adds its "byollm.<stage>.cli" module here
 ]
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="byollm",
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in STAGE_CLIS:
         importlib.import_module(module_name).register(subparsers)
     return parser
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return int(result or 0)
+
 
 if __name__ == "__main__":
     sys.exit(main())

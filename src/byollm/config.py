@@ -121,7 +121,9 @@ def unknown_key_error(key: str, valid: list[str], source: str) -> ByollmError:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     if not close:  # also try matching the last component, e.g. 'n_layers' vs 'model.n_layer'
         leaves = {k.rsplit(".", 1)[-1]: k for k in valid}
-        leaf_close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaves), n=1, cutoff=0.6)
+        leaf_close = difflib.get_close_matches(
+            key.rsplit(".", 1)[-1], list(leaves), n=1, cutoff=0.6
+        )
         close = [leaves[leaf_close[0]]] if leaf_close else []
     hint = f"did you mean {close[0]!r}? " if close else ""
     return ByollmError(f"{source}: unknown key {key!r}; {hint}valid keys: {', '.join(valid)}")
@@ -132,9 +134,9 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         errors = []
         for option in (a for a in args if a is not type(None)):
             try:
@@ -203,7 +205,11 @@ def _hints(cls_or_obj: Any) -> dict[str, Any]:
 
 
 def _dataclass_type(annotation: Any) -> type | None:
-    return annotation if isinstance(annotation, type) and dataclasses.is_dataclass(annotation) else None
+    return (
+        annotation
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
+        else None
+    )
 
 
 def _resolve_key(key: str, all_keys: list[str], source: str) -> str:

@@ -41,7 +41,9 @@ def pick_device(name: str = "auto") -> torch.device:
 def cpu_supports_bf16() -> bool:
     """True when this CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
     except (AttributeError, RuntimeError):
         return False
 
