@@ -140,7 +140,7 @@ def generate_ids(
                 logits = next_token_logits(model, tokens[:, length - 1 : length], cache)
 
 
-def _seeded_generator(seed: int | None, device) -> torch.Generator | None:
+def seeded_generator(seed: int | None, device) -> torch.Generator | None:
     if seed is None:
         return None
     generator = torch.Generator(device=device)
@@ -206,13 +206,15 @@ class Engine:
         stop: Sequence[str] = (),
         stop_tokens: Sequence[int] | None = None,
         on_text: Callable[[int, str], None] | None = None,
+        generator: torch.Generator | None = None,
     ) -> list[str]:
         """Complete each prompt `num_samples` times; return the new text of every row.
 
         Rows are ordered prompt by prompt, sample by sample. `on_text(row, piece)` is called
         with each new piece of text as soon as it is safe to show (streaming). Generation of a
         row stops at `max_new_tokens`, at a stop token (default: `<|endoftext|>`), or at a stop
-        string (not included in the result).
+        string (not included in the result). `generator` (instead of `seed`) continues an
+        existing random stream, e.g. across the turns of a chat.
         """
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -220,7 +222,8 @@ class Engine:
             raise ByollmError(f"num_samples={num_samples} is invalid: must be >= 1")
         rows = [ids for ids in map(self.encode_prompt, prompts) for _ in range(num_samples)]
         stop_tokens = self.default_stop_tokens() if stop_tokens is None else list(stop_tokens)
-        generator = _seeded_generator(seed, model_device(self.model))
+        if generator is None:
+            generator = seeded_generator(seed, model_device(self.model))
         results = [""] * len(rows)
         # Rows whose prompts have the same length share a batch (no padding needed).
         groups: dict[int, list[int]] = {}
@@ -245,6 +248,7 @@ class Engine:
         seed: int | None = None,
         stop: Sequence[str] = (),
         stop_tokens: Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
     ) -> Iterator[str]:
         """Yield the completion of one prompt piece by piece (UTF-8 safe, stop strings cut).
 
@@ -252,7 +256,8 @@ class Engine:
         """
         ids = self.encode_prompt(prompt)
         stop_tokens = self.default_stop_tokens() if stop_tokens is None else list(stop_tokens)
-        generator = _seeded_generator(seed, model_device(self.model))
+        if generator is None:
+            generator = seeded_generator(seed, model_device(self.model))
         yield from self._pieces([ids], max_new_tokens, sampling, generator, stop, stop_tokens)
 
     def _generate_batch(self, rows, max_new_tokens, sampling, generator, stop, stop_tokens,
