@@ -1,7 +1,7 @@
 """`byollm eval`: loss, perplexity and bits per byte of a checkpoint on a corpus.
 
-    byollm eval --checkpoint runs/shakespeare --corpus wikitext-2-valid --stride 128
-    byollm eval --checkpoint runs/shakespeare --corpus notes.txt --json
+byollm eval --checkpoint runs/shakespeare --corpus wikitext-2-valid --stride 128
+byollm eval --checkpoint runs/shakespeare --corpus notes.txt --json
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ Both only parse their flags and call `byollm.generate`'s API.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -161,10 +162,8 @@ def run_chat(args) -> int:
                           max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
     interactive = sys.stdin.isatty()
     if interactive:
-        try:
+        with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (arrow keys and history for input())
-        except ImportError:
-            pass
         print(f"byollm chat ({mode} mode) -- /reset forgets the history, /quit leaves")
     while True:
         try:

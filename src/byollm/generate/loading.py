@@ -46,10 +46,10 @@ def read_checkpoint_extras(checkpoint: Path) -> dict:
 
 def load_for_inference(checkpoint_dir: str | Path, device: str = "auto"):
     """`(model, tokenizer)` from a checkpoint folder, the model in eval mode on `device`."""
+    checkpoint = resolve_checkpoint(checkpoint_dir)
     from byollm.model import load_model
     from byollm.tokenizer import load_tokenizer
 
-    checkpoint = resolve_checkpoint(checkpoint_dir)
     tokenizer_path = checkpoint / TOKENIZER_FILE
     if not tokenizer_path.exists():
         raise ByollmError(
