@@ -427,11 +427,13 @@ def _stdlib_dir() -> Path:
 def _stdlib_files() -> list[tuple[str, Path]]:
     root = _stdlib_dir()
     found = []
-    for path in root.rglob("*.py"):
-        rel = path.relative_to(root)
-        if _STDLIB_SKIP_DIRS.intersection(rel.parts[:-1]) or not path.is_file():
-            continue
-        found.append((rel.as_posix(), path))
+    for folder, subfolders, filenames in os.walk(root):
+        # Prune in place so os.walk never descends into site-packages (which can be huge).
+        subfolders[:] = [d for d in subfolders if d not in _STDLIB_SKIP_DIRS]
+        for filename in filenames:
+            path = Path(folder, filename)
+            if filename.endswith(".py") and path.is_file():
+                found.append((path.relative_to(root).as_posix(), path))
     return sorted(found)
 
 
