@@ -8,6 +8,8 @@ import socket
 
 import pytest
 from data_server import LoopbackServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from byollm import download
 from byollm.download import OfflineError, fetch, resolve_mirror, source_url
@@ -207,3 +209,36 @@ def test_no_lock_or_temp_files_leak_into_a_success(server, tmp_path):
     leftovers = {p.name for p in dest_dir.iterdir()} - {"p.bin"}
     assert all(name.startswith(".") for name in leftovers), leftovers
     assert not any(n.endswith(".part") for n in os.listdir(dest_dir))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=st.binary(max_size=3000),
+    kept=st.integers(min_value=0, max_value=3500),
+    corrupt=st.booleans(),
+)
+def test_any_leftover_part_file_ends_in_the_right_file_or_a_clean_error(
+    tmp_path_factory, payload, kept, corrupt
+):
+    """Whatever an interrupted run left behind, `dest` is only ever the verified payload."""
+    root = tmp_path_factory.mktemp("prop")
+    (root / "mirror").mkdir()
+    (root / "mirror" / "f.bin").write_bytes(payload)
+    sha = hashlib.sha256(payload).hexdigest()
+    dest = root / "cache" / "f.bin"
+    dest.parent.mkdir()
+    leftover = (payload + b"tail that is too long")[:kept]
+    if corrupt and leftover:
+        leftover = bytes([leftover[0] ^ 0xFF]) + leftover[1:]
+    dest.with_name("f.bin.part").write_bytes(leftover)
+    args = ("http://127.0.0.1:9/f.bin", sha, dest)
+    kwargs = {"mirror": (root / "mirror").as_uri(), "mirror_path": "f.bin", "progress": False}
+    try:
+        fetch(*args, **kwargs)
+    except ByollmError as e:
+        assert "checksum mismatch" in str(e)
+        assert not dest.exists() and not dest.with_name("f.bin.part").exists()
+        fetch(*args, **kwargs)  # the next run starts from scratch and succeeds
+    assert dest.read_bytes() == payload
