@@ -47,6 +47,16 @@ def test_get_through_a_mirror_then_list_shows_it_cached(capsys, tmp_path):
     assert copied.stat().st_size == CORPORA["the-verdict"].size
 
 
+def test_get_several_names_into_a_new_folder(capsys, tmp_path):
+    shared_file("gpt2/vocab.bpe")
+    out = tmp_path / "assets"
+    argv = ["data", "get", "gpt2-encoder", "gpt2-vocab", "--mirror", str(SHARED_DATA)]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(out / "encoder.json"), str(out / "vocab.bpe")]
+    assert (out / "vocab.bpe").stat().st_size == CORPORA["gpt2-vocab"].size
+
+
 def test_get_python_stdlib_and_local_paths(capsys, tmp_path):
     assert main(["data", "get", "python-stdlib:10KB"]) == 0
     built = capsys.readouterr().out.strip()

@@ -117,8 +117,8 @@ def fetch(
 ) -> Path:
     """Make `dest` a verified copy of the file at `url` (or on the mirror) and return its path.
 
-    Raises `OfflineError` when the source cannot be reached, `ByollmError` for an HTTP error, a
-    transfer cut short three times, or a sha256 mismatch; in no case is a bad `dest` left behind.
+    Raises `OfflineError` when the source cannot be reached (or every attempt was cut short),
+    `ByollmError` for an HTTP error or a sha256 mismatch; in no case is a bad `dest` left behind.
     """
     dest = Path(dest)
     sha256 = sha256.lower()
@@ -139,10 +139,10 @@ def fetch(
                 actual = _download(source, part, label=dest.name, progress=progress)
                 break
             except _CutShort as e:
-                if attempt == ATTEMPTS:
-                    raise ByollmError(
-                        f"download of {source} was cut short {ATTEMPTS} times ({e}); the partial "
-                        f"file {part} is kept and running the command again resumes it"
+                if attempt == ATTEMPTS:  # a connection this flaky is as good as none
+                    raise OfflineError(
+                        f"download of {source} was cut short {ATTEMPTS} times ({e}); {part} is "
+                        f"kept and running the command again resumes it; {OFFLINE_HINT}"
                     ) from None
         if actual != sha256:
             part.unlink()

@@ -52,13 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     get_parser = commands.add_parser(
         "get",
-        help="download (or build) a corpus, verify it and print its local path",
-        description="Download a registered corpus or tokenizer file into the cache (verifying "
-        "its sha256, resuming an interrupted download), build `python-stdlib[:SIZE]`, or check "
-        "a local path, then print the local path.",
+        help="download (or build) corpora, verify them and print their local paths",
+        description="Download registered corpora or tokenizer files into the cache (verifying "
+        "each sha256, resuming an interrupted download), build `python-stdlib[:SIZE]`, or check "
+        "a local path, then print the local path, one line per name.",
     )
     get_parser.add_argument(
-        "name",
+        "names",
+        nargs="+",
+        metavar="NAME",
         help="a registered name, python-stdlib[:SIZE] (e.g. python-stdlib:5MB), or a local path",
     )
     get_parser.add_argument(
@@ -68,7 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder laid out like shared/data (default: $BYOLLM_MIRROR)",
     )
     get_parser.add_argument(
-        "--out", metavar="PATH", type=Path, help="also copy the file here (a file or a folder)"
+        "--out",
+        metavar="PATH",
+        type=Path,
+        help="also copy the file here (a file name, or a folder; a folder for several names)",
     )
     get_parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (it only shows on a terminal)"
@@ -113,10 +118,13 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    path = corpora.get_corpus(args.name, mirror=args.mirror, progress=not args.no_progress)
-    if args.out is not None:
-        path = _copy_to(path, args.out)
-    print(path)
+    if args.out is not None and len(args.names) > 1:
+        args.out.mkdir(parents=True, exist_ok=True)  # several files: --out is a folder
+    for name in args.names:
+        path = corpora.get_corpus(name, mirror=args.mirror, progress=not args.no_progress)
+        if args.out is not None:
+            path = _copy_to(path, args.out)
+        print(path, flush=True)
     return 0
 
 

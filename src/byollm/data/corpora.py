@@ -18,7 +18,8 @@ Design choices:
 - **A corpus that is always there**: `python-stdlib` is built offline from the running
   interpreter's standard-library `.py` files, so training works on a machine with no network.
 - **Paths are corpora too**: an existing file or folder is used as is; a folder means its text
-  files (no NUL byte in the first 8 KB, not hidden) in sorted order.
+  files (no NUL byte in the first 8 KB, not hidden) in sorted order. A registered name wins
+  over a same-named folder in the current directory; write `./name` to mean the folder.
 - **Downloads and their failure modes** (`OfflineError`, checksums, resume) live in
   `byollm.download`; this module only knows *what* to fetch.
 """
