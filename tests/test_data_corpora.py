@@ -262,3 +262,9 @@ def test_parse_size(text, size):
 def test_bad_sizes_are_user_errors(bad):
     with pytest.raises(ByollmError, match="bad size"):
         get_corpus(f"python-stdlib:{bad}")
+
+
+def test_text_is_read_exactly_without_newline_translation(tmp_path):
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"line one\r\nline two\r\n")
+    assert read_corpus_text(path) == "line one\r\nline two\r\n"

@@ -404,16 +404,18 @@ def build_python_stdlib(max_bytes: int | None = None) -> Path:
     with open(tmp, "wb") as out:
         for rel, path in _stdlib_files():
             try:
-                text = path.read_text(encoding="utf-8")
+                text = path.read_bytes().decode("utf-8")
             except (UnicodeDecodeError, OSError):
                 continue
             if not text.endswith("\n"):
                 text += "\n"
-            piece = f"# file: {rel}\n{text}\n".encode()
+            header = f"# file: {rel}\n"
+            piece = f"{header}{text}\n".encode()
             if max_bytes is not None and used + len(piece) > max_bytes:
                 # Cut at a newline (a one-byte character), so the text stays valid UTF-8.
                 cut = piece.rfind(b"\n", 0, max_bytes - used) + 1
-                out.write(piece[:cut])
+                if cut > len(header.encode()):  # not a lone header line
+                    out.write(piece[:cut])
                 break
             out.write(piece)
             used += len(piece)
@@ -535,7 +537,7 @@ def _is_corpus_file(path: Path, root: Path) -> bool:
 
 def _read_utf8(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")  # exact text: no newline translation
     except UnicodeDecodeError as e:
         raise ByollmError(
             f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
