@@ -18,6 +18,7 @@ from byollm.errors import ByollmError
 STAGE_CLIS: list[str] = [
     # each stage adds its "byollm.<stage>.cli" module here
     "byollm.data.cli",
+    "byollm.model.cli",
 ]
 
 
