@@ -9,7 +9,7 @@ O(merges x corpus). Here:
    cores.
 2. **Pair counts, kept up to date.** `pair_counts[(a, b)]` is the number of times the pair
    occurs, weighted by piece frequency, and `pieces_with[(a, b)]` the pieces that contain it.
-   A merge touches only those pieces: their old pairs are subtracted, their new pairs added.
+   A merge touches only those pieces, and in them only the pairs beside each occurrence.
 3. **A priority queue** (heap) of `(-count, a, b)` finds the most frequent pair in O(log n).
    Entries are not removed when a count changes; a fresh entry is pushed instead, and a popped
    entry whose count is out of date is skipped ("lazy deletion").
@@ -83,19 +83,13 @@ def learn_merges(
             continue  # stale entry: the count changed after it was pushed
         new_id = 256 + len(merges)
         merges.append(pair)
+        del pair_counts[pair]
         delta: dict[tuple[int, int], int] = defaultdict(int)
         for w in pieces_with.pop(pair):
-            old = words[w]
-            new = merge_pair(old, pair, new_id)
-            if len(new) == len(old):
-                continue  # the index is a superset: this piece lost the pair earlier
-            freq = freqs[w]
-            for p in zip(old, old[1:]):
-                delta[p] -= freq
-            for p in zip(new, new[1:]):
-                delta[p] += freq
-                pieces_with[p].add(w)
-            words[w] = new
+            new = _merge_counting(words[w], pair, new_id, freqs[w], delta, pieces_with, w)
+            if new is not None:
+                words[w] = new
+        delta.pop(pair, None)
         for p, change in delta.items():
             if change:
                 count = pair_counts[p] + change
@@ -108,6 +102,39 @@ def learn_merges(
         bar.update(1)
     bar.close()
     return merges
+
+
+def _merge_counting(old, pair, new_id, freq, delta, pieces_with, w):
+    """`merge_pair`, and also record how the pair counts change around each occurrence.
+
+    An occurrence `x a b y` becomes `x N y`: pairs (x, a) and (b, y) lose `freq`, (x, N) and
+    (N, y) gain it. Back-to-back occurrences (`a b a b`) share the middle pair (b, a), which is
+    counted once. Returns None if the piece no longer holds the pair (a stale index entry).
+    """
+    a, b = pair
+    n = len(old)
+    new: list[int] = []
+    i = 0
+    while i < n:
+        if old[i] == a and i + 1 < n and old[i + 1] == b:
+            if new:
+                left = new[-1]
+                if left != new_id:  # else the previous occurrence already removed (b, a)
+                    delta[(left, a)] -= freq
+                delta[(left, new_id)] += freq
+                pieces_with[(left, new_id)].add(w)
+            if i + 2 < n:
+                right = old[i + 2]
+                delta[(b, right)] -= freq
+                if not (right == a and i + 3 < n and old[i + 3] == b):
+                    delta[(new_id, right)] += freq
+                    pieces_with[(new_id, right)].add(w)
+            new.append(new_id)
+            i += 2
+        else:
+            new.append(old[i])
+            i += 1
+    return new if len(new) < n else None
 
 
 # ---- counting pieces --------------------------------------------------------------------------
