@@ -86,6 +86,12 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--prompt-tokens", type=int, default=16)
+    parser.add_argument(
+        "--no-cache-tokens",
+        type=int,
+        default=None,
+        help="new tokens for the (slow) no-cache runs (default: --new-tokens)",
+    )
     parser.add_argument("--full", action="store_true", help="also GPT-2 no-cache at batch > 1")
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -106,35 +112,47 @@ def main(argv=None):
         n_bytes = weight_bytes(model)
         print(f"\n## {name}: {model.num_params() / 1e6:.1f}M params, "
               f"{n_bytes / 1e6:.0f} MB of fp32 weights read per decode step")  # fmt: skip
-        print("| batch | cache | ours tok/s | HF tok/s | ours / HF | same tokens | GB/s (ours) |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| batch | cache | new tokens | ours tok/s | HF tok/s | ours / HF | same tokens | GB/s (ours) |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for batch_size in map(int, args.batch_sizes.split(",")):
             prompt = torch.randint(0, config.vocab_size, (batch_size, args.prompt_tokens))
             run_ours(model, prompt, 4, True)  # warm up kernels and allocator
             run_hf(hf, prompt, 4, True)
-            for use_cache in (True, False):
+            no_cache_tokens = args.no_cache_tokens or args.new_tokens
+            for use_cache, n_new in ((True, args.new_tokens), (False, no_cache_tokens)):
                 if not use_cache and name == "gpt2" and batch_size > 1 and not args.full:
                     continue
-                ours, t_ours = run_ours(model, prompt, args.new_tokens, use_cache)
-                theirs, t_hf = run_hf(hf, prompt, args.new_tokens, use_cache)
-                tokens = batch_size * args.new_tokens
+                ours, t_ours = run_ours(model, prompt, n_new, use_cache)
+                theirs, t_hf = run_hf(hf, prompt, n_new, use_cache)
+                tokens = batch_size * n_new
                 diff = first_difference(ours, theirs)
                 row = {
                     "model": name, "batch": batch_size, "cache": use_cache,
-                    "new_tokens": args.new_tokens, "ours_tok_s": tokens / t_ours,
+                    "new_tokens": n_new, "ours_tok_s": tokens / t_ours,
                     "hf_tok_s": tokens / t_hf, "same_tokens": diff is None,
                     "first_difference": diff, "load": os.getloadavg()[0],
-                    "gb_s": n_bytes * args.new_tokens / t_ours / 1e9,
+                    "gb_s": n_bytes * n_new / t_ours / 1e9,
                 }  # fmt: skip
                 rows.append(row)
                 same = "yes" if diff is None else f"no (step {diff})"
-                print(f"| {batch_size} | {'yes' if use_cache else 'no'} | "
+                print(f"| {batch_size} | {'yes' if use_cache else 'no'} | {n_new} | "
                       f"{row['ours_tok_s']:.1f} | {row['hf_tok_s']:.1f} | "
                       f"{row['ours_tok_s'] / row['hf_tok_s']:.2f}x | {same} | "
                       f"{row['gb_s']:.1f} |", flush=True)  # fmt: skip
-        cached = {(r["batch"], r["cache"]): r["ours_tok_s"] for r in rows if r["model"] == name}
-        if (1, False) in cached:
-            print(f"KV cache speed-up at batch 1: {cached[(1, True)] / cached[(1, False)]:.1f}x")
+            if no_cache_tokens != args.new_tokens and use_cache is False:
+                # The same length with the cache, for a like-for-like speed-up.
+                _, t_same = run_ours(model, prompt, no_cache_tokens, True)
+                rows[-1]["ours_cache_same_length_tok_s"] = batch_size * no_cache_tokens / t_same
+        for r in rows:
+            if r["model"] == name and not r["cache"]:
+                with_cache = r.get("ours_cache_same_length_tok_s") or next(
+                    c["ours_tok_s"] for c in rows
+                    if c["model"] == name and c["cache"] and c["batch"] == r["batch"]
+                )  # fmt: skip
+                print(f"KV cache speed-up, ours, batch {r['batch']}, {r['new_tokens']} new "
+                      f"tokens: {with_cache / r['ours_tok_s']:.1f}x")  # fmt: skip
     print(f"# load {os.getloadavg()[0]:.2f} at end")
     if args.json:
         with open(args.json, "w") as f:
