@@ -93,12 +93,20 @@ def main(argv=None):
         help="new tokens for the (slow) no-cache runs (default: --new-tokens)",
     )
     parser.add_argument("--full", action="store_true", help="also GPT-2 no-cache at batch > 1")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (1 is far faster on a machine shared with others)",
+    )
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     from transformers import GPT2LMHeadModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f} at start")  # fmt: skip
