@@ -115,7 +115,10 @@ def generate_ids(
     length = prompt_len
     cache = None
     if use_cache and hasattr(model, "new_kv_cache"):
-        cache = model.new_kv_cache(batch_size, block_size)
+        # Room for what will be fed (the last token never is), at most the window.
+        needed = prompt_len + max_new_tokens - 1
+        cache = model.new_kv_cache(batch_size, needed if block_size is None
+                                   else min(block_size, needed))  # fmt: skip
     with torch.inference_mode():
         logits = next_token_logits(model, prompt, cache)  # prefill
     for step in range(max_new_tokens):

@@ -300,7 +300,8 @@ def choose_next_token(
     if processors is None:
         processors = build_processors(config)
     logits = apply_processors(logits.float(), context, processors)
-    if torch.isneginf(logits).all(dim=-1).any():
+    # Only bans can remove every token (the filters always keep the most likely one).
+    if config.banned_tokens and torch.isneginf(logits).all(dim=-1).any():
         raise ByollmError(
             "every token is banned or filtered out; ban fewer tokens "
             f"({len(config.banned_tokens)} banned of {logits.shape[-1]})"
