@@ -36,7 +36,9 @@ __all__ = [
     "PRETRAINED",
     "StreamingDecoder",
     "Tokenizer",
+    "corpus_files",
     "load_tokenizer",
+    "read_corpus",
 ]
 
 
@@ -47,14 +49,15 @@ def load_tokenizer(spec: str | Path, *, mirror: str | None = None) -> Tokenizer:
     `char` (characters of Tiny Shakespeare) or `char:CORPUS` (characters of a corpus name or
     path), or the path of a byollm tokenizer JSON file (a checkpoint's `tokenizer.json`).
     """
-    if isinstance(spec, Path) or Path(str(spec)).suffix == ".json" or "/" in str(spec):
+    if isinstance(spec, Path):
         return read_tokenizer_file(spec)
-    spec = str(spec)
     if spec in PRETRAINED:
         return load_pretrained(spec, mirror=mirror)
     if spec == "char" or spec.startswith("char:"):
         corpus = spec.partition(":")[2] or CHAR_DEFAULT_CORPUS
-        return CharTokenizer.train(_read_corpus(corpus, mirror))
+        return CharTokenizer.train(read_corpus(corpus, mirror=mirror))
+    if spec.endswith(".json") or "/" in spec or "\\" in spec:
+        return read_tokenizer_file(spec)
     if Path(spec).exists():
         return read_tokenizer_file(spec)
     raise ByollmError(
@@ -63,15 +66,28 @@ def load_tokenizer(spec: str | Path, *, mirror: str | None = None) -> Tokenizer:
     )
 
 
-def _read_corpus(name_or_path: str, mirror: str | None) -> str:
-    """Text of a corpus via the corpus registry (imported lazily: it is another stage)."""
+def corpus_files(name_or_path: str | Path, *, mirror: str | None = None) -> list[Path]:
+    """The files of a corpus (a registered name or a path), via the corpus registry."""
     try:
-        from byollm.data.corpora import read_corpus_text
-    except ImportError:
+        from byollm.data.corpora import corpus_files as registry_corpus_files
+    except ImportError:  # the corpus registry is another stage: paths still work without it
         path = Path(name_or_path)
-        if not path.exists():
-            raise ByollmError(
-                f"corpus {name_or_path!r} is not a file and the corpus registry is unavailable"
-            ) from None
-        return path.read_text(encoding="utf-8", errors="replace")
-    return read_corpus_text(name_or_path, mirror=mirror)
+        if path.is_file():
+            return [path]
+        if path.is_dir():
+            return sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix in {".txt", ".py", ".md"}
+            )
+        raise ByollmError(
+            f"corpus {str(name_or_path)!r} is not a file or folder, and the corpus registry "
+            "(byollm.data.corpora) is not available to resolve names"
+        ) from None
+    return list(registry_corpus_files(name_or_path, mirror=mirror))
+
+
+def read_corpus(name_or_path: str | Path, *, mirror: str | None = None) -> str:
+    """The whole text of a corpus (a registered name or a path)."""
+    return "".join(
+        path.read_text(encoding="utf-8", errors="replace")
+        for path in corpus_files(name_or_path, mirror=mirror)
+    )
