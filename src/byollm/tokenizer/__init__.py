@@ -67,27 +67,14 @@ def load_tokenizer(spec: str | Path, *, mirror: str | None = None) -> Tokenizer:
 
 
 def corpus_files(name_or_path: str | Path, *, mirror: str | None = None) -> list[Path]:
-    """The files of a corpus (a registered name or a path), via the corpus registry."""
-    try:
-        from byollm.data.corpora import corpus_files as registry_corpus_files
-    except ImportError:  # the corpus registry is another stage: paths still work without it
-        path = Path(name_or_path)
-        if path.is_file():
-            return [path]
-        if path.is_dir():
-            return sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix in {".txt", ".py", ".md"}
-            )
-        raise ByollmError(
-            f"corpus {str(name_or_path)!r} is not a file or folder, and the corpus registry "
-            "(byollm.data.corpora) is not available to resolve names"
-        ) from None
-    return list(registry_corpus_files(name_or_path, mirror=mirror))
+    """The files of a corpus (a registered name, `python-stdlib`, or a path): the registry's."""
+    from byollm.data.corpora import corpus_files as registry_corpus_files  # another stage
+
+    return registry_corpus_files(name_or_path, mirror=mirror)
 
 
 def read_corpus(name_or_path: str | Path, *, mirror: str | None = None) -> str:
-    """The whole text of a corpus (a registered name or a path)."""
-    return "".join(
-        path.read_text(encoding="utf-8", errors="replace")
-        for path in corpus_files(name_or_path, mirror=mirror)
-    )
+    """The whole text of a corpus (a registered name, `python-stdlib`, or a path)."""
+    from byollm.data.corpora import read_corpus_text  # another stage
+
+    return read_corpus_text(name_or_path, mirror=mirror)
