@@ -17,7 +17,8 @@ Design choices:
   learned by BPE this gives the same ids as merging step by step, and it is much faster.
 - **Fast encode = regex split + cache.** Real text repeats its pieces (" the", ","), so each
   distinct piece is merged once and its ids are remembered (`_PieceCache`). The hot loop is C
-  code: `regex.findall`, `map(cache.__getitem__)`, `itertools.chain`.
+  code: `findall`, `map(cache.__getitem__)`, `itertools.chain`. The split itself, the largest
+  cost, uses Python's faster `re` on ASCII text (`patterns.make_splitter`).
 - Long pieces (no pattern, or a run of 10,000 spaces) are merged with a heap and a linked list
   (O(n log n)) instead of rescanning all pairs per merge (O(n^2)).
 - Ids 0..255 of a trained vocabulary are the raw bytes, merges get 256, 257, ... in the order
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from byollm.errors import ByollmError
 from byollm.tokenizer.base import ENDOFTEXT, Tokenizer, check_special_tokens
-from byollm.tokenizer.patterns import compile_pattern, pattern_name, resolve_pattern
+from byollm.tokenizer.patterns import make_splitter, pattern_name, resolve_pattern
 
 LONG_PIECE = 64  # bytes: above this, merge with a heap instead of rescanning every pair
 CACHE_MAX_ENTRIES = 1 << 20  # distinct pieces remembered before the cache starts over
@@ -145,7 +146,7 @@ class BPETokenizer(Tokenizer):
             if token_id < size and self._decoder[token_id] is not None:
                 raise ByollmError(f"special token {text!r} id {token_id} collides with a BPE token")
         self._vocab_size = max([size, *(i + 1 for i in self.special_tokens.values())])
-        self._split = compile_pattern(self.pattern).findall if self.pattern else None
+        self._split = make_splitter(self.pattern) if self.pattern else None
         self._cache = _PieceCache(self._encode_piece)
 
     # ---- training ---------------------------------------------------------------------------
@@ -267,5 +268,5 @@ class BPETokenizer(Tokenizer):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._split = compile_pattern(self.pattern).findall if self.pattern else None
+        self._split = make_splitter(self.pattern) if self.pattern else None
         self._cache = _PieceCache(self._encode_piece)
