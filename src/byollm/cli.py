@@ -20,6 +20,8 @@ STAGE_CLIS: list[str] = [
     "byollm.data.cli",
     "byollm.tokenizer.cli",
     "byollm.model.cli",
+    "byollm.generate.cli",
+    "byollm.evaluate.cli",
 ]
 
 
