@@ -210,18 +210,6 @@ class BPETokenizer(Tokenizer):
             self._cache.clear()
         return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
 
-    def encode_file(self, path, *, allowed_special=frozenset(), workers: int | None = None):
-        """Encode a whole text file, split at safe points over `workers` processes."""
-        from byollm.tokenizer.parallel import encode_file
-
-        return encode_file(self, path, allowed_special=allowed_special, workers=workers)
-
-    def encode_large(self, text: str, *, allowed_special=frozenset(), workers: int | None = None):
-        """Encode one large text over several processes; same ids as `encode`."""
-        from byollm.tokenizer.parallel import encode_large
-
-        return encode_large(self, text, allowed_special=allowed_special, workers=workers)
-
     # ---- decoding, identity, files -------------------------------------------------------
     def _token_bytes(self, token_id: int) -> bytes | None:
         if 0 <= token_id < len(self._decoder):
