@@ -124,6 +124,7 @@ def test_decode_never_raises(trained):
     ids = trained.encode("café 😀")
     assert trained.decode(ids[:-1]).endswith("\ufffd")  # cut mid-character
     assert trained.decode([10**9, -1]) == "\ufffd\ufffd"  # unknown ids
+    assert trained.decode([-1]) == trained.decode([-5, 300])[:1] == "\ufffd"
     assert trained.decode([]) == ""
 
 

@@ -217,11 +217,14 @@ class BPETokenizer(Tokenizer):
         return None
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        try:  # fast path: all ids ordinary and known
-            decoder = self._decoder
-            return b"".join([decoder[i] for i in ids])  # type: ignore[misc]
-        except (TypeError, IndexError):
-            return super().decode_bytes(ids)
+        ids = list(ids)
+        if ids and min(ids) >= 0:
+            try:  # fast path: all ids ordinary and known
+                decoder = self._decoder
+                return b"".join([decoder[i] for i in ids])  # type: ignore[misc]
+            except (TypeError, IndexError):  # a special token, a gap or an unknown id
+                pass
+        return super().decode_bytes(ids)
 
     @property
     def vocab_size(self) -> int:
