@@ -37,7 +37,8 @@ from byollm.errors import ByollmError
 from byollm.tokenizer.base import ENDOFTEXT, Tokenizer, check_special_tokens
 from byollm.tokenizer.patterns import make_splitter, pattern_name, resolve_pattern
 
-LONG_PIECE = 64  # bytes: above this, merge with a heap instead of rescanning every pair
+LONG_PIECE = 256  # bytes: above this, merge with a heap instead of rescanning every pair
+_NEVER = 1 << 62  # the rank of a pair that is not in the vocabulary
 CACHE_MAX_ENTRIES = 1 << 20  # distinct pieces remembered before the cache starts over
 CACHE_MAX_PIECE = 256  # characters: longer pieces are rare; do not remember them
 
@@ -45,24 +46,32 @@ CACHE_MAX_PIECE = 256  # characters: longer pieces are rare; do not remember the
 def byte_pair_merge(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
     """Merge a piece's bytes by rank, lowest rank first, leftmost on ties.
 
+    `bounds` holds where the current parts start; `pair_rank[i]` is the rank of parts i and
+    i + 1 joined (or "never"). Each step merges at the smallest rank and recomputes only the
+    two neighbouring entries; `min` and `list.index` run in C (tiktoken's algorithm).
+
     >>> ranks = {bytes([b]): b for b in range(256)} | {b"ab": 256, b"abc": 257, b"bc": 258}
     >>> byte_pair_merge(b"abcab", ranks)
     [b'abc', b'ab']
     """
     if len(piece) > LONG_PIECE:
         return _byte_pair_merge_heap(piece, ranks)
-    parts = [piece[i : i + 1] for i in range(len(piece))]
+    never = _NEVER
     get = ranks.get
-    while len(parts) > 1:
-        best_rank, best_i = None, -1
-        for i in range(len(parts) - 1):
-            rank = get(parts[i] + parts[i + 1])
-            if rank is not None and (best_rank is None or rank < best_rank):
-                best_rank, best_i = rank, i
-        if best_rank is None:
+    bounds = list(range(len(piece) + 1))
+    pair_rank = [get(piece[i : i + 2], never) for i in range(len(piece) - 1)]
+    while pair_rank:
+        best = min(pair_rank)
+        if best == never:
             break
-        parts[best_i : best_i + 2] = [parts[best_i] + parts[best_i + 1]]
-    return parts
+        i = pair_rank.index(best)
+        del bounds[i + 1]
+        del pair_rank[i]
+        if i < len(pair_rank):
+            pair_rank[i] = get(piece[bounds[i] : bounds[i + 2]], never)
+        if i > 0:
+            pair_rank[i - 1] = get(piece[bounds[i - 1] : bounds[i + 1]], never)
+    return [piece[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def _byte_pair_merge_heap(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
@@ -201,18 +210,6 @@ class BPETokenizer(Tokenizer):
             self._cache.clear()
         return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
 
-    def encode_file(self, path, *, allowed_special=frozenset(), workers: int | None = None):
-        """Encode a whole text file, split at safe points over `workers` processes."""
-        from byollm.tokenizer.parallel import encode_file
-
-        return encode_file(self, path, allowed_special=allowed_special, workers=workers)
-
-    def encode_large(self, text: str, *, allowed_special=frozenset(), workers: int | None = None):
-        """Encode one large text over several processes; same ids as `encode`."""
-        from byollm.tokenizer.parallel import encode_large
-
-        return encode_large(self, text, allowed_special=allowed_special, workers=workers)
-
     # ---- decoding, identity, files -------------------------------------------------------
     def _token_bytes(self, token_id: int) -> bytes | None:
         if 0 <= token_id < len(self._decoder):
@@ -220,11 +217,14 @@ class BPETokenizer(Tokenizer):
         return None
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        try:  # fast path: all ids ordinary and known
-            decoder = self._decoder
-            return b"".join([decoder[i] for i in ids])  # type: ignore[misc]
-        except (TypeError, IndexError):
-            return super().decode_bytes(ids)
+        ids = list(ids)
+        if ids and min(ids) >= 0:
+            try:  # fast path: all ids ordinary and known
+                decoder = self._decoder
+                return b"".join([decoder[i] for i in ids])  # type: ignore[misc]
+            except (TypeError, IndexError):  # a special token, a gap or an unknown id
+                pass
+        return super().decode_bytes(ids)
 
     @property
     def vocab_size(self) -> int:
