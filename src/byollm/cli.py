@@ -17,6 +17,8 @@ from byollm.errors import ByollmError
 # The stages that contribute verbs, in the order a newcomer meets them.
 STAGE_CLIS: list[str] = [
     # each stage adds its "byollm.<stage>.cli" module here
+    "byollm.data.prepare_cli",
+    "byollm.train.cli",
 ]
 
 
