@@ -21,37 +21,15 @@ Design choices:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from byollm.data.prepare import read_meta
 from byollm.errors import ByollmError
 
-META_FORMAT = "byollm-tokens"
-META_VERSION = 1
-
-
-def read_meta(data_dir: str | Path) -> dict:
-    """The `meta.json` of a prepared data folder, checked for format and version."""
-    path = Path(data_dir) / "meta.json"
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ByollmError(
-            f"{path}: no prepared data here; run `byollm prepare --out {data_dir}` first"
-        ) from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ByollmError(f"{path}: not a readable meta.json ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
-        raise ByollmError(f"{path}: not a byollm token-data meta.json (format != {META_FORMAT!r})")
-    if meta.get("version") != META_VERSION:
-        raise ByollmError(
-            f"{path}: meta.json version {meta.get('version')!r}, this byollm reads {META_VERSION}"
-        )
-    return meta
-
+__all__ = ["BatchLoader", "open_tokens", "read_meta"]
 
 def open_tokens(data_dir: str | Path, split: str) -> np.memmap:
     """The tokens of `split` ('train' or 'val') as a read-only memmap, checked against meta.json."""

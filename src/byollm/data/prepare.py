@@ -7,6 +7,7 @@ Design choices:
 - **Parallel.** Ranges are encoded by a pool of worker processes (`workers`, default: one per
   CPU). Workers receive only `(file, start, end)`, read their range themselves, and send back
   token arrays; results are written in order, so the output does not depend on the worker count.
+  Small corpora (under 8 MiB per worker) are encoded in-process: starting workers costs more.
 - **Cut at newlines**, so that a word is never split between two ranges (a BPE tokenizer would
   encode a split word differently from the whole word).
 - **Split.** The last `val_fraction` of the corpus bytes (moved to the next newline) is the
@@ -39,11 +40,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from byollm.data.loader import META_FORMAT, META_VERSION
 from byollm.errors import ByollmError
 
+META_FORMAT = "byollm-tokens"
+META_VERSION = 1
 CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise, small enough to stream
 READ_BLOCK = 1 << 22
+BYTES_PER_AUTO_WORKER = 8 << 20  # below this much text per worker, start-up costs more than it saves
 
 
 def prepare(
@@ -130,6 +133,26 @@ def prepare(
     return meta
 
 
+def read_meta(data_dir: str | Path) -> dict:
+    """The `meta.json` of a prepared data folder, checked for format and version."""
+    path = Path(data_dir) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ByollmError(
+            f"{path}: no prepared data here; run `byollm prepare --out {data_dir}` first"
+        ) from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ByollmError(f"{path}: not a readable meta.json ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        raise ByollmError(f"{path}: not a byollm token-data meta.json (format != {META_FORMAT!r})")
+    if meta.get("version") != META_VERSION:
+        raise ByollmError(
+            f"{path}: meta.json version {meta.get('version')!r}, this byollm reads {META_VERSION}"
+        )
+    return meta
+
+
 # --- steps ---------------------------------------------------------------------------------------
 
 
@@ -158,7 +181,7 @@ def _utf8_decoder():
 
 def _up_to_date(out_dir: Path, corpus_sha: str, spec: str, val_fraction: float) -> dict | None:
     """The existing meta if `out_dir` already holds this corpus, tokenizer and split."""
-    from byollm.data.loader import open_tokens, read_meta
+    from byollm.data.loader import open_tokens
 
     if not (out_dir / "meta.json").exists():
         return None
@@ -190,12 +213,14 @@ def _load(spec, mirror=None):
 
 
 def _make_tokenizer(spec, files: list[Path], charset: str, mirror, progress):
-    from byollm.tokenizer import BPETokenizer, CharTokenizer
-
     spec = str(spec)
     if spec == "char":
+        from byollm.tokenizer import CharTokenizer
+
         return CharTokenizer.train(charset)
     if spec.startswith("bpe:"):
+        from byollm.tokenizer import BPETokenizer
+
         try:
             vocab_size = int(spec[4:])
         except ValueError:
@@ -260,7 +285,10 @@ def _encode_range(task) -> np.ndarray:
 
 def _encode_ranges(ranges, tokenizer_path: Path, workers: int | None) -> Iterator:
     """(range, token ids) in corpus order, encoded in `workers` processes."""
-    workers = min(workers or os.cpu_count() or 1, len(ranges))
+    if workers is None:
+        total = sum(end - start for _, _, start, end, _ in ranges)
+        workers = min(os.cpu_count() or 1, total // BYTES_PER_AUTO_WORKER)
+    workers = min(workers, len(ranges))
     if workers <= 1:
         _init_worker(str(tokenizer_path))
         for task in ranges:

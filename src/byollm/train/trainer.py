@@ -363,6 +363,8 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                     last_eval = self.evaluate_and_save(started)
+                    # throughput measures training only, not evaluation and checkpointing
+                    window_start, window_tokens = time.perf_counter(), 0
                     if last_eval and self.progress:
                         bar.write(
                             f"step {self.step}: train {last_eval['train_loss']:.4f}, "
