@@ -183,7 +183,9 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 return int(number)
         raise ByollmError(f"{where}: expected an integer, got {value!r}")
     if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):  # float(True) would quietly give 1.0
+            raise ByollmError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
             return float(value)
         try:
             return float(value)

@@ -1,0 +1,163 @@
+"""Generation speed: ours vs Hugging Face `generate()`, with and without the KV cache.
+
+    python benchmarks/generate.py                      # both models, batch 1 and 8 (~5-10 min)
+    python benchmarks/generate.py --models shakespeare --new-tokens 64   # a quick look
+
+For each model (random init; speed does not depend on the values of the weights) we build our
+`GPT`, export the very same weights to a Hugging Face `GPT2LMHeadModel` with
+`byollm.model.convert.to_hf`, and time greedy decoding of `--new-tokens` tokens after a
+16-token prompt, fp32, on the CPU:
+
+- ours: `byollm.generate.engine.generate_ids` (prefill + KV-cache decode, or the full window
+  recomputed every step with `--no-cache`);
+- theirs: `model.generate(do_sample=False, use_cache=...)`.
+
+It checks that both produce the same tokens (greedy, fp32) and reports tokens/s, and for batch 1
+with the cache the weight bytes read per second against the memory bandwidth (~30-44 GB/s on the
+reference machine): every decoded token reads every weight matrix once.
+
+Models: "shakespeare" is the `small-10m` preset (nanoGPT's shakespeare-char model: 6 layers,
+6 heads, 384 wide, 65 tokens) with block_size raised to 512 so that 16 + 256 tokens fit Hugging
+Face's window too; "gpt2" is the 124M GPT-2 shape. No-cache runs at batch 8 on GPT-2 take many
+minutes on 2 cores, so they run only with `--full`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+
+import torch
+
+from byollm.generate.engine import generate_ids
+from byollm.generate.processors import SamplingConfig
+from byollm.model import GPT, GPTConfig
+from byollm.model.convert import to_hf
+
+GREEDY = SamplingConfig(temperature=0)
+MODELS = {
+    "shakespeare": lambda: GPTConfig.from_preset("small-10m", block_size=512, dropout=0.0),
+    "gpt2": lambda: GPTConfig.from_preset("gpt2"),
+}
+
+
+def run_ours(model, prompt, n, use_cache):
+    start = time.perf_counter()
+    steps = list(generate_ids(model, prompt, n, GREEDY, use_cache=use_cache))
+    seconds = time.perf_counter() - start
+    return torch.stack(steps, dim=1), seconds
+
+
+def run_hf(hf, prompt, n, use_cache):
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = hf.generate(
+            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n,
+            do_sample=False, use_cache=use_cache, pad_token_id=0, eos_token_id=None,
+        )  # fmt: skip
+    seconds = time.perf_counter() - start
+    return out[:, prompt.shape[1] :], seconds
+
+
+def first_difference(a, b) -> int | None:
+    """The first step where two (B, n) token tensors differ, or None if identical."""
+    diff = (a != b).any(dim=0).nonzero()
+    return None if diff.numel() == 0 else int(diff[0])
+
+
+def weight_bytes(model) -> int:
+    """Bytes of the weights one decode step reads: every matrix, but one row of each embedding."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    wpe = getattr(model.transformer, "wpe", None)
+    if wpe is not None:
+        total -= wpe.weight.numel() * wpe.weight.element_size()
+    if not model.config.tie_embeddings:  # an untied input embedding is only looked up
+        total -= model.transformer.wte.weight.numel() * model.transformer.wte.weight.element_size()
+    return total
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="shakespeare,gpt2")
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--prompt-tokens", type=int, default=16)
+    parser.add_argument(
+        "--no-cache-tokens",
+        type=int,
+        default=None,
+        help="new tokens for the (slow) no-cache runs (default: --new-tokens)",
+    )
+    parser.add_argument("--full", action="store_true", help="also GPT-2 no-cache at batch > 1")
+    parser.add_argument("--json", default=None, help="write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    from transformers import GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f} at start")  # fmt: skip
+    rows = []
+    for name in args.models.split(","):
+        config = MODELS[name]()
+        model = GPT(config).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            to_hf(model, tmp)
+            hf = GPT2LMHeadModel.from_pretrained(tmp, attn_implementation="sdpa").eval()
+        n_bytes = weight_bytes(model)
+        print(f"\n## {name}: {model.num_params() / 1e6:.1f}M params, "
+              f"{n_bytes / 1e6:.0f} MB of fp32 weights read per decode step")  # fmt: skip
+        print(
+            "| batch | cache | new tokens | ours tok/s | HF tok/s | ours / HF | same tokens | GB/s (ours) |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for batch_size in map(int, args.batch_sizes.split(",")):
+            prompt = torch.randint(0, config.vocab_size, (batch_size, args.prompt_tokens))
+            run_ours(model, prompt, 4, True)  # warm up kernels and allocator
+            run_hf(hf, prompt, 4, True)
+            no_cache_tokens = args.no_cache_tokens or args.new_tokens
+            for use_cache, n_new in ((True, args.new_tokens), (False, no_cache_tokens)):
+                if not use_cache and name == "gpt2" and batch_size > 1 and not args.full:
+                    continue
+                ours, t_ours = run_ours(model, prompt, n_new, use_cache)
+                theirs, t_hf = run_hf(hf, prompt, n_new, use_cache)
+                tokens = batch_size * n_new
+                diff = first_difference(ours, theirs)
+                row = {
+                    "model": name, "batch": batch_size, "cache": use_cache,
+                    "new_tokens": n_new, "ours_tok_s": tokens / t_ours,
+                    "hf_tok_s": tokens / t_hf, "same_tokens": diff is None,
+                    "first_difference": diff, "load": os.getloadavg()[0],
+                    "gb_s": n_bytes * n_new / t_ours / 1e9,
+                }  # fmt: skip
+                rows.append(row)
+                same = "yes" if diff is None else f"no (step {diff})"
+                print(f"| {batch_size} | {'yes' if use_cache else 'no'} | {n_new} | "
+                      f"{row['ours_tok_s']:.1f} | {row['hf_tok_s']:.1f} | "
+                      f"{row['ours_tok_s'] / row['hf_tok_s']:.2f}x | {same} | "
+                      f"{row['gb_s']:.1f} |", flush=True)  # fmt: skip
+            if no_cache_tokens != args.new_tokens and use_cache is False:
+                # The same length with the cache, for a like-for-like speed-up.
+                _, t_same = run_ours(model, prompt, no_cache_tokens, True)
+                rows[-1]["ours_cache_same_length_tok_s"] = batch_size * no_cache_tokens / t_same
+        for r in rows:
+            if r["model"] == name and not r["cache"]:
+                with_cache = r.get("ours_cache_same_length_tok_s") or next(
+                    c["ours_tok_s"] for c in rows
+                    if c["model"] == name and c["cache"] and c["batch"] == r["batch"]
+                )  # fmt: skip
+                print(f"KV cache speed-up, ours, batch {r['batch']}, {r['new_tokens']} new "
+                      f"tokens: {with_cache / r['ours_tok_s']:.1f}x")  # fmt: skip
+    print(f"# load {os.getloadavg()[0]:.2f} at end")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""`byollm data list | info NAME | get NAME`: the corpus registry on the command line.
+
+Each verb only parses its arguments and calls `byollm.data.corpora`, so a notebook can do the
+same with `CORPORA`, `corpus_info(name)` and `get_corpus(name)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from byollm.data import corpora
+from byollm.errors import ByollmError
+
+_SECTIONS = {
+    "text": "Text corpora (for tokenizers and pretraining)",
+    "finetune": "Fine-tuning and evaluation sets",
+    "tokenizer": "Tokenizer files (pretrained vocabularies, fetched by `byollm tokenizer`)",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="list, describe and download corpora and tokenizer files",
+        description="The registry of named corpora and tokenizer files: each has a pinned source "
+        "URL, a sha256, a size and a license. Downloads are cached in $BYOLLM_HOME/data "
+        "(default ~/.cache/byollm/data). Wherever a corpus name is accepted, a local file or "
+        "folder path works too; `python-stdlib[:SIZE]` is built offline from this Python.",
+    )
+    parser.set_defaults(func=lambda args: parser.print_help())
+    commands = parser.add_subparsers(dest="data_command", metavar="<command>")
+
+    list_parser = commands.add_parser(
+        "list",
+        help="show every registered name with its size, license and cache status",
+        description="Show every registered corpus and tokenizer file: name, size, whether it "
+        "is in the cache, license and a one-line description.",
+    )
+    list_parser.set_defaults(func=_list)
+
+    info_parser = commands.add_parser(
+        "info",
+        help="show all fields of one name, its cache path and status",
+        description="Show the source URL, sha256, size, license, mirror path and cache status "
+        "(checking the cached file's sha256) of one registered name.",
+    )
+    info_parser.add_argument("name", help="a registered name (see `byollm data list`)")
+    info_parser.set_defaults(func=_info)
+
+    get_parser = commands.add_parser(
+        "get",
+        help="download (or build) corpora, verify them and print their local paths",
+        description="Download registered corpora or tokenizer files into the cache (verifying "
+        "each sha256, resuming an interrupted download), build `python-stdlib[:SIZE]`, or check "
+        "a local path, then print the local path, one line per name.",
+    )
+    get_parser.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="a registered name, python-stdlib[:SIZE] (e.g. python-stdlib:5MB), or a local path",
+    )
+    get_parser.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="fetch from this mirror instead of the origin: an http(s):// or file:// URL or a "
+        "folder laid out like shared/data (default: $BYOLLM_MIRROR)",
+    )
+    get_parser.add_argument(
+        "--out",
+        metavar="PATH",
+        type=Path,
+        help="also copy the file here (a file name, or a folder; a folder for several names)",
+    )
+    get_parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (it only shows on a terminal)"
+    )
+    get_parser.set_defaults(func=_get)
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows_by_kind: dict[str, list[tuple[str, ...]]] = {kind: [] for kind in _SECTIONS}
+    for corpus in corpora.CORPORA.values():
+        if corpus.name == corpora.STDLIB:
+            size, cached = "~" + format_size(corpora.corpus_info(corpus.name)["size"]), "offline"
+        else:
+            size = format_size(corpus.size)
+            cached = "yes" if corpus.cache_path().is_file() else "-"
+        rows_by_kind[corpus.kind].append(
+            (corpus.name, size, cached, corpus.license, corpus.description)
+        )
+    header = ("NAME", "SIZE", "CACHED", "LICENSE", "DESCRIPTION")
+    widths = [
+        max(len(row[i]) for rows in rows_by_kind.values() for row in [header, *rows])
+        for i in range(len(header) - 1)
+    ]
+    for kind, rows in rows_by_kind.items():
+        print(f"{_SECTIONS[kind]}:")
+        for row in [header, *rows]:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+            print("  " + "  ".join([*cells, row[-1]]))
+        print()
+    print(f"cache: {corpora.data_home()}   mirror: {os.environ.get('BYOLLM_MIRROR') or '(none)'}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = corpora.corpus_info(args.name)
+    width = max(map(len, info))
+    for key, value in info.items():
+        if key == "size":
+            value = f"{value:,} bytes ({format_size(value)})"
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    if args.out is not None and len(args.names) > 1:
+        args.out.mkdir(parents=True, exist_ok=True)  # several files: --out is a folder
+    for name in args.names:
+        path = corpora.get_corpus(name, mirror=args.mirror, progress=not args.no_progress)
+        if args.out is not None:
+            path = _copy_to(path, args.out)
+        print(path, flush=True)
+    return 0
+
+
+def _copy_to(path: Path, out: Path) -> Path:
+    if not path.is_file():
+        raise ByollmError(f"--out copies one file, but {path} is a folder")
+    target = out / path.name if out.is_dir() else out
+    if target.resolve() == path.resolve():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)  # never a half copy at `target`
+    except OSError as e:
+        raise ByollmError(f"cannot write {target}: {e.strerror}") from None
+    return target
+
+
+def format_size(n: int) -> str:
+    """Bytes for people: 20479 -> '20.5 KB', 1115394 -> '1.1 MB' (powers of 1000)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")

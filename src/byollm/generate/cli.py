@@ -1,0 +1,185 @@
+"""`byollm sample` and `byollm chat`: draw text from a checkpoint, in the terminal.
+
+    byollm sample --checkpoint runs/shakespeare --prompt "ROMEO:" --max-new-tokens 200 --top-k 40
+    byollm chat --checkpoint runs/instruct
+
+Both only parse their flags and call `byollm.generate`'s API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+from byollm.errors import ByollmError
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `SamplingConfig` (shared by sample and chat)."""
+    g = p.add_argument_group("sampling")
+    g.add_argument("--temperature", type=float, default=1.0,
+                   help="divide logits by T; 0 = greedy (default 1.0)")  # fmt: skip
+    g.add_argument("--top-k", type=int, default=None, help="keep the K most likely tokens")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus: keep mass P (default 1)")
+    g.add_argument("--min-p", type=float, default=0.0,
+                   help="keep tokens >= P x the most likely one (default 0)")  # fmt: skip
+    g.add_argument("--typical-p", type=float, default=1.0, help="locally typical mass (default 1)")
+    g.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="CTRL penalty for tokens already seen (default 1 = off)")  # fmt: skip
+    g.add_argument("--frequency-penalty", type=float, default=0.0)
+    g.add_argument("--presence-penalty", type=float, default=0.0)
+    g.add_argument("--max-new-tokens", type=int, default=200)
+    g.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+    g.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop at this text (repeatable)")  # fmt: skip
+    g.add_argument("--no-cache", action="store_true", help="recompute the window every token")
+    g.add_argument("--context", choices=("slide", "error"), default="slide",
+                   help="when prompt + new tokens outgrow the window (default slide)")  # fmt: skip
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+
+def sampling_from_args(args):
+    from byollm.generate.processors import SamplingConfig
+
+    return SamplingConfig(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+        typical_p=args.typical_p, repetition_penalty=args.repetition_penalty,
+        frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
+    )  # fmt: skip
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sample",
+        help="generate text from a checkpoint",
+        description="Continue a prompt with a trained model, streaming the text as it comes. "
+        "An empty prompt starts from <|endoftext|> (or a newline for tokenizers without it).",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (or run folder)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--prompt", default="", help="text to continue (default: empty)")
+    source.add_argument("--prompt-file", type=Path, help="read the prompt from this file")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--num-beams", type=int, default=None,
+                   help="beam search with this many beams instead of sampling")  # fmt: skip
+    p.add_argument("--length-penalty", type=float, default=1.0, help="for beam search")
+    add_sampling_arguments(p)
+    p.set_defaults(func=run_sample)
+
+    c = subparsers.add_parser(
+        "chat",
+        help="talk to a checkpoint in the terminal",
+        description="An interactive loop with history. Instruction-tuned checkpoints get the "
+        "Alpaca instruction template; base models continue the conversation as plain text. "
+        "Commands: /reset forgets the history, /quit (or end of input) leaves.",
+    )
+    c.add_argument("--checkpoint", required=True, help="checkpoint folder (or run folder)")
+    c.add_argument("--mode", choices=("auto", "instruct", "continue"), default="auto",
+                   help="auto: instruct if the checkpoint was instruction-tuned")  # fmt: skip
+    add_sampling_arguments(c)
+    c.set_defaults(func=run_chat, temperature=0.7, top_p=0.9)
+
+
+def _read_prompt(args) -> str:
+    if args.prompt_file is None:
+        return args.prompt
+    try:
+        return args.prompt_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ByollmError(f"prompt file not found: {args.prompt_file}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ByollmError(f"{args.prompt_file}: cannot read as UTF-8 text ({e})") from None
+
+
+def _engine(args):
+    from byollm.generate.engine import Engine
+    from byollm.generate.loading import load_for_inference
+
+    model, tokenizer = load_for_inference(args.checkpoint, device=args.device)
+    return Engine(model, tokenizer, use_cache=not args.no_cache, context=args.context)
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def run_sample(args) -> int:
+    sampling = sampling_from_args(args)  # validate before the (slow) load
+    if args.num_samples < 1:
+        raise ByollmError(f"--num-samples {args.num_samples} is invalid: must be >= 1")
+    prompt = _read_prompt(args)
+    engine = _engine(args)
+    if args.num_beams is not None:
+        return _run_beam(args, engine, prompt)
+    import torch
+
+    from byollm.generate.engine import model_device, seeded_generator
+
+    generator = seeded_generator(args.seed, model_device(engine.model)) or torch.Generator()
+    if args.seed is None:
+        generator.seed()
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            _write(f"--- sample {i + 1} ---\n")
+        _write(prompt)
+        for piece in engine.stream(prompt, max_new_tokens=args.max_new_tokens,
+                                   sampling=sampling, stop=args.stop,
+                                   generator=generator):  # fmt: skip
+            _write(piece)
+        _write("\n")
+    return 0
+
+
+def _run_beam(args, engine, prompt) -> int:
+    from byollm.generate.beam import beam_search
+
+    ids = engine.encode_prompt(prompt)
+    hypotheses = beam_search(engine.model, ids, num_beams=args.num_beams,
+                             max_new_tokens=args.max_new_tokens,
+                             length_penalty=args.length_penalty,
+                             eos_id=engine.tokenizer.eot_id)  # fmt: skip
+    for i, h in enumerate(hypotheses[: args.num_samples]):
+        tokens = [t for t in h.tokens if t != engine.tokenizer.eot_id]
+        _write(f"--- beam {i + 1} (score {h.score:.3f}) ---\n" if args.num_samples > 1 else "")
+        _write(prompt + engine.tokenizer.decode(tokens) + "\n")
+    return 0
+
+
+def run_chat(args) -> int:
+    from byollm.generate.chat import ChatSession
+    from byollm.generate.loading import read_checkpoint_extras, resolve_checkpoint
+
+    sampling = sampling_from_args(args)
+    engine = _engine(args)
+    mode = args.mode
+    if mode == "auto":
+        extras = read_checkpoint_extras(resolve_checkpoint(args.checkpoint))
+        mode = "instruct" if extras.get("instruct") else "continue"
+    session = ChatSession(engine, mode=mode, sampling=sampling,
+                          max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (arrow keys and history for input())
+        print(f"byollm chat ({mode} mode) -- /reset forgets the history, /quit leaves")
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            break
+        if line.strip() == "/quit":
+            break
+        if line.strip() == "/reset":
+            session.reset()
+            continue
+        if not line.strip():
+            continue
+        try:
+            session.reply(line, on_text=_write)
+        except ByollmError as e:  # e.g. a message too long: say so, keep the session
+            print(f"error: {e}", file=sys.stderr)
+        _write("\n")
+    return 0

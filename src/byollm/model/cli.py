@@ -1,0 +1,114 @@
+"""`byollm model info` and `byollm convert`: thin wrappers over byollm.model.
+
+byollm model info --preset gpt2
+byollm model info --config configs/shakespeare-char.toml --n_layer 8
+byollm convert --from-hf ~/models/gpt2 --out checkpoints/gpt2 --tokenizer gpt2
+byollm convert --to-hf checkpoints/gpt2 --out exported/
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from byollm import config as config_lib
+from byollm.errors import ByollmError
+from byollm.model.config import PRESETS, GPTConfig
+from byollm.model.info import format_info, model_info
+
+
+def register(subparsers) -> None:
+    model = subparsers.add_parser(
+        "model", help="inspect model configs", description="Inspect model configs."
+    )
+    model_verbs = model.add_subparsers(dest="model_verb", metavar="<command>", required=True)
+    info = model_verbs.add_parser(
+        "info",
+        help="parameters, FLOPs per token, memory and KV-cache size of a config",
+        description="Print parameters (with and without embeddings), FLOPs per token (forward and "
+        "training), memory for weights, gradients and AdamW state, and the KV-cache size per "
+        "token. Extra --key value pairs override config fields (e.g. --n_layer 6).",
+    )
+    source = info.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", choices=list(PRESETS), help="a named preset")
+    source.add_argument(
+        "--config",
+        type=Path,
+        help="a TOML file (model keys at the top or under [model]), a config.json, or a "
+        "checkpoint directory",
+    )
+    info.add_argument(
+        "--seq-len", type=int, help="context for attention FLOPs (default block_size)"
+    )
+    info.add_argument("--bytes-per-param", type=int, default=4, help="4 = float32, 2 = bf16")
+    info.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    info.set_defaults(func=_info, accepts_overrides=True)
+
+    convert = subparsers.add_parser(
+        "convert",
+        help="import a Hugging Face GPT-2/Llama folder, or export a checkpoint to one",
+        description="--from-hf DIR --out CKPT reads a Hugging Face folder (config.json + "
+        "model.safetensors, e.g. OpenAI's GPT-2) into a byollm checkpoint; --to-hf CKPT --out DIR "
+        "writes a folder that transformers' AutoModelForCausalLM.from_pretrained loads.",
+    )
+    direction = convert.add_mutually_exclusive_group(required=True)
+    direction.add_argument("--from-hf", type=Path, metavar="DIR", help="Hugging Face folder")
+    direction.add_argument("--to-hf", type=Path, metavar="CKPT", help="byollm checkpoint folder")
+    convert.add_argument("--out", type=Path, required=True, help="folder to write")
+    convert.add_argument(
+        "--tokenizer",
+        help="with --from-hf: also save this tokenizer (e.g. gpt2) as tokenizer.json",
+    )
+    convert.set_defaults(func=_convert)
+
+
+def config_from_file(path: Path) -> GPTConfig:
+    """A GPTConfig from a TOML file, a byollm config.json, or a checkpoint directory."""
+    from byollm.model.io import CONFIG_FILE, read_model_config
+
+    if path.is_dir():
+        return read_model_config(path)
+    if path.suffix == ".json":
+        if path.name != CONFIG_FILE:
+            raise ByollmError(f"{path}: a JSON model config must be a checkpoint's {CONFIG_FILE}")
+        return read_model_config(path.parent)
+    data = config_lib.load_toml(path)
+    table = data.get("model", data)
+    return config_lib.from_dict(
+        GPTConfig, table, f"{path} [model]" if "model" in data else str(path)
+    )
+
+
+def _info(args) -> int:
+    config = GPTConfig.from_preset(args.preset) if args.preset else config_from_file(args.config)
+    overrides = config_lib.parse_override_args(args.overrides)
+    config = config_lib.apply_overrides(config, overrides)
+    info = model_info(config, seq_len=args.seq_len, bytes_per_param=args.bytes_per_param)
+    if args.json:
+        print(json.dumps({"config": config_lib.to_dict(config), **info}, indent=2))
+    else:
+        print(format_info(info, name=args.preset or str(args.config)))
+    return 0
+
+
+def _convert(args) -> int:
+    from byollm.model.convert import from_hf, to_hf
+    from byollm.model.io import load_model, save_model
+
+    if args.to_hf is not None:
+        if args.tokenizer:
+            raise ByollmError("--tokenizer only applies to --from-hf")
+        to_hf(load_model(args.to_hf), args.out)
+        print(f"wrote {args.out}/config.json and model.safetensors (Hugging Face layout)")
+        return 0
+    model = from_hf(args.from_hf)
+    save_model(model, args.out, extra={"source": {"hf": str(args.from_hf)}})
+    print(f"wrote {args.out}: {model.num_params():,} parameters")
+    if args.tokenizer:
+        from byollm.tokenizer import load_tokenizer
+
+        load_tokenizer(args.tokenizer).save(args.out / "tokenizer.json")
+        print(f"wrote {args.out}/tokenizer.json ({args.tokenizer})")
+    else:
+        print("note: no tokenizer saved; pass --tokenizer gpt2 for OpenAI's GPT-2 checkpoints")
+    return 0

@@ -1,0 +1,184 @@
+"""The GPT: token ids in, next-token logits out. Read it top to bottom.
+
+    token ids (B, T)
+      -> token embedding (+ learned position embedding, unless RoPE)   (B, T, C)
+      -> n_layer x Block: x + attn(norm(x)); x + mlp(norm(x))          (B, T, C)
+      -> final norm -> linear head                                     (B, T, vocab)
+
+Design choices (all switched by `GPTConfig`, one module for GPT-2 and Llama-style models):
+- pre-norm residual blocks (GPT-2): the residual stream is a clean sum, gradients flow straight
+  from the loss to the embeddings, and training is stable without warm-up tricks;
+- attention through `F.scaled_dot_product_attention` (fused kernels on CPU and GPU), with the
+  explicit softmax path kept in `layers.attention_explicit` for reading and testing;
+- GPT-2's initialisation: N(0, 0.02) everywhere, and the two projections that write into the
+  residual stream scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth;
+- the loss is the mean cross-entropy over all positions with targets != -1 (-1 = ignore);
+- a KV cache for decoding (`new_kv_cache`), and nanoGPT's simple `generate` sampler.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from byollm.errors import ByollmError
+from byollm.model.config import GPTConfig
+from byollm.model.kv_cache import KVCache
+from byollm.model.layers import Block, Rotary, make_norm
+
+
+class GPT(nn.Module):
+    """A decoder-only transformer language model.
+
+    >>> model = GPT(GPTConfig.from_preset("nanogpt-cpu"))
+    >>> logits, loss = model(torch.zeros(2, 8, dtype=torch.long), targets=torch.ones(2, 8, dtype=torch.long))
+    >>> logits.shape, loss.item() > 0
+    (torch.Size([2, 8, 65]), True)
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict({"wte": nn.Embedding(config.vocab_size, config.n_embd)})
+        if config.pos == "learned":  # GPT-2: a learned vector per position, added to the token's
+            self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+            self.rotary = None
+        else:  # RoPE: positions rotate queries and keys inside attention instead
+            self.rotary = Rotary(config.head_dim, config.block_size, config.rope_theta)
+        self.transformer["drop"] = nn.Dropout(config.dropout)
+        self.transformer["h"] = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.transformer["ln_f"] = make_norm(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            # One matrix both reads tokens in and scores them out (saves vocab x C parameters).
+            self.lm_head.weight = self.transformer.wte.weight
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2 init: N(0, 0.02), zero biases, residual projections N(0, 0.02/sqrt(2L))."""
+        std = 0.02
+        if isinstance(module, nn.Linear):
+            if getattr(module, "is_residual_projection", False):
+                std = 0.02 / math.sqrt(2 * self.config.n_layer)  # two residual adds per block
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        kv_cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab) for token ids `idx` (B, T); the mean loss if `targets` given.
+
+        With `kv_cache`, the tokens of `idx` sit at positions cache.pos .. cache.pos+T-1, attend
+        to everything cached before them, and the cache advances by T.
+        """
+        B, T = idx.shape
+        start = 0
+        if kv_cache is not None:
+            kv_cache.check_room(B, T)
+            start = kv_cache.pos
+        if start + T > self.config.block_size:
+            raise ByollmError(
+                f"sequence of {start + T} positions is longer than the model's block_size "
+                f"{self.config.block_size}"
+            )
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if self.rotary is None:  # learned absolute positions are added once, here
+            positions = torch.arange(start, start + T, device=idx.device)
+            x = x + self.transformer.wpe(positions)
+        x = self.transformer.drop(x)
+        for block in self.transformer.h:
+            x = block(x, self.rotary, kv_cache)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x).float()  # (B, T, vocab); float even under bf16 autocast
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
+            )
+        return logits, loss
+
+    def new_kv_cache(self, batch_size: int, max_seq_len: int | None = None) -> KVCache:
+        """An empty cache for `batch_size` sequences, on this model's device and dtype."""
+        max_seq_len = self.config.block_size if max_seq_len is None else max_seq_len
+        if not 0 < max_seq_len <= self.config.block_size:
+            raise ByollmError(
+                f"max_seq_len={max_seq_len} must be between 1 and block_size "
+                f"{self.config.block_size}"
+            )
+        weight = self.transformer.wte.weight
+        c = self.config
+        return KVCache(
+            c.n_layer,
+            batch_size,
+            c.kv_heads,
+            max_seq_len,
+            c.head_dim,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """Append `max_new_tokens` sampled tokens to `idx` (B, T) and return the longer tensor.
+
+        temperature 0 means greedy; top_k keeps only the k most likely tokens. With the cache, a
+        context that outgrows block_size is cropped to the last block_size tokens and
+        re-prefilled, exactly what the uncached path computes.
+        """
+        if temperature < 0:
+            raise ByollmError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ByollmError(f"top_k must be a positive integer, got {top_k}")
+        block = self.config.block_size
+        cache = self.new_kv_cache(idx.size(0)) if use_cache else None
+        for _ in range(max_new_tokens):
+            if cache is None:
+                logits, _ = self(idx[:, -block:])
+            elif cache.pos == 0 or cache.pos >= block:  # (re)fill the cache with the context
+                cache.reset()
+                logits, _ = self(idx[:, -block:], kv_cache=cache)
+            else:  # the cache holds all but the newest token
+                logits, _ = self(idx[:, -1:], kv_cache=cache)
+            logits = logits[:, -1, :]
+            if temperature == 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                next_id = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)
+            idx = torch.cat((idx, next_id), dim=1)
+        return idx
+
+    def num_params(self, include_embeddings: bool = True) -> int:
+        """Parameter count, a tied head counted once.
+
+        Without embeddings: minus the token and position tables (Kaplan et al.'s N). An untied
+        head stays in: it is an ordinary matrix multiply.
+        """
+        n = sum(p.numel() for p in self.parameters())  # parameters() yields shared tensors once
+        if not include_embeddings:
+            n -= self.transformer.wte.weight.numel()
+            if "wpe" in self.transformer:
+                n -= self.transformer.wpe.weight.numel()
+        return n

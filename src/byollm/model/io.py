@@ -1,0 +1,147 @@
+"""Save and load a model as a directory: `model.safetensors` + `config.json`.
+
+    >>> save_model(model, "ckpt", extra={"train": {"step": 100}})
+    >>> model = load_model("ckpt")
+
+`config.json` is `{"format": "byollm-model", "version": 1, "model": {...GPTConfig...}, **extra}`;
+other stages add their own keys (the trainer adds "train"). Weights are safetensors: no pickle,
+so loading a stranger's checkpoint cannot run code. A tied output head is stored once (under
+`transformer.wte.weight`) and re-tied on load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from byollm import config as config_lib
+from byollm.errors import ByollmError
+from byollm.model.config import GPTConfig
+from byollm.model.gpt import GPT
+
+FORMAT = "byollm-model"
+VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def unwrap(model: torch.nn.Module) -> GPT:
+    """The plain GPT inside a torch.compile (`_orig_mod`) or DDP (`module`) wrapper."""
+    while not isinstance(model, GPT):
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if inner is None:
+            raise ByollmError(f"expected a byollm GPT model, got {type(model).__name__}")
+        model = inner
+    return model
+
+
+def save_model(model: torch.nn.Module, directory: str | Path, *, extra: dict | None = None) -> Path:
+    """Write `model.safetensors` and `config.json` into `directory` (created if needed)."""
+    model = unwrap(model)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    if model.config.tie_embeddings:
+        state.pop("lm_head.weight")  # the same tensor as transformer.wte.weight
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    meta = {"format": FORMAT, "version": VERSION, "model": config_lib.to_dict(model.config)}
+    for key in extra or {}:
+        if key in meta:
+            raise ByollmError(f"save_model: extra key {key!r} would overwrite a reserved key")
+    meta.update(extra or {})
+    # Write to temporary names then rename, so a crash never leaves a half-written checkpoint.
+    tmp_weights = directory / (WEIGHTS_FILE + ".tmp")
+    tmp_config = directory / (CONFIG_FILE + ".tmp")
+    save_file(tensors, str(tmp_weights), metadata={"format": "pt"})
+    tmp_config.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp_weights.replace(directory / WEIGHTS_FILE)
+    tmp_config.replace(directory / CONFIG_FILE)
+    return directory
+
+
+def read_checkpoint_meta(directory: str | Path) -> dict:
+    """The parsed `config.json` of a checkpoint directory, format and version checked."""
+    path = Path(directory) / CONFIG_FILE
+    if not Path(directory).is_dir():
+        raise ByollmError(f"checkpoint directory not found: {directory}")
+    if not path.is_file():
+        raise ByollmError(
+            f"{path}: missing (a byollm checkpoint has {CONFIG_FILE} + {WEIGHTS_FILE})"
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ByollmError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        hint = ""
+        if isinstance(meta, dict) and "model_type" in meta:
+            hint = " (it looks like a Hugging Face model: use `byollm convert --from-hf`)"
+        raise ByollmError(f"{path}: not a byollm model config, expected format {FORMAT!r}{hint}")
+    version = meta.get("version")
+    if version != VERSION:
+        raise ByollmError(
+            f"{path}: version {version!r} is not supported (this byollm reads {VERSION})"
+        )
+    if not isinstance(meta.get("model"), dict):
+        raise ByollmError(f"{path}: missing the 'model' table")
+    return meta
+
+
+def read_model_config(directory: str | Path) -> GPTConfig:
+    """The `GPTConfig` saved in a checkpoint directory."""
+    meta = read_checkpoint_meta(directory)
+    path = Path(directory) / CONFIG_FILE
+    return config_lib.from_dict(GPTConfig, meta["model"], f"{path} [model]")
+
+
+def load_model(
+    directory: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> GPT:
+    """Rebuild the model saved by `save_model`; weights must match the config exactly."""
+    config = read_model_config(directory)
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise ByollmError(f"{path}: missing (the weights of the checkpoint)")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ByollmError(
+            f"{path}: cannot read the weights ({e}); the file may be truncated"
+        ) from None
+    model = GPT(config)
+    load_state(model, tensors, str(path))
+    return model.to(device=device, dtype=dtype)
+
+
+def load_state(model: GPT, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Copy `tensors` into `model`, naming every missing, unexpected or misshapen key."""
+    expected = model.state_dict()
+    if model.config.tie_embeddings:
+        expected.pop("lm_head.weight")
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {_short_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_short_list(unexpected)}")
+        raise ByollmError(f"{source}: weights do not match the config: {'; '.join(parts)}")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise ByollmError(
+                f"{source}: {name} has shape {tuple(tensor.shape)}, the config needs "
+                f"{tuple(expected[name].shape)}"
+            )
+    with torch.no_grad():
+        for name, param in expected.items():
+            param.copy_(tensors[name])
+
+
+def _short_list(names: list[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

@@ -1,0 +1,73 @@
+"""The `byollm` command line as a user runs it: a real subprocess, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from byollm import __version__
+from byollm.cli import STAGE_CLIS, build_parser, main
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -m byollm ARGS` importing this checkout's src/ (not whatever is installed)."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "byollm", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+    )
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"byollm {__version__}"
+
+
+def test_no_verb_prints_help():
+    result = run_cli()
+    assert result.returncode == 0 and "usage: byollm" in result.stdout and "data" in result.stdout
+
+
+def test_data_help_lists_its_commands():
+    result = run_cli("data", "--help")
+    assert result.returncode == 0
+    assert all(command in result.stdout for command in ("list", "info", "get"))
+
+
+def test_user_error_is_one_line_with_exit_2_and_no_traceback():
+    result = run_cli("data", "get", "no-such-corpus")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("byollm data: error: unknown corpus")
+
+
+def test_unknown_verb_and_stray_arguments_exit_2():
+    assert run_cli("frobnicate").returncode == 2
+    result = run_cli("data", "list", "--nonsense")
+    assert result.returncode == 2 and "unrecognized arguments: --nonsense" in result.stderr
+
+
+def test_every_verb_and_subcommand_has_help(capsys):
+    """`--help` works on every verb and every nested command (in-process: fast)."""
+    assert "byollm.data.cli" in STAGE_CLIS
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices  # argparse keeps them here
+    for verb, verb_parser in verbs.items():
+        paths = [[verb]]
+        nested = [a for a in verb_parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+        for action in nested:
+            paths += [[verb, command] for command in action.choices]
+        for path in paths:
+            with pytest.raises(SystemExit) as info:
+                main([*path, "--help"])
+            assert info.value.code == 0, path
+            assert "usage: byollm" in capsys.readouterr().out
