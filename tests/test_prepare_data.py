@@ -1,6 +1,5 @@
 """Data preparation: parallel, streaming, idempotent; and the batch loader on its output."""
 
-# ruff: noqa: E402
 from __future__ import annotations
 
 import json
@@ -8,10 +7,6 @@ import os
 
 import numpy as np
 import pytest
-
-import train_helpers
-
-train_helpers.install()  # TEMPORARY until the tokenizer/corpora stages land
 
 from byollm.data.loader import BatchLoader, open_tokens, read_meta
 from byollm.data.prepare import prepare

@@ -1,7 +1,5 @@
 """Learning-rate schedules and optimizers (AdamW param groups, Muon)."""
 
-# ruff: noqa: E402
-
 from __future__ import annotations
 
 import math
@@ -11,8 +9,6 @@ import torch
 import train_helpers
 from hypothesis import given
 from hypothesis import strategies as st
-
-train_helpers.install()  # TEMPORARY until the model stage lands
 
 from byollm.errors import ByollmError
 from byollm.train.optim import (

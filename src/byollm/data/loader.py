@@ -31,6 +31,7 @@ from byollm.errors import ByollmError
 
 __all__ = ["BatchLoader", "open_tokens", "read_meta"]
 
+
 def open_tokens(data_dir: str | Path, split: str) -> np.memmap:
     """The tokens of `split` ('train' or 'val') as a read-only memmap, checked against meta.json."""
     meta = read_meta(data_dir)

@@ -30,6 +30,7 @@ file. The tokenizer used is saved beside the data as `tokenizer.json`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -46,7 +47,9 @@ META_FORMAT = "byollm-tokens"
 META_VERSION = 1
 CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise, small enough to stream
 READ_BLOCK = 1 << 22
-BYTES_PER_AUTO_WORKER = 8 << 20  # below this much text per worker, start-up costs more than it saves
+BYTES_PER_AUTO_WORKER = (
+    8 << 20
+)  # below this much text per worker, start-up costs more than it saves
 
 
 def prepare(
@@ -225,7 +228,7 @@ def _make_tokenizer(spec, files: list[Path], charset: str, mirror, progress):
             vocab_size = int(spec[4:])
         except ValueError:
             raise ByollmError(f"tokenizer {spec!r}: expected bpe:N with N an integer") from None
-        return BPETokenizer.train([str(f) for f in files], vocab_size, progress=progress)
+        return BPETokenizer.train(list(files), vocab_size, progress=progress)
     return _load(spec, mirror)
 
 
@@ -267,20 +270,21 @@ def _next_newline(path: Path, position: int, size: int) -> int:
     return size
 
 
-_worker_tokenizer = None
+_worker_tokenizers: dict[str, object] = {}
 
 
-def _init_worker(tokenizer_path: str) -> None:
-    global _worker_tokenizer
-    _worker_tokenizer = _load(tokenizer_path)
-
-
-def _encode_range(task) -> np.ndarray:
+def _encode_range(task: tuple, tokenizer_path: str) -> np.ndarray:
+    """Read one byte range of the corpus and encode it (runs in a worker process)."""
     _split, path, start, end, _last = task
+    # Loaded on first use rather than in a Pool initializer: an initializer that fails makes the
+    # pool restart workers forever, while an error here reaches the parent with its message.
+    tokenizer = _worker_tokenizers.get(tokenizer_path)
+    if tokenizer is None:
+        tokenizer = _worker_tokenizers[tokenizer_path] = _load(tokenizer_path)
     with open(path, "rb") as f:
         f.seek(start)
         text = f.read(end - start).decode("utf-8", errors="replace")
-    return np.asarray(_worker_tokenizer.encode(text, allowed_special="all"), dtype=np.int64)
+    return np.asarray(tokenizer.encode(text, allowed_special="all"), dtype=np.int64)
 
 
 def _encode_ranges(ranges, tokenizer_path: Path, workers: int | None) -> Iterator:
@@ -289,12 +293,13 @@ def _encode_ranges(ranges, tokenizer_path: Path, workers: int | None) -> Iterato
         total = sum(end - start for _, _, start, end, _ in ranges)
         workers = min(os.cpu_count() or 1, total // BYTES_PER_AUTO_WORKER)
     workers = min(workers, len(ranges))
+    encode = functools.partial(_encode_range, tokenizer_path=str(tokenizer_path))
     if workers <= 1:
-        _init_worker(str(tokenizer_path))
+        _worker_tokenizers.clear()  # this process may have encoded with an older file before
         for task in ranges:
-            yield task, _encode_range(task)
+            yield task, encode(task)
         return
     # 'spawn' is safe with threads (torch) in the parent; the workers import only the tokenizer.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(str(tokenizer_path),)) as pool:
-        yield from zip(ranges, pool.imap(_encode_range, ranges))
+    with context.Pool(workers) as pool:
+        yield from zip(ranges, pool.imap(encode, ranges))
