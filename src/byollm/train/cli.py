@@ -81,7 +81,7 @@ def print_summary(summary: dict) -> None:
         lines.append(f"loss curve: {summary['loss_plot']}, samples: {summary['samples']}")
     if summary.get("sample"):
         lines += ["", "sample:", summary["sample"][:400]]
-    lines.append(f"\nnext: byollm generate {summary['checkpoint']}")
+    lines.append(f"\nnext: byollm sample {summary['checkpoint']}")
     print("\n".join(lines))
 
 
