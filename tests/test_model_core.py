@@ -282,3 +282,19 @@ def test_presets():
         GPTConfig.from_preset("gpt3")
     with pytest.raises(ByollmError, match="unknown key 'layers'"):
         GPTConfig.from_preset("gpt2", layers=3)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    variant=st.sampled_from(list(VARIANTS)),
+    chunks=st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=4),
+)
+def test_property_kv_cache_any_chunking_equals_full_forward(variant, chunks):
+    model = tiny_model(variant)
+    idx = tokens(2, sum(chunks))
+    full, _ = model(idx)
+    cache, pieces, start = model.new_kv_cache(batch_size=2), [], 0
+    for n in chunks:
+        pieces.append(model(idx[:, start : start + n], kv_cache=cache)[0])
+        start += n
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)

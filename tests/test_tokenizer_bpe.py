@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from tokenizer_oracle import naive_encode, naive_merges
 
 from byollm.errors import ByollmError
-from byollm.tokenizer import BPETokenizer, StreamingDecoder, Tokenizer, load_tokenizer
+from byollm.tokenizer import (
+    BPETokenizer,
+    CharTokenizer,
+    StreamingDecoder,
+    Tokenizer,
+    load_tokenizer,
+)
 from byollm.tokenizer.bpe import _byte_pair_merge_heap, byte_pair_merge
 from byollm.tokenizer.training import count_pieces
 
@@ -91,6 +97,9 @@ def test_save_load_round_trip(tmp_path, trained, shakespeare):
     assert data["content_hash"] == trained.content_hash
     loaded = load_tokenizer(path)
     assert isinstance(loaded, BPETokenizer) and isinstance(loaded, Tokenizer)
+    assert BPETokenizer.load(path).merges == Tokenizer.load(path).merges == trained.merges
+    with pytest.raises(ByollmError, match="holds a bpe tokenizer, not char"):
+        CharTokenizer.load(path)
     assert loaded.merges == trained.merges
     assert loaded.special_tokens == {"<|endoftext|>": 511} and loaded.eot_id == 511
     text = shakespeare[:5000]
@@ -115,6 +124,7 @@ def test_decode_never_raises(trained):
     ids = trained.encode("café 😀")
     assert trained.decode(ids[:-1]).endswith("\ufffd")  # cut mid-character
     assert trained.decode([10**9, -1]) == "\ufffd\ufffd"  # unknown ids
+    assert trained.decode([-1]) == trained.decode([-5, 300])[:1] == "\ufffd"
     assert trained.decode([]) == ""
 
 
@@ -129,7 +139,7 @@ def test_streaming_decoder_holds_back_partial_characters(trained):
     assert decoder.flush() == "\ufffd"
 
 
-def test_parallel_encode_matches_serial(shakespeare, trained, monkeypatch):
+def test_parallel_encode_matches_serial(tmp_path, shakespeare, trained, monkeypatch):
     import byollm.tokenizer.parallel as parallel
 
     monkeypatch.setattr(parallel, "PARALLEL_MIN_CHARS", 1000)
@@ -137,6 +147,11 @@ def test_parallel_encode_matches_serial(shakespeare, trained, monkeypatch):
     assert trained.encode_large(text, workers=2) == trained.encode(text)
     texts = [shakespeare[i : i + 5000] for i in range(0, 100_000, 5000)]
     assert trained.encode_batch(texts, workers=2) == [trained.encode(t) for t in texts]
+    path = tmp_path / "big.txt"
+    path.write_text(text, encoding="utf-8")
+    assert trained.encode_file(path, workers=2) == trained.encode(text)
+    chars = CharTokenizer.train(text)
+    assert chars.encode_large(text, workers=2) == chars.encode(text)
 
 
 def test_training_streams_files_and_counts_like_text(tmp_path, shakespeare, monkeypatch):

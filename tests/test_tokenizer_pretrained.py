@@ -8,9 +8,7 @@ shared data folder), so nothing here is copied from our code under test.
 from __future__ import annotations
 
 import hashlib
-import sysconfig
 from functools import cache
-from pathlib import Path
 
 import pytest
 from conftest import SHARED_DATA, shared_file
@@ -64,17 +62,12 @@ def reference(name) -> tiktoken.Encoding:
         tiktoken.load.read_file_cached = original
 
 
-def stdlib_slice(max_chars=400_000) -> str:
-    """The first Python files of the standard library, in sorted order (deterministic)."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    parts, total = [], 0
-    for path in sorted(root.glob("*.py")):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        parts.append(text)
-        total += len(text)
-        if total > max_chars:
-            break
-    return "".join(parts)
+@cache
+def stdlib_slice() -> str:
+    """The first 400 KB of the `python-stdlib` corpus (built offline by the corpus registry)."""
+    from byollm.data.corpora import read_corpus_text
+
+    return read_corpus_text("python-stdlib:400KB")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -18,7 +18,10 @@ from byollm.errors import ByollmError
 STAGE_CLIS: list[str] = [
     # each stage adds its "byollm.<stage>.cli" module here
     "byollm.data.cli",
+    "byollm.tokenizer.cli",
+    "byollm.data.prepare_cli",
     "byollm.model.cli",
+    "byollm.train.cli",
     "byollm.generate.cli",
     "byollm.evaluate.cli",
 ]

@@ -42,19 +42,15 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
-                ln_f=make_norm(config),
-            )
-        )
-        if config.pos == "learned":
+        self.transformer = nn.ModuleDict({"wte": nn.Embedding(config.vocab_size, config.n_embd)})
+        if config.pos == "learned":  # GPT-2: a learned vector per position, added to the token's
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
             self.rotary = None
-        else:
+        else:  # RoPE: positions rotate queries and keys inside attention instead
             self.rotary = Rotary(config.head_dim, config.block_size, config.rope_theta)
+        self.transformer["drop"] = nn.Dropout(config.dropout)
+        self.transformer["h"] = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.transformer["ln_f"] = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             # One matrix both reads tokens in and scores them out (saves vocab x C parameters).

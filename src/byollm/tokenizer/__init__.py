@@ -36,7 +36,9 @@ __all__ = [
     "PRETRAINED",
     "StreamingDecoder",
     "Tokenizer",
+    "corpus_files",
     "load_tokenizer",
+    "read_corpus",
 ]
 
 
@@ -47,14 +49,15 @@ def load_tokenizer(spec: str | Path, *, mirror: str | None = None) -> Tokenizer:
     `char` (characters of Tiny Shakespeare) or `char:CORPUS` (characters of a corpus name or
     path), or the path of a byollm tokenizer JSON file (a checkpoint's `tokenizer.json`).
     """
-    if isinstance(spec, Path) or Path(str(spec)).suffix == ".json" or "/" in str(spec):
+    if isinstance(spec, Path):
         return read_tokenizer_file(spec)
-    spec = str(spec)
     if spec in PRETRAINED:
         return load_pretrained(spec, mirror=mirror)
     if spec == "char" or spec.startswith("char:"):
         corpus = spec.partition(":")[2] or CHAR_DEFAULT_CORPUS
-        return CharTokenizer.train(_read_corpus(corpus, mirror))
+        return CharTokenizer.train(read_corpus(corpus, mirror=mirror))
+    if spec.endswith(".json") or "/" in spec or "\\" in spec:
+        return read_tokenizer_file(spec)
     if Path(spec).exists():
         return read_tokenizer_file(spec)
     raise ByollmError(
@@ -63,15 +66,15 @@ def load_tokenizer(spec: str | Path, *, mirror: str | None = None) -> Tokenizer:
     )
 
 
-def _read_corpus(name_or_path: str, mirror: str | None) -> str:
-    """Text of a corpus via the corpus registry (imported lazily: it is another stage)."""
-    try:
-        from byollm.data.corpora import read_corpus_text
-    except ImportError:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise ByollmError(
-                f"corpus {name_or_path!r} is not a file and the corpus registry is unavailable"
-            ) from None
-        return path.read_text(encoding="utf-8", errors="replace")
+def corpus_files(name_or_path: str | Path, *, mirror: str | None = None) -> list[Path]:
+    """The files of a corpus (a registered name, `python-stdlib`, or a path): the registry's."""
+    from byollm.data.corpora import corpus_files as registry_corpus_files  # another stage
+
+    return registry_corpus_files(name_or_path, mirror=mirror)
+
+
+def read_corpus(name_or_path: str | Path, *, mirror: str | None = None) -> str:
+    """The whole text of a corpus (a registered name, `python-stdlib`, or a path)."""
+    from byollm.data.corpora import read_corpus_text  # another stage
+
     return read_corpus_text(name_or_path, mirror=mirror)

@@ -107,6 +107,22 @@ class Tokenizer:
 
         return encode_batch(self, list(texts), allowed_special=allowed_special, workers=workers)
 
+    def encode_large(
+        self, text: str, *, allowed_special: str | Iterable[str] = frozenset(), workers=None
+    ) -> list[int]:
+        """Encode one large text on several processes (None = all cores); same ids as encode."""
+        from byollm.tokenizer.parallel import encode_large
+
+        return encode_large(self, text, allowed_special=allowed_special, workers=workers)
+
+    def encode_file(
+        self, path: str | Path, *, allowed_special: str | Iterable[str] = frozenset(), workers=None
+    ) -> list[int]:
+        """Encode a UTF-8 text file (invalid bytes become U+FFFD) on several processes."""
+        from byollm.tokenizer.parallel import encode_file
+
+        return encode_file(self, path, allowed_special=allowed_special, workers=workers)
+
     def _allowed(self, allowed_special: str | Iterable[str]) -> set[str]:
         if allowed_special == "all":
             return set(self.special_tokens)
@@ -175,6 +191,16 @@ class Tokenizer:
             **payload,
             "content_hash": self.content_hash,
         }
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Read a file written by `save` (any tokenizer type from `Tokenizer.load`)."""
+        tokenizer = read_tokenizer_file(path)
+        if not isinstance(tokenizer, cls):
+            raise ByollmError(
+                f"tokenizer file {path} holds a {tokenizer.type_name} tokenizer, not {cls.type_name}"
+            )
+        return tokenizer
 
     def save(self, path: str | Path) -> Path:
         """Write the tokenizer as one JSON file (see the module docstring)."""

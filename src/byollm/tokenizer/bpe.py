@@ -17,7 +17,8 @@ Design choices:
   learned by BPE this gives the same ids as merging step by step, and it is much faster.
 - **Fast encode = regex split + cache.** Real text repeats its pieces (" the", ","), so each
   distinct piece is merged once and its ids are remembered (`_PieceCache`). The hot loop is C
-  code: `regex.findall`, `map(cache.__getitem__)`, `itertools.chain`.
+  code: `findall`, `map(cache.__getitem__)`, `itertools.chain`. The split itself, the largest
+  cost, uses Python's faster `re` on ASCII text (`patterns.make_splitter`).
 - Long pieces (no pattern, or a run of 10,000 spaces) are merged with a heap and a linked list
   (O(n log n)) instead of rescanning all pairs per merge (O(n^2)).
 - Ids 0..255 of a trained vocabulary are the raw bytes, merges get 256, 257, ... in the order
@@ -34,9 +35,10 @@ from pathlib import Path
 
 from byollm.errors import ByollmError
 from byollm.tokenizer.base import ENDOFTEXT, Tokenizer, check_special_tokens
-from byollm.tokenizer.patterns import compile_pattern, pattern_name, resolve_pattern
+from byollm.tokenizer.patterns import make_splitter, pattern_name, resolve_pattern
 
-LONG_PIECE = 64  # bytes: above this, merge with a heap instead of rescanning every pair
+LONG_PIECE = 256  # bytes: above this, merge with a heap instead of rescanning every pair
+_NEVER = 1 << 62  # the rank of a pair that is not in the vocabulary
 CACHE_MAX_ENTRIES = 1 << 20  # distinct pieces remembered before the cache starts over
 CACHE_MAX_PIECE = 256  # characters: longer pieces are rare; do not remember them
 
@@ -44,24 +46,32 @@ CACHE_MAX_PIECE = 256  # characters: longer pieces are rare; do not remember the
 def byte_pair_merge(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
     """Merge a piece's bytes by rank, lowest rank first, leftmost on ties.
 
+    `bounds` holds where the current parts start; `pair_rank[i]` is the rank of parts i and
+    i + 1 joined (or "never"). Each step merges at the smallest rank and recomputes only the
+    two neighbouring entries; `min` and `list.index` run in C (tiktoken's algorithm).
+
     >>> ranks = {bytes([b]): b for b in range(256)} | {b"ab": 256, b"abc": 257, b"bc": 258}
     >>> byte_pair_merge(b"abcab", ranks)
     [b'abc', b'ab']
     """
     if len(piece) > LONG_PIECE:
         return _byte_pair_merge_heap(piece, ranks)
-    parts = [piece[i : i + 1] for i in range(len(piece))]
+    never = _NEVER
     get = ranks.get
-    while len(parts) > 1:
-        best_rank, best_i = None, -1
-        for i in range(len(parts) - 1):
-            rank = get(parts[i] + parts[i + 1])
-            if rank is not None and (best_rank is None or rank < best_rank):
-                best_rank, best_i = rank, i
-        if best_rank is None:
+    bounds = list(range(len(piece) + 1))
+    pair_rank = [get(piece[i : i + 2], never) for i in range(len(piece) - 1)]
+    while pair_rank:
+        best = min(pair_rank)
+        if best == never:
             break
-        parts[best_i : best_i + 2] = [parts[best_i] + parts[best_i + 1]]
-    return parts
+        i = pair_rank.index(best)
+        del bounds[i + 1]
+        del pair_rank[i]
+        if i < len(pair_rank):
+            pair_rank[i] = get(piece[bounds[i] : bounds[i + 2]], never)
+        if i > 0:
+            pair_rank[i - 1] = get(piece[bounds[i - 1] : bounds[i + 1]], never)
+    return [piece[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def _byte_pair_merge_heap(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
@@ -145,7 +155,7 @@ class BPETokenizer(Tokenizer):
             if token_id < size and self._decoder[token_id] is not None:
                 raise ByollmError(f"special token {text!r} id {token_id} collides with a BPE token")
         self._vocab_size = max([size, *(i + 1 for i in self.special_tokens.values())])
-        self._split = compile_pattern(self.pattern).findall if self.pattern else None
+        self._split = make_splitter(self.pattern) if self.pattern else None
         self._cache = _PieceCache(self._encode_piece)
 
     # ---- training ---------------------------------------------------------------------------
@@ -200,18 +210,6 @@ class BPETokenizer(Tokenizer):
             self._cache.clear()
         return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
 
-    def encode_file(self, path, *, allowed_special=frozenset(), workers: int | None = None):
-        """Encode a whole text file, split at safe points over `workers` processes."""
-        from byollm.tokenizer.parallel import encode_file
-
-        return encode_file(self, path, allowed_special=allowed_special, workers=workers)
-
-    def encode_large(self, text: str, *, allowed_special=frozenset(), workers: int | None = None):
-        """Encode one large text over several processes; same ids as `encode`."""
-        from byollm.tokenizer.parallel import encode_large
-
-        return encode_large(self, text, allowed_special=allowed_special, workers=workers)
-
     # ---- decoding, identity, files -------------------------------------------------------
     def _token_bytes(self, token_id: int) -> bytes | None:
         if 0 <= token_id < len(self._decoder):
@@ -219,11 +217,14 @@ class BPETokenizer(Tokenizer):
         return None
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        try:  # fast path: all ids ordinary and known
-            decoder = self._decoder
-            return b"".join([decoder[i] for i in ids])  # type: ignore[misc]
-        except (TypeError, IndexError):
-            return super().decode_bytes(ids)
+        ids = list(ids)
+        if ids and min(ids) >= 0:
+            try:  # fast path: all ids ordinary and known
+                decoder = self._decoder
+                return b"".join([decoder[i] for i in ids])  # type: ignore[misc]
+            except (TypeError, IndexError):  # a special token, a gap or an unknown id
+                pass
+        return super().decode_bytes(ids)
 
     @property
     def vocab_size(self) -> int:
@@ -267,5 +268,5 @@ class BPETokenizer(Tokenizer):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._split = compile_pattern(self.pattern).findall if self.pattern else None
+        self._split = make_splitter(self.pattern) if self.pattern else None
         self._cache = _PieceCache(self._encode_piece)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,16 +50,6 @@ PRETRAINED: dict[str, tuple[tuple[str, ...], str, dict[str, int]]] = {
         },
     ),
     "o200k_base": (("o200k_base",), GPT4O_PATTERN, {ENDOFTEXT: 199999, ENDOFPROMPT: 200018}),
-}
-# Where each asset lives in a mirror laid out like shared/data (used only until the corpus
-# registry provides `get_asset`).
-ASSET_MIRROR_PATHS = {
-    "gpt2-encoder": "gpt2/encoder.json",
-    "gpt2-vocab": "gpt2/vocab.bpe",
-    "r50k_base": "tiktoken/r50k_base.tiktoken",
-    "p50k_base": "tiktoken/p50k_base.tiktoken",
-    "cl100k_base": "tiktoken/cl100k_base.tiktoken",
-    "o200k_base": "tiktoken/o200k_base.tiktoken",
 }
 
 
@@ -143,19 +132,9 @@ def read_tiktoken_file(path: str | Path) -> dict[bytes, int]:
 
 
 def asset_path(name: str, *, mirror: str | None = None) -> Path:
-    """Local path of a pretrained-tokenizer file, downloaded and verified if need be."""
-    try:
-        from byollm.data.corpora import get_asset
-    except ImportError:  # the corpus registry is not installed: a file:// mirror still works
-        mirror = mirror or os.environ.get("BYOLLM_MIRROR")
-        if mirror and mirror.startswith("file://"):
-            path = Path(mirror[len("file://") :]) / ASSET_MIRROR_PATHS[name]
-            if path.exists():
-                return path
-        raise ByollmError(
-            f"cannot find the tokenizer file {name!r}: pass explicit paths or set "
-            "BYOLLM_MIRROR=file:///path/to/shared/data"
-        ) from None
+    """Local path of a pretrained-tokenizer file, downloaded and sha256-verified if need be."""
+    from byollm.data.corpora import get_asset  # the corpus registry (another stage)
+
     return Path(get_asset(name, mirror=mirror))
 
 

@@ -246,7 +246,7 @@ def _total_chars(text_or_files) -> int:
 
 
 def _progress_bar(total: int, desc: str, progress: bool, **kwargs):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     enabled = progress and sys.stderr.isatty()
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, **kwargs)

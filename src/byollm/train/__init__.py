@@ -1,1 +1,14 @@
-"""byollm.train"""
+"""byollm.train: train a GPT on prepared token data.
+
+    from byollm.train import TrainConfig, load_train_config, train
+    summary = train(load_train_config("shakespeare-char", {"max_steps": "500"}))
+
+Modules: `config` (TrainConfig and presets), `trainer` (the loop), `optim` (AdamW param groups,
+Muon), `schedule` (warmup + cosine / warmup-stable-decay), `checkpoint` (atomic save, exact
+resume), `distributed` (torchrun DDP), `metrics` (JSONL log, loss plot, MFU), `cli`.
+"""
+
+from byollm.train.config import TrainConfig, available_presets, load_train_config
+from byollm.train.trainer import train
+
+__all__ = ["TrainConfig", "available_presets", "load_train_config", "train"]

@@ -1,0 +1,215 @@
+"""`byollm tokenizer train|encode|decode|show|compare`.
+
+    byollm tokenizer train --corpus tinyshakespeare --vocab-size 4096 --out tok.json
+    byollm tokenizer encode --tokenizer gpt2 "Hello world"          # 15496 995
+    byollm tokenizer encode --tokenizer gpt2 "Hi" | byollm tokenizer decode --tokenizer gpt2
+    byollm tokenizer show --tokenizer cl100k_base --file notes.txt
+    byollm tokenizer compare --corpus tinyshakespeare --tokenizers gpt2 cl100k_base o200k_base
+
+`encode` prints ids separated by single spaces on one line (`--json`: a JSON list); `decode`
+reads ids the same way (argument, `--file` or standard input) and writes the text's bytes with
+nothing added, so the two compose in pipes. Handlers only parse and call the package.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from byollm.errors import ByollmError
+
+TOKENIZER_HELP = (
+    "gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, char (Tiny Shakespeare's characters), "
+    "char:CORPUS, or a tokenizer JSON file"
+)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tokenizer",
+        help="train, apply and inspect tokenizers",
+        description="Train, apply and inspect tokenizers (character-level and byte-level BPE).",
+    )
+    verbs = parser.add_subparsers(dest="tokenizer_verb", metavar="<command>", required=True)
+
+    p = verbs.add_parser("train", help="train a tokenizer on a corpus",
+                         description="Train a byte-level BPE (or character) tokenizer.")  # fmt: skip
+    p.add_argument("--corpus", required=True, help="corpus name (e.g. tinyshakespeare) or path")
+    p.add_argument("--vocab-size", type=int, help="vocabulary size incl. 256 bytes + specials")
+    p.add_argument("--pattern", default="gpt4", help="split pattern: gpt2, gpt4, gpt4o or none")
+    p.add_argument("--type", choices=["bpe", "char"], default="bpe")
+    p.add_argument("--special", nargs="*", default=["<|endoftext|>"], metavar="TOKEN",
+                   help="special tokens (default: <|endoftext|>)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--out", required=True, type=Path, help="output tokenizer JSON file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    for verb, func, what in [
+        ("encode", _encode, "text to ids"),
+        ("decode", _decode, "ids to text"),
+        ("show", _show, "show token boundaries in colour"),
+    ]:
+        p = verbs.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}.")
+        p.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
+        p.add_argument("input", nargs="*", metavar="TEXT" if verb != "decode" else "IDS",
+                       help="input (default: --file, else standard input)")  # fmt: skip
+        p.add_argument("--file", type=Path, help="read the input from this file")
+        if verb != "decode":
+            p.add_argument("--allow-special", action="store_true",
+                           help="recognise special tokens such as <|endoftext|> in the text")  # fmt: skip
+        if verb == "encode":
+            p.add_argument("--json", action="store_true", help="print a JSON list")
+        if verb == "show":
+            p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+        p.set_defaults(func=func)
+
+    p = verbs.add_parser("compare", help="compression of several tokenizers on a corpus",
+                         description="Tokens, bytes/token and speed of tokenizers on a corpus.")  # fmt: skip
+    p.add_argument("--corpus", default="tinyshakespeare", help="corpus name or path")
+    p.add_argument("--tokenizers", nargs="+", default=["gpt2", "cl100k_base", "o200k_base"],
+                   metavar="SPEC", help=TOKENIZER_HELP)  # fmt: skip
+    p.add_argument("--max-chars", type=int, default=None, help="use only the start of the corpus")
+    p.set_defaults(func=_compare)
+
+
+# ---- handlers ---------------------------------------------------------------------------------
+
+
+def _train(args) -> int:
+    from byollm.tokenizer import BPETokenizer, CharTokenizer, corpus_files
+
+    start = time.perf_counter()
+    files = corpus_files(args.corpus)
+    if args.type == "char":
+        text = "".join(_read_text_file(f) for f in files)
+        tok = CharTokenizer.train(text, special_tokens=args.special)
+    else:
+        if args.vocab_size is None:
+            raise ByollmError("--vocab-size is required for a BPE tokenizer")
+        tok = BPETokenizer.train(
+            files,
+            args.vocab_size,
+            pattern=args.pattern,
+            special_tokens=args.special,
+            progress=not args.no_progress,
+            workers=args.workers,
+        )
+    tok.save(args.out)
+    print(
+        f"trained {tok.type_name} tokenizer, vocab {tok.vocab_size}, in "
+        f"{time.perf_counter() - start:.1f} s -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _encode(args) -> int:
+    from byollm.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    ids = tok.encode(_read_input(args), allowed_special="all" if args.allow_special else ())
+    print(json.dumps(ids) if args.json else " ".join(map(str, ids)))
+    return 0
+
+
+def _decode(args) -> int:
+    from byollm.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    ids = parse_ids(_read_input(args))
+    bad = next((i for i in ids if not tok.is_valid_id(i)), None)
+    if bad is not None:
+        raise ByollmError(f"token id {bad} is not in the vocabulary of {args.tokenizer!r} "
+                          f"(valid: 0..{tok.vocab_size - 1})")  # fmt: skip
+    sys.stdout.buffer.write(tok.decode_bytes(ids))
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _show(args) -> int:
+    from byollm.tokenizer import load_tokenizer
+    from byollm.tokenizer.report import compression_stats, show_tokens
+
+    tok = load_tokenizer(args.tokenizer)
+    text = _read_input(args)
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    allowed = "all" if args.allow_special else ()
+    print(show_tokens(tok, text, color=color, allowed_special=allowed))
+    stats = compression_stats(tok, text)
+    print(f"{stats['tokens']} tokens, {stats['bytes']} bytes, "
+          f"{stats['bytes_per_token']:.2f} bytes/token ({args.tokenizer})")  # fmt: skip
+    return 0
+
+
+def _compare(args) -> int:
+    from byollm.tokenizer import load_tokenizer, read_corpus
+    from byollm.tokenizer.report import compression_stats
+
+    text = read_corpus(args.corpus)
+    if args.max_chars is not None:
+        text = text[: args.max_chars]
+    print(f"corpus {args.corpus}: {len(text):,} characters, {len(text.encode()):,} bytes")
+    print(
+        f"{'tokenizer':<24} {'vocab':>8} {'tokens':>10} {'bytes/token':>12} {'chars/token':>12} {'MB/s':>7}"
+    )
+    for spec in args.tokenizers:
+        s = compression_stats(load_tokenizer(spec), text)
+        speed = s["bytes"] / 1e6 / s["seconds"] if s["seconds"] else float("inf")
+        print(f"{spec:<24} {s['vocab_size']:>8} {s['tokens']:>10} {s['bytes_per_token']:>12.2f} "
+              f"{s['chars_per_token']:>12.2f} {speed:>7.2f}")  # fmt: skip
+    return 0
+
+
+# ---- input ------------------------------------------------------------------------------------
+
+
+def parse_ids(text: str) -> list[int]:
+    """Ids separated by whitespace (or commas), or a JSON list.
+
+    >>> parse_ids("15496 995\\n"), parse_ids("[1, 2]")
+    ([15496, 995], [1, 2])
+    """
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            ids = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise ByollmError(f"ids look like JSON but are not valid JSON: {e}") from None
+    else:
+        ids = stripped.replace(",", " ").split()
+    out = []
+    for item in ids:
+        try:
+            value = int(item)
+        except (TypeError, ValueError):
+            raise ByollmError(f"not a token id: {item!r} (expected integers)") from None
+        if isinstance(item, float) or value < 0:
+            raise ByollmError(f"not a token id: {item!r} (expected integers >= 0)")
+        out.append(value)
+    return out
+
+
+def _read_input(args) -> str:
+    if args.input and args.file:
+        raise ByollmError("give the input as an argument or with --file, not both")
+    if args.input:
+        return " ".join(args.input)
+    if args.file:
+        return _read_text_file(args.file)
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ByollmError(f"standard input is not UTF-8 text: {e}") from None
+
+
+def _read_text_file(path: Path) -> str:
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ByollmError(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ByollmError(f"{path} is not UTF-8 text: {e}") from None

@@ -1,0 +1,110 @@
+"""`byollm train`: train a GPT from a preset, with `--key value` overrides.
+
+byollm train                                   # the default preset, shakespeare-char
+byollm train --config shakespeare-bpe --max_steps 500
+byollm train --config my.toml --resume
+torchrun --standalone --nproc_per_node=2 -m byollm train --batch_size 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from byollm.config import parse_override_args
+from byollm.train import distributed
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a GPT (default: a char-level model on Tiny Shakespeare)",
+        description=(
+            "Train a GPT end to end: fetch and prepare the corpus, train, write checkpoints, "
+            "metrics.jsonl, loss.png and samples.txt under runs/<name>/. Any config key can be "
+            "overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
+        ),
+        epilog="presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu",
+        allow_abbrev=False,  # `--res` must not silently mean --resume, nor clash with a config key
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        metavar="PRESET|FILE",
+        default=None,
+        help="a preset name (looked up in ./configs and byollm's configs/) or a TOML file",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
+    group.add_argument(
+        "--overwrite", action="store_true", help="delete an existing run of this name, start over"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as TOML and exit"
+    )
+    p.set_defaults(func=run_train, accepts_overrides=True)
+
+
+def run_train(args) -> int:
+    from byollm.train import load_train_config, train
+
+    config = load_train_config(args.config, parse_override_args(args.overrides))
+    if args.print_config:
+        print(config_as_toml(config))
+        return 0
+    summary = train(
+        config,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print_summary(summary)
+    distributed.shutdown(0)
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    minutes, seconds = divmod(summary["elapsed_s"], 60)
+    lines = [
+        "",
+        f"done: {summary['steps']} steps, {summary['tokens_seen']:,} tokens in "
+        f"{int(minutes)}m{seconds:04.1f}s ({summary['tokens_per_s']:,.0f} tok/s, "
+        f"MFU {100 * summary['mfu']:.0f}%)",
+        f"best val loss {summary['best_val_loss']:.4f}, final val loss "
+        f"{summary['final_val_loss']:.4f} ({summary['final_val_bpb']:.3f} bits/byte)",
+        f"checkpoint: {summary['checkpoint']} (best: {summary['best']})",
+    ]
+    if "loss_plot" in summary:
+        lines.append(f"loss curve: {summary['loss_plot']}, samples: {summary['samples']}")
+    if summary.get("sample"):
+        lines += ["", "sample:", summary["sample"][:400]]
+    lines.append(f"\nnext: byollm sample {summary['checkpoint']}")
+    print("\n".join(lines))
+
+
+def config_as_toml(config) -> str:
+    """A TrainConfig as TOML text (the format of the presets)."""
+    from byollm.config import to_dict
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    data = to_dict(config)
+    top = [
+        f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None
+    ]
+    sections = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            body = [f"{kk} = {value(vv)}" for kk, vv in v.items() if vv is not None]
+            sections.append(f"\n[{k}]\n" + "\n".join(body))
+    return "\n".join(top) + "\n" + "\n".join(sections)

@@ -1,0 +1,169 @@
+"""Data preparation: parallel, streaming, idempotent; and the batch loader on its output."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from byollm.data.loader import BatchLoader, open_tokens, read_meta
+from byollm.data.prepare import prepare
+from byollm.errors import ByollmError
+from byollm.tokenizer import load_tokenizer
+
+
+def make_corpus(folder, n_files=3, lines=400, seed=0):
+    """A generated multi-file corpus with non-ASCII text (multi-byte UTF-8 at chunk edges)."""
+    rng = np.random.default_rng(seed)
+    words = ["to", "be", "or", "not", "thou", "art", "café", "naïve", "θάλασσα", "✓", "king"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_files):
+        text = "\n".join(" ".join(rng.choice(words, size=8)) for _ in range(lines)) + "\n"
+        (folder / f"part{i}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+def full_text(folder):
+    return "".join(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt")))
+
+
+def decoded(out, split):
+    tokenizer = load_tokenizer(out / "tokenizer.json")
+    return tokenizer.decode(open_tokens(out, split).tolist())
+
+
+def test_parallel_streaming_prepare_keeps_every_byte_in_order(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    out = tmp_path / "data"
+    # tiny chunks: dozens of ranges, two worker processes, every chunk edge inside the text
+    meta = prepare(corpus, "char", out, workers=2, chunk_bytes=997, progress=False)
+    text = full_text(corpus)
+    assert decoded(out, "train") + decoded(out, "val") == text
+    assert meta["dtype"] == "uint16"
+    assert meta["splits"]["train"]["bytes"] + meta["splits"]["val"]["bytes"] == len(text.encode())
+    val_share = meta["splits"]["val"]["bytes"] / meta["corpus_bytes"]
+    assert 0.09 < val_share < 0.11
+    assert decoded(out, "val").startswith(text.splitlines(keepends=True)[-1][:0])  # at a line start
+    assert text[len(decoded(out, "train")) - 1] == "\n"
+    on_disk = read_meta(out)
+    assert on_disk == meta
+    for key in ("version", "corpus_sha256", "tokenizer_hash", "val_fraction"):
+        assert key in on_disk
+
+
+def test_worker_count_does_not_change_the_output(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    one = prepare(corpus, "char", tmp_path / "a", workers=1, chunk_bytes=501, progress=False)
+    two = prepare(corpus, "char", tmp_path / "b", workers=2, chunk_bytes=501, progress=False)
+    assert one == two
+    for split in ("train", "val"):
+        a = (tmp_path / "a" / f"{split}.bin").read_bytes()
+        assert a == (tmp_path / "b" / f"{split}.bin").read_bytes()
+
+
+def test_rerun_is_a_noop_and_changes_are_detected(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    out = tmp_path / "data"
+    prepare(corpus, "char", out, progress=False)
+    stamp = (out / "train.bin").stat().st_mtime_ns
+    prepare(corpus, "char", out, progress=False)
+    assert (out / "train.bin").stat().st_mtime_ns == stamp  # nothing rewritten
+
+    with (corpus / "part0.txt").open("a", encoding="utf-8") as f:
+        f.write("a brand new line with new letters: QXZ\n")
+    meta = prepare(corpus, "char", out, progress=False)
+    assert "Q" in decoded(out, "val")
+    assert meta["corpus_sha256"] == read_meta(out)["corpus_sha256"]
+
+    prepare(corpus, "char", out, val_fraction=0.2, progress=False)  # a new split is a change too
+    assert read_meta(out)["val_fraction"] == 0.2
+
+
+def test_damaged_folder_is_rebuilt_and_loader_refuses_it(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    out = tmp_path / "data"
+    prepare(corpus, "char", out, progress=False)
+    with (out / "val.bin").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ByollmError, match="val.bin"):
+        open_tokens(out, "val")
+    prepare(corpus, "char", out, progress=False)
+    open_tokens(out, "val")
+
+
+def test_large_vocabulary_uses_uint32(tmp_path):
+    # more than 65,536 distinct characters: ids no longer fit in 16 bits
+    chars = [chr(c) for c in range(0x4E00, 0x4E00 + 70_000) if not 0xD800 <= c <= 0xDFFF]
+    text = "\n".join("".join(chars[i : i + 100]) for i in range(0, len(chars), 100)) + "\n"
+    (tmp_path / "big.txt").write_text(text, encoding="utf-8")
+    meta = prepare(tmp_path / "big.txt", "char", tmp_path / "data", progress=False)
+    assert meta["dtype"] == "uint32"
+    assert meta["vocab_size"] > 65536
+    assert decoded(tmp_path / "data", "train") + decoded(tmp_path / "data", "val") == text
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ByollmError, match="empty"):
+        prepare(tmp_path / "empty.txt", "char", tmp_path / "d1", progress=False)
+    (tmp_path / "one.txt").write_text("one line only, no newline to split at")
+    with pytest.raises(ByollmError, match="too small to split"):
+        prepare(tmp_path / "one.txt", "char", tmp_path / "d2", progress=False)
+    with pytest.raises(ByollmError, match="val_fraction"):
+        prepare(tmp_path / "one.txt", "char", tmp_path / "d3", val_fraction=1.5, progress=False)
+    with pytest.raises(ByollmError, match="no prepared data"):
+        read_meta(tmp_path / "nowhere")
+    (tmp_path / "d4").mkdir()
+    (tmp_path / "d4" / "meta.json").write_text(
+        json.dumps({"format": "byollm-tokens", "version": 99})
+    )
+    with pytest.raises(ByollmError, match="version 99"):
+        read_meta(tmp_path / "d4")
+
+
+def test_loader_windows_are_shifted_and_deterministic():
+    tokens = np.arange(1000, dtype=np.uint16)
+    loader = BatchLoader(tokens, block_size=16, batch_size=4, seed=7, grad_accum=2)
+    x, y = loader.batch(step=3, micro_step=1)
+    assert x.shape == (4, 16) and x.dtype.is_floating_point is False
+    assert (y == x + 1).all()  # arange: the target is the next token
+    again = BatchLoader(tokens, block_size=16, batch_size=4, seed=7, grad_accum=2)
+    assert (again.batch(3, 1)[0] == x).all()
+    assert not (loader.batch(4, 1)[0] == x).all()
+
+
+def test_loader_slices_one_global_batch_across_processes():
+    tokens = np.arange(5000, dtype=np.uint32)
+    single = BatchLoader(tokens, block_size=8, batch_size=8, seed=1, grad_accum=2)
+    rows_single = {tuple(r.tolist()) for m in range(2) for r in single.batch(5, m)[0]}
+    rows_ddp = set()
+    for rank in range(2):
+        loader = BatchLoader(
+            tokens, block_size=8, batch_size=4, seed=1, grad_accum=2, rank=rank, world_size=2
+        )
+        rows_ddp |= {tuple(r.tolist()) for m in range(2) for r in loader.batch(5, m)[0]}
+    assert rows_ddp == rows_single
+
+
+def test_loader_rejects_too_short_data():
+    with pytest.raises(ByollmError, match="block_size=64"):
+        BatchLoader(np.arange(50, dtype=np.uint16), block_size=64, batch_size=2, seed=0)
+
+
+def test_prepare_cli(tmp_path, capsys):
+    from byollm.cli import main
+
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    assert (
+        main(["prepare", "--corpus", str(corpus), "--out", str(tmp_path / "d"), "--no-progress"])
+        == 0
+    )
+    assert "train" in capsys.readouterr().out
+    assert (
+        main(["prepare", "--corpus", str(tmp_path / "missing"), "--out", str(tmp_path / "e")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err
+    assert os.path.exists(tmp_path / "d" / "meta.json")

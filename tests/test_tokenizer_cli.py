@@ -1,0 +1,133 @@
+"""`byollm tokenizer ...`: the verbs, their output formats, pipes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA, shared_file
+
+from byollm.cli import main
+
+
+@pytest.fixture
+def mirror(monkeypatch):
+    shared_file("gpt2/encoder.json")
+    monkeypatch.setenv("BYOLLM_MIRROR", f"file://{SHARED_DATA}")
+
+
+def test_encode_prints_ids_on_one_line(mirror, capsys):
+    assert main(["tokenizer", "encode", "--tokenizer", "gpt2", "Hello world"]) == 0
+    assert capsys.readouterr().out == "15496 995\n"
+    assert main(["tokenizer", "encode", "--tokenizer", "gpt2", "--json", "Hello world"]) == 0
+    assert json.loads(capsys.readouterr().out) == [15496, 995]
+
+
+def test_decode_writes_exact_text(mirror, capsysbinary):
+    assert main(["tokenizer", "decode", "--tokenizer", "gpt2", "15496 995"]) == 0
+    assert capsysbinary.readouterr().out == b"Hello world"  # no newline added
+
+
+def test_encode_decode_files(mirror, tmp_path, capsysbinary):
+    text = "two\nlines 😀\n"
+    (tmp_path / "in.txt").write_text(text, encoding="utf-8")
+    main(["tokenizer", "encode", "--tokenizer", "cl100k_base", "--file", str(tmp_path / "in.txt")])
+    (tmp_path / "ids.txt").write_bytes(capsysbinary.readouterr().out)
+    main(["tokenizer", "decode", "--tokenizer", "cl100k_base", "--file", str(tmp_path / "ids.txt")])
+    assert capsysbinary.readouterr().out == text.encode()
+
+
+def test_pipe_round_trip(tmp_path):
+    shared_file("gpt2/encoder.json")
+    env = {**os.environ, "BYOLLM_MIRROR": f"file://{SHARED_DATA}", "BYOLLM_HOME": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).parents[1] / "src")}  # fmt: skip
+    byollm = f"{sys.executable} -m byollm tokenizer"
+    text = "Tabs\tand  spaces, émoji 😀\n\nend"
+    result = subprocess.run(
+        f"{byollm} encode --tokenizer gpt2 | {byollm} decode --tokenizer gpt2",
+        shell=True, input=text.encode(), capture_output=True, env=env, check=True,
+    )  # fmt: skip
+    assert result.stdout == text.encode()
+
+
+def test_train_show_and_compare(tmp_path, capsys):
+    corpus = shared_file("tinyshakespeare.txt")
+    out = tmp_path / "tok.json"
+    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300",
+                 "--pattern", "gpt2", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    assert json.loads(out.read_text())["type"] == "bpe"
+    capsys.readouterr()
+    assert main(["tokenizer", "show", "--tokenizer", str(out), "--color", "never", "the king"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("[") and "bytes/token" in shown
+    assert main(["tokenizer", "compare", "--corpus", str(corpus), "--max-chars", "20000",
+                 "--tokenizers", str(out), f"char:{corpus}"]) == 0  # fmt: skip
+    table = capsys.readouterr().out
+    assert "tok.json" in table and "char:" in table
+
+
+def test_train_char(tmp_path):
+    corpus = shared_file("tinyshakespeare.txt")
+    out = tmp_path / "char.json"
+    assert main(["tokenizer", "train", "--type", "char", "--corpus", str(corpus), "--special",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert len(json.loads(out.read_text())["chars"]) == 65
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--corpus", "{corpus}", "--vocab-size", "100", "--out", "x.json"], "too small"),
+        (
+            [
+                "train",
+                "--corpus",
+                "{corpus}",
+                "--vocab-size",
+                "300",
+                "--pattern",
+                "gpt9",
+                "--out",
+                "x.json",
+            ],
+            "unknown pattern",
+        ),  # fmt: skip
+        (
+            ["train", "--corpus", "{empty}", "--vocab-size", "300", "--out", "x.json"],
+            "empty corpus",
+        ),
+        (
+            ["train", "--corpus", "{tmp}/nope.txt", "--vocab-size", "300", "--out", "x.json"],
+            "nope.txt",
+        ),
+        (["encode", "--tokenizer", "{tmp}/missing.json", "hi"], "missing.json does not exist"),
+        (["encode", "--tokenizer", "{broken}", "hi"], "broken.json is not valid JSON"),
+        (["encode", "--tokenizer", "gpt3", "hi"], "unknown tokenizer 'gpt3'"),
+        (["decode", "--tokenizer", "{char}", "1 x"], "not a token id: 'x'"),
+        (["decode", "--tokenizer", "{char}", "2 1000"], "token id 1000 is not in the vocabulary"),
+        (["encode", "--tokenizer", "{char}", "--file", "{tmp}/latin1.txt"], "not UTF-8"),
+        (["encode", "--tokenizer", "{char}", "xyz"], "'x' .* is not in this character vocabulary"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "broken.json").write_text("{oops")
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    from byollm.tokenizer import CharTokenizer
+
+    CharTokenizer.train("abc").save(tmp_path / "char.json")
+    values = {"corpus": "{corpus}", "tmp": str(tmp_path), "empty": str(tmp_path / "empty.txt"),
+              "broken": str(tmp_path / "broken.json"), "char": str(tmp_path / "char.json")}  # fmt: skip
+    if any("{corpus}" in a for a in argv):
+        values["corpus"] = str(shared_file("misc/the-verdict.txt"))
+    argv = [a.format(**values) for a in argv]
+    assert main(["tokenizer", *argv, *(["--no-progress"] if argv[0] == "train" else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("byollm tokenizer: error:")
+    import re
+
+    assert re.search(message, err), err

@@ -1,0 +1,70 @@
+"""Export to Hugging Face tokenizer.json and tiktoken rank files gives identical ids."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import shared_file
+
+from byollm.errors import ByollmError
+from byollm.tokenizer import BPETokenizer, CharTokenizer
+from byollm.tokenizer.export import to_huggingface, to_tiktoken
+from byollm.tokenizer.pretrained import load_pretrained, read_tiktoken_file
+
+tokenizers = pytest.importorskip("tokenizers")
+tiktoken = pytest.importorskip("tiktoken")
+
+SAMPLES = [
+    "héllo 😀 日本語 <|endoftext|> 123456 don't  \n\n x",
+    "    indented\n\tcode(x) -> 3.14159\r\n",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def texts():
+    shakespeare = shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")
+    wiki = shared_file("wikitext-2/valid.txt").read_text(encoding="utf-8")
+    return [shakespeare[:100_000], wiki[:100_000], *SAMPLES]
+
+
+@pytest.fixture(scope="module")
+def tokenizers_to_export():
+    shakespeare = shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")
+    gpt2_files = [shared_file("gpt2/encoder.json"), shared_file("gpt2/vocab.bpe")]
+    return {
+        "trained-gpt4": BPETokenizer.train(shakespeare, 1024, pattern="gpt4", progress=False),
+        "trained-gpt2": BPETokenizer.train(shakespeare, 600, pattern="gpt2", progress=False),
+        "gpt2": load_pretrained("gpt2", paths=gpt2_files),
+    }
+
+
+@pytest.mark.parametrize("name", ["trained-gpt4", "trained-gpt2", "gpt2"])
+def test_huggingface_export_gives_identical_ids(tmp_path, texts, tokenizers_to_export, name):
+    tok = tokenizers_to_export[name]
+    hf = tokenizers.Tokenizer.from_file(str(to_huggingface(tok, tmp_path / "tokenizer.json")))
+    for text in texts:
+        ids = tok.encode(text, allowed_special="all")  # HF always matches special tokens
+        assert hf.encode(text).ids == ids
+        assert hf.decode(ids, skip_special_tokens=False) == text
+
+
+@pytest.mark.parametrize("name", ["trained-gpt4", "gpt2"])
+def test_tiktoken_export_gives_identical_ids(tmp_path, texts, tokenizers_to_export, name):
+    tok = tokenizers_to_export[name]
+    path = to_tiktoken(tok, tmp_path / "vocab.tiktoken")
+    assert read_tiktoken_file(path) == tok.ranks
+    encoding = tiktoken.Encoding(
+        name="exported",
+        pat_str=tok.pattern,
+        mergeable_ranks=read_tiktoken_file(path),
+        special_tokens=tok.special_tokens,
+    )
+    for text in texts:
+        assert encoding.encode(text, allowed_special="all") == tok.encode(
+            text, allowed_special="all"
+        )
+
+
+def test_char_tokenizer_cannot_be_exported(tmp_path):
+    with pytest.raises(ByollmError, match="only BPE"):
+        to_huggingface(CharTokenizer.train("abc"), tmp_path / "x.json")
