@@ -187,12 +187,14 @@ def test_missing_or_damaged_checkpoint(checkpoint, capsys, tmp_path):
     assert code == 2 and "tokenizer.json" in err and err.count("\n") == 1
 
 
-def test_run_folder_uses_best(checkpoint, capsys):
+def test_run_folder_uses_best_and_positional_folder(checkpoint, capsys):
     run = checkpoint.parent / "run"
-    checkpoint.rename(run / "best") if (run.mkdir() or True) else None
-    code, out, _ = run_cli(capsys, "sample", "--checkpoint", str(run), "--prompt", "To",
-                           "--max-new-tokens", "2")  # fmt: skip
+    run.mkdir()
+    checkpoint.rename(run / "best")
+    code, out, _ = run_cli(capsys, "sample", str(run), "--prompt", "To", "--max-new-tokens", "2")
     assert code == 0 and len(out) == 5
+    code, _, err = run_cli(capsys, "sample", "--prompt", "To")
+    assert code == 2 and "--checkpoint" in err
 
 
 def test_chat_from_stdin(checkpoint, capsys, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from byollm.errors import ByollmError
+from byollm.generate.cli import add_checkpoint_arguments, checkpoint_from_args
 
 
 def register(subparsers) -> None:
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
         "once, with up to block_size tokens of context. Bits per byte does not depend on the "
         "tokenizer, so a char model and a BPE model compare fairly.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (or run folder)")
+    add_checkpoint_arguments(p)
     p.add_argument("--corpus", required=True, help="a registered corpus name or a text file")
     p.add_argument("--stride", type=int, default=None,
                    help="tokens between window starts (default block_size/2)")  # fmt: skip
@@ -54,12 +55,13 @@ def run_eval(args) -> int:
 
     if args.batch_size < 1:
         raise ByollmError(f"--batch-size {args.batch_size} is invalid: must be >= 1")
+    checkpoint = checkpoint_from_args(args)
     text = read_eval_text(args.corpus, args.split, args.val_fraction)
-    model, tokenizer = load_for_inference(args.checkpoint, device=args.device)
+    model, tokenizer = load_for_inference(checkpoint, device=args.device)
     result = evaluate_text(model, tokenizer, text, stride=args.stride,
                            batch_size=args.batch_size, max_tokens=args.max_tokens,
                            progress=not args.json)  # fmt: skip
-    result = {"checkpoint": str(args.checkpoint), "corpus": args.corpus,
+    result = {"checkpoint": str(checkpoint), "corpus": args.corpus,
               "split": args.split, **result}  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=2))

@@ -40,6 +40,20 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
 
 
+def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """`--checkpoint DIR`, or the folder as the first positional argument."""
+    p.add_argument("checkpoint_folder", nargs="?", metavar="CHECKPOINT",
+                   help="checkpoint folder (or run folder); same as --checkpoint")  # fmt: skip
+    p.add_argument("--checkpoint", help="checkpoint folder (or run folder)")
+
+
+def checkpoint_from_args(args) -> str:
+    checkpoint = args.checkpoint or args.checkpoint_folder
+    if not checkpoint:
+        raise ByollmError("which model? give a checkpoint folder: --checkpoint DIR")
+    return checkpoint
+
+
 def sampling_from_args(args):
     from byollm.generate.processors import SamplingConfig
 
@@ -57,7 +71,7 @@ def register(subparsers) -> None:
         description="Continue a prompt with a trained model, streaming the text as it comes. "
         "An empty prompt starts from <|endoftext|> (or a newline for tokenizers without it).",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (or run folder)")
+    add_checkpoint_arguments(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--prompt", default="", help="text to continue (default: empty)")
     source.add_argument("--prompt-file", type=Path, help="read the prompt from this file")
@@ -75,7 +89,7 @@ def register(subparsers) -> None:
         "Alpaca instruction template; base models continue the conversation as plain text. "
         "Commands: /reset forgets the history, /quit (or end of input) leaves.",
     )
-    c.add_argument("--checkpoint", required=True, help="checkpoint folder (or run folder)")
+    add_checkpoint_arguments(c)
     c.add_argument("--mode", choices=("auto", "instruct", "continue"), default="auto",
                    help="auto: instruct if the checkpoint was instruction-tuned")  # fmt: skip
     add_sampling_arguments(c)
@@ -97,7 +111,7 @@ def _engine(args):
     from byollm.generate.engine import Engine
     from byollm.generate.loading import load_for_inference
 
-    model, tokenizer = load_for_inference(args.checkpoint, device=args.device)
+    model, tokenizer = load_for_inference(checkpoint_from_args(args), device=args.device)
     return Engine(model, tokenizer, use_cache=not args.no_cache, context=args.context)
 
 
@@ -156,7 +170,7 @@ def run_chat(args) -> int:
     engine = _engine(args)
     mode = args.mode
     if mode == "auto":
-        extras = read_checkpoint_extras(resolve_checkpoint(args.checkpoint))
+        extras = read_checkpoint_extras(resolve_checkpoint(checkpoint_from_args(args)))
         mode = "instruct" if extras.get("instruct") else "continue"
     session = ChatSession(engine, mode=mode, sampling=sampling,
                           max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
