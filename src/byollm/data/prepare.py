@@ -103,7 +103,7 @@ def prepare(
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
         outputs = {
-            split: stack.enter_context(open(out_dir / f"{split}.bin.tmp", "wb")) for split in counts
+            split: stack.enter_context(open(out_dir / f"{split}.bin.tmp-{os.getpid()}", "wb")) for split in counts
         }
         tasks = _encode_ranges(ranges, tokenizer_path, workers)
         for (split, _path, start, end, last_of_file), ids in tasks:
@@ -114,7 +114,7 @@ def prepare(
             counts[split]["bytes"] += end - start
             bar.update(end - start)
     for split in counts:
-        os.replace(out_dir / f"{split}.bin.tmp", out_dir / f"{split}.bin")
+        os.replace(out_dir / f"{split}.bin.tmp-{os.getpid()}", out_dir / f"{split}.bin")
 
     meta = {
         "format": META_FORMAT,
@@ -130,7 +130,7 @@ def prepare(
         "val_fraction": val_fraction,
         "splits": counts,
     }
-    tmp = out_dir / "meta.json.tmp"
+    tmp = out_dir / f"meta.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, out_dir / "meta.json")
     return meta

@@ -46,7 +46,8 @@ def save_checkpoint(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     old = directory.with_name(f"{directory.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):  # left by a crashed save
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     save_model(model, tmp, extra={"train": train_config or {}})
     tokenizer.save(tmp / "tokenizer.json")

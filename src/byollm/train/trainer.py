@@ -55,7 +55,7 @@ from byollm.train.metrics import ExternalLoggers, MetricsLog, measure_peak_flops
 from byollm.train.optim import build_optimizers, set_lr
 from byollm.train.schedule import lr_multiplier
 
-FALLBACK_CORPUS = "python-stdlib"
+FALLBACK_CORPUS = "python-stdlib:4MB"  # capped: about the size of Tiny Shakespeare
 
 
 class TrainingDiverged(ByollmError):

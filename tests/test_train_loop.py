@@ -1,0 +1,209 @@
+"""The training loop in-process on tiny models: outputs, reproducibility, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import train_helpers
+from conftest import shared_file
+
+from byollm.config import apply_overrides
+from byollm.errors import ByollmError
+from byollm.model import load_model
+from byollm.tokenizer import load_tokenizer
+from byollm.train import TrainConfig, load_train_config, train
+from byollm.train import trainer as trainer_module
+from byollm.train.checkpoint import load_train_state
+from byollm.train.metrics import read_metrics
+
+TINY = {
+    "batch_size": "8",
+    "max_steps": "20",
+    "eval_interval": "10",
+    "eval_rows": "16",
+    "log_interval": "5",
+    "warmup_steps": "5",
+    "sample_tokens": "20",
+    "model.block_size": "32",
+    "model.n_layer": "2",
+    "model.n_head": "2",
+    "model.n_embd": "32",
+    "threads": "1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with train_helpers.single_thread():
+        yield
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """The first 60 kB of Tiny Shakespeare, as a local file."""
+    text = shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")[:60_000]
+    path = tmp_path / "shakespeare-60k.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def tiny_config(corpus, tmp_path, **extra) -> TrainConfig:
+    overrides = {**TINY, "corpus": str(corpus), "out_dir": str(tmp_path / "runs"), **extra}
+    return load_train_config(None, {k: str(v) for k, v in overrides.items()})
+
+
+def losses(run_dir, kind="train", key="loss"):
+    return [r[key] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == kind]
+
+
+def test_end_to_end_writes_a_usable_run(corpus, tmp_path):
+    config = tiny_config(corpus, tmp_path)
+    summary = train(config, progress=False, log=lambda *a: None)
+    run = tmp_path / "runs" / "shakespeare-char"
+    for name in ("checkpoint", "best", "metrics.jsonl", "loss.png", "samples.txt"):
+        assert (run / name).exists(), name
+    assert summary["steps"] == 20 and summary["tokens_seen"] == 20 * 8 * 32
+    train_losses = losses(run)
+    assert len(train_losses) == 4 and train_losses[-1] < train_losses[0]
+    evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [10, 20]
+    assert evals[-1]["val_bpb"] > 0 and evals[-1]["val_loss"] == summary["final_val_loss"]
+    assert summary["best_val_loss"] == min(r["val_loss"] for r in evals)
+    assert "=== step 20" in (run / "samples.txt").read_text()
+
+    # the checkpoint folder is what generate/eval load: model + tokenizer, no pickled code
+    model = load_model(run / "checkpoint")
+    tokenizer = load_tokenizer(run / "checkpoint" / "tokenizer.json")
+    assert model.config.vocab_size == tokenizer.vocab_size
+    assert model.config.n_embd == 32 and model.config.pos == "rope"
+    state = load_train_state(run / "checkpoint")
+    assert state["step"] == 20 and state["data_position"] == 20
+    saved = json.loads((run / "checkpoint" / "config.json").read_text())
+    assert saved["train"]["max_steps"] == 20
+
+
+def test_same_seed_same_run_other_seed_other_run(corpus, tmp_path):
+    a = train(
+        tiny_config(corpus, tmp_path / "a", max_steps=10), progress=False, log=lambda *a: None
+    )
+    b = train(
+        tiny_config(corpus, tmp_path / "b", max_steps=10), progress=False, log=lambda *a: None
+    )
+    c = train(
+        tiny_config(corpus, tmp_path / "c", max_steps=10, seed=7),
+        progress=False,
+        log=lambda *a: None,
+    )
+    la, lb, lc = (losses(tmp_path / x / "runs" / "shakespeare-char") for x in "abc")
+    assert la == lb and a["final_val_loss"] == b["final_val_loss"]
+    assert la != lc and a["final_val_loss"] != c["final_val_loss"]
+
+
+def test_gradient_accumulation_matches_one_big_batch(corpus, tmp_path):
+    big = tiny_config(corpus, tmp_path / "big", max_steps=6, batch_size=16, eval_interval=6)
+    acc = tiny_config(corpus, tmp_path / "acc", max_steps=6, batch_size=8, eval_interval=6)
+    acc = dataclasses.replace(acc, tokens_per_step=16 * 32)
+    sb = train(big, progress=False, log=lambda *a: None)
+    sa = train(acc, progress=False, log=lambda *a: None)
+    assert sa["final_val_loss"] == pytest.approx(sb["final_val_loss"], abs=1e-4)
+
+
+def test_nan_loss_stops_with_step_and_reason(corpus, tmp_path):
+    config = tiny_config(corpus, tmp_path, optimizer="adamw", lr=1e6, grad_clip=0, warmup_steps=0)
+    with pytest.raises(trainer_module.TrainingDiverged, match=r"loss became (nan|inf) at step \d+"):
+        train(config, progress=False, log=lambda *a: None)
+
+
+def test_existing_run_is_never_overwritten_silently(corpus, tmp_path):
+    config = tiny_config(corpus, tmp_path, max_steps=5, eval_interval=5)
+    train(config, progress=False, log=lambda *a: None)
+    run = tmp_path / "runs" / "shakespeare-char"
+    before = (run / "checkpoint" / "model.safetensors").read_bytes()
+    with pytest.raises(ByollmError, match="already holds a run; pass --resume"):
+        train(config, progress=False, log=lambda *a: None)
+    assert (run / "checkpoint" / "model.safetensors").read_bytes() == before
+    with pytest.raises(ByollmError, match="no checkpoint to resume"):
+        train(dataclasses.replace(config, name="other"), resume=True, progress=False)
+    # resuming with another model shape is refused, naming the key
+    wider = apply_overrides(config, {"model.n_embd": "64", "max_steps": "10"})
+    with pytest.raises(ByollmError, match=r"model.n_embd = 32.*64"):
+        train(wider, resume=True, progress=False, log=lambda *a: None)
+    assert (run / "checkpoint" / "model.safetensors").read_bytes() == before
+    train(config, overwrite=True, progress=False, log=lambda *a: None)  # explicit: allowed
+
+
+def test_batch_and_data_errors_name_the_problem(corpus, tmp_path):
+    config = tiny_config(corpus, tmp_path, tokens_per_step=1000)
+    with pytest.raises(ByollmError, match=r"tokens_per_step=1000 is not a multiple of .* 256"):
+        train(config, progress=False, log=lambda *a: None)
+    tiny_text = tmp_path / "tiny.txt"
+    tiny_text.write_text("to be or not to be\n" * 20)
+    config = tiny_config(tiny_text, tmp_path / "t", **{"model.block_size": 64})
+    with pytest.raises(ByollmError, match="block_size=64"):
+        train(config, progress=False, log=lambda *a: None)
+
+
+def test_mismatched_data_folder_is_detected(corpus, tmp_path):
+    config = tiny_config(corpus, tmp_path, max_steps=2, eval_interval=2)
+    summary = train(config, progress=False, log=lambda *a: None)
+    data_dir = tmp_path.parent / "x"  # unused; the data folder is in BYOLLM_HOME
+    data_dir = trainer_module.Path(summary["data_dir"])
+    meta = json.loads((data_dir / "meta.json").read_text())
+    meta["tokenizer_hash"] = "0" * 64
+    (data_dir / "meta.json").write_text(json.dumps(meta))
+    # prepare notices the folder no longer matches and rebuilds it instead of training on it
+    train(dataclasses.replace(config, name="again"), progress=False, log=lambda *a: None)
+    assert json.loads((data_dir / "meta.json").read_text())["tokenizer_hash"] != "0" * 64
+
+
+def test_offline_main_job_falls_back_to_python_stdlib(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "FALLBACK_CORPUS", "python-stdlib:200KB")
+    messages = []
+    config = load_train_config(
+        None, {**TINY, "max_steps": "2", "eval_interval": "2", "out_dir": str(tmp_path)}
+    )
+    assert config.corpus == "tinyshakespeare"  # not cached, no network in tests
+    summary = train(config, progress=False, log=messages.append)
+    assert any("falling back" in m and "python-stdlib" in m for m in messages)
+    assert "python-stdlib" in summary["data_dir"]
+
+
+def test_default_preset_file_equals_the_built_in_defaults():
+    from_file = load_train_config("shakespeare-char")
+    assert from_file == TrainConfig()
+    for name in ("shakespeare-bpe", "nanogpt-cpu", "nanogpt-gpu"):
+        assert load_train_config(name).name == name
+    nano = load_train_config("nanogpt-cpu")
+    assert (nano.model.n_layer, nano.model.n_head, nano.model.n_embd, nano.model.block_size) == (
+        4,
+        4,
+        128,
+        64,
+    )
+    assert (nano.batch_size, nano.max_steps, nano.lr) == (12, 2000, 1e-3)
+    gpu = load_train_config("nanogpt-gpu")
+    assert (gpu.model.n_layer, gpu.model.n_head, gpu.model.n_embd, gpu.model.block_size) == (
+        6,
+        6,
+        384,
+        256,
+    )
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ByollmError, match="did you mean 'max_steps'"):
+        load_train_config(None, {"max_step": "3"})
+    with pytest.raises(ByollmError, match="unknown preset 'nope'; presets: .*shakespeare-char"):
+        load_train_config("nope")
+    with pytest.raises(ByollmError, match="expected an integer"):
+        load_train_config(None, {"batch_size": "lots"})
+    with pytest.raises(ByollmError, match="batch_size must be positive"):
+        load_train_config(None, {"batch_size": "0"})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nn_layers = 3\n")
+    with pytest.raises(ByollmError, match="did you mean 'n_layer'"):
+        load_train_config(bad)
+    assert torch.get_num_threads() == 1

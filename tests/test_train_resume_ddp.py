@@ -1,0 +1,140 @@
+"""Exact resume after SIGKILL, and 2-process DDP equal to 1 process (real subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import train_helpers
+from conftest import shared_file
+from safetensors.torch import load_file
+
+from byollm.train import load_train_config, train
+from byollm.train.metrics import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {
+    "batch_size": "8",
+    "max_steps": "24",
+    "eval_interval": "4",  # a checkpoint every 4 steps
+    "eval_rows": "16",
+    "log_interval": "1",
+    "warmup_steps": "4",
+    "sample_tokens": "0",
+    "model.block_size": "32",
+    "model.n_layer": "2",
+    "model.n_head": "2",
+    "model.n_embd": "32",
+    "threads": "1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with train_helpers.single_thread():
+        yield
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    text = shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")[:40_000]
+    path = tmp_path / "shakespeare-40k.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def cli_args(settings: dict) -> list[str]:
+    return [arg for key, value in settings.items() for arg in (f"--{key}", str(value))]
+
+
+def subprocess_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def train_losses(run_dir: Path) -> list[float]:
+    return [r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train"]
+
+
+def test_sigkill_at_a_random_step_then_resume_is_exact(corpus, tmp_path):
+    settings = {**SETTINGS, "corpus": str(corpus)}
+    # the uninterrupted reference, in this process
+    reference = load_train_config(None, {**settings, "out_dir": str(tmp_path / "ref")})
+    expected = train(reference, progress=False, log=lambda *a: None)
+
+    # the same run in a subprocess, killed without warning somewhere after the first checkpoint
+    kill_after = random.Random().randint(5, 21)
+    out = tmp_path / "killed"
+    run_dir = out / "shakespeare-char"
+    command = [sys.executable, "-m", "byollm", "train", "--no-progress"]
+    command += cli_args({**settings, "out_dir": str(out)})
+    proc = subprocess.Popen(
+        command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            metrics = run_dir / "metrics.jsonl"
+            if metrics.exists() and any(
+                r.get("step", 0) >= kill_after for r in read_metrics(metrics)
+            ):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read().decode()}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    resumed_config = load_train_config(None, {**settings, "out_dir": str(out)})
+    resumed = train(resumed_config, resume=True, progress=False, log=lambda *a: None)
+
+    assert resumed["final_val_loss"] == expected["final_val_loss"], f"killed after {kill_after}"
+    a = load_file(str(tmp_path / "ref" / "shakespeare-char" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), f"weights differ (killed after {kill_after})"
+    assert train_losses(run_dir) == train_losses(tmp_path / "ref" / "shakespeare-char")
+
+
+def test_two_process_ddp_matches_one_process(corpus, tmp_path):
+    settings = {**SETTINGS, "corpus": str(corpus), "max_steps": "8", "eval_interval": "8"}
+    single = load_train_config(None, {**settings, "out_dir": str(tmp_path / "one")})
+    expected = train(single, progress=False, log=lambda *a: None)  # batch 8 in one process
+
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "byollm",
+        "train",
+        "--no-progress",
+    ]
+    command += cli_args({**settings, "batch_size": "4", "out_dir": str(tmp_path / "two")})
+    result = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "done: 8 steps" in result.stdout  # rank 0 prints the summary, once
+    assert result.stdout.count("done:") == 1
+
+    one = train_losses(tmp_path / "one" / "shakespeare-char")
+    two = train_losses(tmp_path / "two" / "shakespeare-char")
+    assert len(one) == len(two) == 8
+    assert two == pytest.approx(one, rel=1e-4, abs=1e-5)
+    evals = read_metrics(tmp_path / "two" / "shakespeare-char" / "metrics.jsonl")
+    final = [r for r in evals if r["kind"] == "eval"][-1]
+    assert final["val_loss"] == pytest.approx(expected["final_val_loss"], rel=1e-4)
