@@ -125,7 +125,7 @@ def part_hf(iters: int = 200) -> dict:
 
 
 def part_default(overrides, out_dir) -> dict:
-    overrides = {"eval_interval": "50", **overrides}
+    overrides = {"eval_interval": "100", **overrides}
     s = run_preset("shakespeare-char", overrides, out_dir)
     evals = [r for r in s["metrics"] if r["kind"] == "eval"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -117,6 +118,32 @@ def test_nan_loss_stops_with_step_and_reason(corpus, tmp_path):
         train(config, progress=False, log=lambda *a: None)
 
 
+def test_float16_trains_with_loss_scaling(corpus, tmp_path):
+    # GPUs without bf16 get fp16 autocast; without a GradScaler small gradients underflow to 0.
+    # CPU autocast runs fp16 too, so the scaled path (scale, unscale, clip, step) is tested here.
+    config = tiny_config(corpus, tmp_path, dtype="float16", max_steps=10, eval_interval=10)
+    summary = train(config, progress=False, log=lambda *a: None)
+    run = tmp_path / "runs" / "shakespeare-char"
+    train_losses = losses(run)
+    assert all(map(math.isfinite, train_losses)) and train_losses[-1] < train_losses[0]
+    state = load_train_state(run / "checkpoint")
+    assert state["grad_scaler"]["scale"] > 0  # the scaler's state travels for an exact resume
+    assert math.isfinite(summary["final_val_loss"])
+
+
+def test_loss_plot_leaves_the_pyplot_backend_alone(corpus, tmp_path):
+    # plot_losses must not call matplotlib.use(): in a notebook that kills inline plots.
+    import matplotlib
+
+    from byollm.train.metrics import plot_losses
+
+    train(tiny_config(corpus, tmp_path, max_steps=10), progress=False, log=lambda *a: None)
+    matplotlib.use("svg")
+    plot_losses(tmp_path / "runs" / "shakespeare-char" / "metrics.jsonl", tmp_path / "l.png")
+    assert matplotlib.get_backend() == "svg"
+    assert (tmp_path / "l.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_existing_run_is_never_overwritten_silently(corpus, tmp_path):
     config = tiny_config(corpus, tmp_path, max_steps=5, eval_interval=5)
     train(config, progress=False, log=lambda *a: None)
@@ -149,7 +176,6 @@ def test_batch_and_data_errors_name_the_problem(corpus, tmp_path):
 def test_mismatched_data_folder_is_detected(corpus, tmp_path):
     config = tiny_config(corpus, tmp_path, max_steps=2, eval_interval=2)
     summary = train(config, progress=False, log=lambda *a: None)
-    data_dir = tmp_path.parent / "x"  # unused; the data folder is in BYOLLM_HOME
     data_dir = trainer_module.Path(summary["data_dir"])
     meta = json.loads((data_dir / "meta.json").read_text())
     meta["tokenizer_hash"] = "0" * 64

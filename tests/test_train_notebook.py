@@ -3,41 +3,20 @@ model for ~15 s through `byollm.train`, plots its loss curve and samples from th
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from notebook_runner import ROOT, run_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "03_training.ipynb"
+nbformat = pytest.importorskip("nbformat")
 
 
 def test_training_notebook_executes(monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    # The kernel is a new process: point it at this checkout's sources.
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    )
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    if (SHARED_DATA / "tinyshakespeare.txt").exists():  # never the network in tests
-        monkeypatch.setenv("BYOLLM_MIRROR", str(SHARED_DATA))
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+    stored = nbformat.read(ROOT / "notebooks" / "03_training.ipynb", as_version=4)
+    assert all(not c.get("outputs") for c in stored.cells if c.cell_type == "code"), (
         "store the notebook without outputs"
     )
-    client = nbclient.NotebookClient(
-        nb,
-        kernel_name="python3",
-        timeout=300,
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-    )
-    client.execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not any(o.get("output_type") == "error" for o in outputs)
-    text = "".join(o.get("text", "") for o in outputs)
+    outputs, text = run_notebook("03_training.ipynb", monkeypatch)
 
     # the data: two memmaps, meta.json, and a no-op second run
     assert "train.bin" in text and "val.bin" in text and '"dtype": "uint16"' in text

@@ -103,7 +103,8 @@ def prepare(
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
         outputs = {
-            split: stack.enter_context(open(out_dir / f"{split}.bin.tmp-{os.getpid()}", "wb")) for split in counts
+            split: stack.enter_context(open(out_dir / f"{split}.bin.tmp-{os.getpid()}", "wb"))
+            for split in counts
         }
         tasks = _encode_ranges(ranges, tokenizer_path, workers)
         for (split, _path, start, end, last_of_file), ids in tasks:

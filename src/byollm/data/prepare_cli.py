@@ -24,7 +24,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share held out (default 0.1)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes (default: one per CPU, at most one per 8 MiB of text)",
+    )
     p.add_argument("--mirror", default=None, help="download mirror for a registered corpus")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_prepare)

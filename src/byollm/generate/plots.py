@@ -81,12 +81,6 @@ def plot_processors(model, tokenizer, prompt: str, panels=None, top: int = 12, p
     Bars show the `top` most likely tokens of the original distribution, in the same order in
     every panel, so a bar that vanishes was filtered out and one that grows took its mass.
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = DEFAULT_PANELS if panels is None else panels
     logits, context = next_token_logits_for(model, tokenizer, prompt)
     original = torch.softmax(logits, dim=-1)[0]
@@ -95,7 +89,18 @@ def plot_processors(model, tokenizer, prompt: str, panels=None, top: int = 12, p
     shown = [("model", logits)] + [(t, p(logits, context)) for t, p in panels]
     cols = 3
     rows = (len(shown) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), sharey=True)
+    figsize = (4 * cols, 2.6 * rows)
+    if path is None:  # for a notebook: a pyplot figure, shown inline
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=figsize)
+    else:  # for a file: a bare Agg figure, without touching the process's pyplot backend
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, sharey=True)
     for ax, (title, processed) in zip(axes.flat, shown):
         probs = torch.softmax(processed, dim=-1)[0]
         kept = int((~torch.isneginf(processed[0])).sum())
@@ -112,7 +117,6 @@ def plot_processors(model, tokenizer, prompt: str, panels=None, top: int = 12, p
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
-        plt.close(fig)
     return fig
 
 

@@ -40,7 +40,7 @@ def default_model() -> GPTConfig:
         block_size=128,
         n_layer=4,
         n_head=4,
-        n_embd=256,
+        n_embd=128,
         mlp="relu2",
         norm="rmsnorm",
         pos="rope",
@@ -70,12 +70,12 @@ class TrainConfig:
     # --- batch and length of training --------------------------------------------------------
     batch_size: int = 16  # sequences per micro-batch in each process
     tokens_per_step: int = 0  # 0 = batch_size * block_size * processes (no accumulation)
-    max_steps: int = 700
+    max_steps: int = 2400
 
     # --- optimizer and schedule --------------------------------------------------------------
     optimizer: Literal["adamw", "muon"] = "muon"
-    lr: float = 4e-3  # AdamW's peak lr (embeddings, head and vectors when optimizer = muon)
-    muon_lr: float = 0.02  # Muon's peak lr for the hidden matrices
+    lr: float = 8e-3  # AdamW's peak lr (embeddings, head and vectors when optimizer = muon)
+    muon_lr: float = 0.04  # Muon's peak lr for the hidden matrices
     muon_momentum: float = 0.95
     weight_decay: float = 0.1
     beta1: float = 0.9
@@ -87,7 +87,7 @@ class TrainConfig:
     decay_fraction: float = 0.3  # wsd: the share of steps spent decaying
 
     # --- evaluation, checkpoints, samples ----------------------------------------------------
-    eval_interval: int = 100  # steps between evaluations (and checkpoints)
+    eval_interval: int = 200  # steps between evaluations (and checkpoints)
     eval_rows: int = 128  # windows of block_size tokens in the fixed eval sets
     log_interval: int = 10  # steps between "train" lines in metrics.jsonl
     sample_tokens: int = 300  # tokens sampled at each evaluation (0 = none)

@@ -56,15 +56,17 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") -> Path:
     """Train and val loss against tokens seen, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
+    # A bare Figure drawn by the Agg canvas: no display needed, and unlike matplotlib.use("Agg")
+    # it does not switch the backend of the whole process (inline plots in a notebook keep working).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     records = read_metrics(metrics_path)
     train = [(r["tokens"], r["loss"]) for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     if train:
         ax.plot(*zip(*train), label="train (batch)", color="tab:blue", alpha=0.35, lw=1)
     if evals:
@@ -78,7 +80,6 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") 
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_png)
-    plt.close(fig)
     return Path(out_png)
 
 

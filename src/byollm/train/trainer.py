@@ -233,6 +233,9 @@ class Trainer:
             muon_momentum=cfg.muon_momentum,
             fused=self.device.type == "cuda",
         )
+        # fp16 (GPUs without bf16) needs loss scaling, or small gradients round to zero;
+        # bf16 and fp32 have fp32's exponent range, so there the scaler is a no-op.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step = 0
         self.tokens_seen = 0
         self.best_val_loss = math.inf
@@ -306,6 +309,8 @@ class Trainer:
             for group, peak in zip(opt.param_groups, peaks):
                 group["peak_lr"] = peak  # the config's lr wins over the saved one
         set_rng_state(state["rng"])
+        if state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.step = state["step"]
         self.tokens_seen = state["tokens_seen"]
         self.best_val_loss = state["best_val_loss"]
@@ -423,12 +428,15 @@ class Trainer:
             with sync:
                 with autocast(self.device, self.dtype):
                     _, loss = self.model(x, y)
-                (loss / self.grad_accum).backward()
+                self.scaler.scale(loss / self.grad_accum).backward()
             total += loss.detach()
+        for opt in self.optimizers:
+            self.scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.grad_clip)
         for opt in self.optimizers:
-            opt.step()
+            self.scaler.step(opt)  # skips the step if fp16 gradients overflowed
+        self.scaler.update()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         mean_loss = distributed.all_reduce_mean(total / self.grad_accum).item()
@@ -531,6 +539,7 @@ class Trainer:
             "tokenizer_hash": self.tokenizer.content_hash,
             "optimizers": [opt.state_dict() for opt in self.optimizers],
             "rng": rng_state(),
+            "grad_scaler": self.scaler.state_dict(),
             "elapsed": self._elapsed(started),
         }
 

@@ -1,0 +1,41 @@
+"""Run a notebook from notebooks/ top to bottom, as CI does, and hand back its outputs.
+
+The kernel is a new process: it imports byollm from this checkout's `src/`, draws with the Agg
+backend, and reads corpora from the shared data folder (as a mirror) when it is there, so no
+notebook ever touches the network in a test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_notebook(name: str, monkeypatch, cwd: Path | None = None, timeout: int = 300):
+    """Execute notebooks/<name>; returns (outputs, their text). Fails on any cell error."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    path = ROOT / "notebooks" / name
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    )
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    if SHARED_DATA.exists():
+        monkeypatch.setenv("BYOLLM_MIRROR", f"file://{SHARED_DATA}")
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=timeout,
+        resources={"metadata": {"path": str(cwd or path.parent)}},
+    )
+    client.execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    assert not errors, errors[0].get("evalue")
+    return outputs, "".join(o.get("text", "") for o in outputs)
