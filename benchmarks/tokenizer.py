@@ -43,6 +43,11 @@ def best_of(repeats, fn):
     return best, result
 
 
+def versus(theirs: float, ours: float) -> str:
+    """'1.24x faster' or '1.10x slower': our time against theirs."""
+    return f"{theirs / ours:.2f}x faster" if ours <= theirs else f"{ours / theirs:.2f}x slower"
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -141,7 +146,7 @@ def training_benchmark(args, rows: list[str], tmp: Path) -> None:
         name = f"{corpus} ({size_mb:.1f} MB)"
         rows.append(
             f"| {name} | {vocab} | {ours_1:.2f} s | {ours_all:.2f} s | {hf_1:.2f} s | {hf_all:.2f} s "
-            f"| {naive} | {ours_1 / hf_1:.1f}x slower | {speedup_naive} |"
+            f"| {naive} | {versus(hf_1, ours_1)} | {speedup_naive} |"
         )
         print(rows[-1], flush=True)
 
@@ -281,6 +286,7 @@ def main() -> None:
     import tokenizers
 
     load_before = os.getloadavg()
+    busy = load_before[0] > 0.7  # something else was running when we started
     train_rows: list[str] = []
     encode_rows: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -297,8 +303,8 @@ def main() -> None:
             f"- Command: `{command.strip()}` (BYOLLM_MIRROR pointing at the shared data folder)",
             f"- Machine: {machine()}; tiktoken {tiktoken.__version__}, tokenizers {tokenizers.__version__}",
             f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; load average "
-            f"(1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after "
-            "(other jobs shared the cores: treat timings as upper bounds)",
+            f"(1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after"
+            + (" (other jobs shared the cores: treat timings as upper bounds)" if busy else ""),
             "",
             "### Training (GPT-4 split pattern, `<|endoftext|>` special)",
             "",
