@@ -152,6 +152,22 @@ def test_kv_cache_decoding_equals_full_forward_at_every_position(variant):
     )
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_last_only_logits_are_the_last_row_of_the_full_logits(variant):
+    model = tiny_model(variant)
+    idx = tokens(2, 12)
+    full, _ = model(idx)
+    last, loss = model(idx, last_only=True)
+    assert last.shape == (2, 1, full.size(-1)) and loss is None
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-5)
+    cache = model.new_kv_cache(batch_size=2)
+    model(idx[:, :8], kv_cache=cache)
+    step, _ = model(idx[:, 8:], kv_cache=cache, last_only=True)
+    torch.testing.assert_close(step, full[:, -1:], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ByollmError, match="last_only"):
+        model(idx, idx, last_only=True)
+
+
 def test_kv_cache_errors():
     model = tiny_model()
     cache = model.new_kv_cache(batch_size=1, max_seq_len=4)

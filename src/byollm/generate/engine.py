@@ -42,6 +42,7 @@ import torch
 from byollm.errors import ByollmError
 from byollm.generate.processors import SamplingConfig, build_processors, choose_next_token
 from byollm.generate.stopping import StopStrings
+from byollm.model import GPT
 
 CONTEXT_POLICIES = ("slide", "error")
 
@@ -54,7 +55,10 @@ def model_block_size(model) -> int | None:
 
 def next_token_logits(model, idx: torch.Tensor, kv_cache=None) -> torch.Tensor:
     """Logits for the position after the last one of `idx`: (B, T) -> (B, V) float."""
-    out = model(idx) if kv_cache is None else model(idx, kv_cache=kv_cache)
+    kwargs = {} if kv_cache is None else {"kv_cache": kv_cache}
+    if isinstance(model, GPT):  # any causal LM works here; ours can skip the head's other rows
+        kwargs["last_only"] = True
+    out = model(idx, **kwargs)
     logits = out[0] if isinstance(out, tuple) else out
     return logits[:, -1, :].float()
 

@@ -75,11 +75,14 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         *,
         kv_cache: KVCache | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab) for token ids `idx` (B, T); the mean loss if `targets` given.
 
         With `kv_cache`, the tokens of `idx` sit at positions cache.pos .. cache.pos+T-1, attend
-        to everything cached before them, and the cache advances by T.
+        to everything cached before them, and the cache advances by T. `last_only` returns the
+        logits of the last position only, (B, 1, vocab): all that generation needs, and it
+        skips the output head (often the largest matrix) for the other T - 1 positions.
         """
         B, T = idx.shape
         start = 0
@@ -101,6 +104,10 @@ class GPT(nn.Module):
         if kv_cache is not None:
             kv_cache.advance(T)
         x = self.transformer.ln_f(x)
+        if last_only:
+            if targets is not None:
+                raise ByollmError("last_only=True gives no loss: the targets need every position")
+            x = x[:, -1:, :]
         logits = self.lm_head(x).float()  # (B, T, vocab); float even under bf16 autocast
         loss = None
         if targets is not None:
