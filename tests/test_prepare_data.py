@@ -167,3 +167,38 @@ def test_prepare_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err
     assert os.path.exists(tmp_path / "d" / "meta.json")
+
+
+PEAK_RSS = """
+import resource, sys
+from byollm.data.prepare import prepare
+prepare(sys.argv[1], "char", sys.argv[2], workers=1, progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux reports KiB
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="peak-RSS measurement is Linux-only here")
+def test_memory_stays_flat_as_the_corpus_grows(tmp_path):
+    # Streaming means peak memory does not grow with the corpus: preparing 40 MB must cost about
+    # what preparing 1 MB costs. Holding the text (40 MB) or its ids (a list: ~300 MB) would not.
+    import subprocess
+    import sys
+
+    def peak_rss(megabytes: int) -> int:
+        folder = tmp_path / f"corpus-{megabytes}"
+        folder.mkdir()
+        line = "Thou art more lovely and more temperate, café ✓ θάλασσα\n" * 200
+        block = line.encode()
+        with open(folder / "big.txt", "wb") as f:
+            for _ in range(megabytes * 2**20 // len(block)):
+                f.write(block)
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, str(folder), str(tmp_path / f"data-{megabytes}")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(out.stdout.split()[-1])
+
+    small, large = peak_rss(1), peak_rss(40)
+    assert large - small < 20 * 2**20, (small, large)

@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--version"]:  # answer before importing every stage (and torch with them)
+        print(f"byollm {__version__}")
+        return 0
+    parser = build_parser()
     # Verbs that take free-form `--key value` config overrides set `accepts_overrides`.
     args, extra = parser.parse_known_args(argv)
     if args.verb is None:
