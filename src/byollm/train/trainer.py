@@ -370,11 +370,15 @@ class Trainer:
                     last_eval = self.evaluate_and_save(started)
                     # throughput measures training only, not evaluation and checkpointing
                     window_start, window_tokens = time.perf_counter(), 0
-                    if last_eval and self.progress:
-                        bar.write(
+                    if last_eval:  # above the bar; a line per evaluation in a log file too
+                        line = (
                             f"step {self.step}: train {last_eval['train_loss']:.4f}, "
                             f"val {last_eval['val_loss']:.4f} ({last_eval['val_bpb']:.3f} bits/byte)"
                         )
+                        if self.progress:
+                            bar.write(line)
+                        else:
+                            self.log(line)
         finally:
             bar.close()
         elapsed = self._elapsed(started)
