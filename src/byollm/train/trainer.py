@@ -231,7 +231,9 @@ class Trainer:
             betas=(cfg.beta1, cfg.beta2),
             muon_lr=cfg.muon_lr,
             muon_momentum=cfg.muon_momentum,
-            fused=self.device.type == "cuda",
+            # One fused kernel instead of ~10 small ops per parameter tensor: on a small model
+            # on the CPU the unfused AdamW step took ~10 ms of a ~50 ms step.
+            fused=self.device.type in ("cuda", "cpu"),
         )
         # fp16 (GPUs without bf16) needs loss scaling, or small gradients round to zero;
         # bf16 and fp32 have fp32's exponent range, so there the scaler is a no-op.
