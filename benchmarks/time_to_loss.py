@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from byollm.train.metrics import read_metrics
+
 
 def read(metrics: Path, kind: str) -> list[dict]:
-    if not metrics.exists():
-        return []
-    lines = metrics.read_text().splitlines()
-    return [r for r in map(json.loads, filter(None, lines)) if r["kind"] == kind]
+    """The records of one kind so far (the file is still being written: a torn line is skipped)."""
+    return [r for r in read_metrics(metrics) if r.get("kind") == kind] if metrics.exists() else []
 
 
 def probe(name: str, overrides: list[str], target: float, limit: float, out: Path) -> dict:

@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 import train_helpers
-from conftest import shared_file
 
 from byollm.config import apply_overrides
 from byollm.errors import ByollmError
@@ -44,11 +43,7 @@ def _one_thread():
 
 @pytest.fixture
 def corpus(tmp_path):
-    """The first 60 kB of Tiny Shakespeare, as a local file."""
-    text = shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")[:60_000]
-    path = tmp_path / "shakespeare-60k.txt"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return train_helpers.shakespeare_excerpt(tmp_path, 60_000)
 
 
 def tiny_config(corpus, tmp_path, **extra) -> TrainConfig:

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import train_helpers
-from conftest import shared_file
 from safetensors.torch import load_file
 
 from byollm.train import load_train_config, train
@@ -44,10 +43,7 @@ def _one_thread():
 
 @pytest.fixture
 def corpus(tmp_path):
-    text = shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")[:40_000]
-    path = tmp_path / "shakespeare-40k.txt"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return train_helpers.shakespeare_excerpt(tmp_path, 40_000)
 
 
 def cli_args(settings: dict) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from conftest import shared_file
 
 
 @contextlib.contextmanager
@@ -16,3 +17,11 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def shakespeare_excerpt(folder, chars: int):
+    """The first `chars` characters of Tiny Shakespeare as a local file (skips without it)."""
+    text = shared_file("tinyshakespeare.txt").read_text(encoding="utf-8")[:chars]
+    path = folder / f"shakespeare-{chars // 1000}k.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
