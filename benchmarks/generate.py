@@ -12,6 +12,12 @@ For each model (random init; speed does not depend on the values of the weights)
   recomputed every step with `--no-cache`);
 - theirs: `model.generate(do_sample=False, use_cache=...)`.
 
+At batch 1 with the cache there is also a speculative row: ours with `speculative_ids`
+(prompt lookup, `--speculative` guesses per step), Hugging Face with the same technique
+(`prompt_lookup_num_tokens`). Random weights make greedy output repeat one token for long
+stretches, the best case for prompt lookup: read those rows for the mechanism, and the
+`--checkpoint` section (a trained model, real text) for what to expect.
+
 It checks that both produce the same tokens (greedy, fp32) and reports tokens/s, and for batch 1
 with the cache the weight bytes read per second against the memory bandwidth (~30-44 GB/s on the
 reference machine): every decoded token reads every weight matrix once.
@@ -35,6 +41,7 @@ import torch
 
 from byollm.generate.engine import generate_ids
 from byollm.generate.processors import SamplingConfig
+from byollm.generate.speculative import speculative_ids
 from byollm.model import GPT, GPTConfig
 from byollm.model.convert import to_hf
 
@@ -45,19 +52,23 @@ MODELS = {
 }
 
 
-def run_ours(model, prompt, n, use_cache):
+def run_ours(model, prompt, n, use_cache, guesses=0, stats=None):
     start = time.perf_counter()
-    steps = list(generate_ids(model, prompt, n, GREEDY, use_cache=use_cache))
+    if guesses:
+        steps = list(speculative_ids(model, prompt, n, GREEDY, num_guesses=guesses, stats=stats))
+    else:
+        steps = list(generate_ids(model, prompt, n, GREEDY, use_cache=use_cache))
     seconds = time.perf_counter() - start
     return torch.stack(steps, dim=1), seconds
 
 
-def run_hf(hf, prompt, n, use_cache):
+def run_hf(hf, prompt, n, use_cache, guesses=0):
+    extra = {"prompt_lookup_num_tokens": guesses} if guesses else {}
     start = time.perf_counter()
     with torch.inference_mode():
         out = hf.generate(
             prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n,
-            do_sample=False, use_cache=use_cache, pad_token_id=0, eos_token_id=None,
+            do_sample=False, use_cache=use_cache, pad_token_id=0, eos_token_id=None, **extra,
         )  # fmt: skip
     seconds = time.perf_counter() - start
     return out[:, prompt.shape[1] :], seconds
@@ -99,6 +110,13 @@ def main(argv=None):
         default=None,
         help="torch threads (1 is far faster on a machine shared with others)",
     )
+    parser.add_argument(
+        "--speculative",
+        type=int,
+        default=4,
+        help="tokens guessed per step by prompt lookup in the speculative rows (batch 1, "
+        "cache; Hugging Face gets prompt_lookup_num_tokens=K); 0 skips those rows",
+    )
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     from transformers import GPT2LMHeadModel
@@ -120,34 +138,39 @@ def main(argv=None):
         n_bytes = weight_bytes(model)
         print(f"\n## {name}: {model.num_params() / 1e6:.1f}M params, "
               f"{n_bytes / 1e6:.0f} MB of fp32 weights read per decode step")  # fmt: skip
-        print(
-            "| batch | cache | new tokens | ours tok/s | HF tok/s | ours / HF | same tokens | GB/s (ours) |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
+        print("| batch | cache | decoding | new tokens | ours tok/s | HF tok/s | ours / HF "
+              "| same tokens | forward passes (ours) | GB/s (ours) |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for batch_size in map(int, args.batch_sizes.split(",")):
             prompt = torch.randint(0, config.vocab_size, (batch_size, args.prompt_tokens))
             run_ours(model, prompt, 4, True)  # warm up kernels and allocator
             run_hf(hf, prompt, 4, True)
             no_cache_tokens = args.no_cache_tokens or args.new_tokens
-            for use_cache, n_new in ((True, args.new_tokens), (False, no_cache_tokens)):
+            runs = [(True, args.new_tokens, 0), (False, no_cache_tokens, 0)]
+            if batch_size == 1 and args.speculative:
+                runs.insert(1, (True, args.new_tokens, args.speculative))
+            for use_cache, n_new, guesses in runs:
                 if not use_cache and name == "gpt2" and batch_size > 1 and not args.full:
                     continue
-                ours, t_ours = run_ours(model, prompt, n_new, use_cache)
-                theirs, t_hf = run_hf(hf, prompt, n_new, use_cache)
+                stats = {}
+                ours, t_ours = run_ours(model, prompt, n_new, use_cache, guesses, stats)
+                theirs, t_hf = run_hf(hf, prompt, n_new, use_cache, guesses)
                 tokens = batch_size * n_new
+                passes = stats.get("forward_passes", n_new)
                 diff = first_difference(ours, theirs)
                 row = {
                     "model": name, "batch": batch_size, "cache": use_cache,
-                    "new_tokens": n_new, "ours_tok_s": tokens / t_ours,
+                    "guesses": guesses, "new_tokens": n_new, "ours_tok_s": tokens / t_ours,
                     "hf_tok_s": tokens / t_hf, "same_tokens": diff is None,
                     "first_difference": diff, "load": os.getloadavg()[0],
-                    "gb_s": n_bytes * n_new / t_ours / 1e9,
+                    "forward_passes": passes, "gb_s": n_bytes * passes / t_ours / 1e9,
                 }  # fmt: skip
                 rows.append(row)
                 same = "yes" if diff is None else f"no (step {diff})"
-                print(f"| {batch_size} | {'yes' if use_cache else 'no'} | {n_new} | "
+                decoding = f"prompt lookup {guesses}" if guesses else "plain"
+                print(f"| {batch_size} | {'yes' if use_cache else 'no'} | {decoding} | {n_new} | "
                       f"{row['ours_tok_s']:.1f} | {row['hf_tok_s']:.1f} | "
-                      f"{row['ours_tok_s'] / row['hf_tok_s']:.2f}x | {same} | "
+                      f"{row['ours_tok_s'] / row['hf_tok_s']:.2f}x | {same} | {passes} | "
                       f"{row['gb_s']:.1f} |", flush=True)  # fmt: skip
             if no_cache_tokens != args.new_tokens and use_cache is False:
                 # The same length with the cache, for a like-for-like speed-up.
@@ -158,6 +181,7 @@ def main(argv=None):
                 with_cache = r.get("ours_cache_same_length_tok_s") or next(
                     c["ours_tok_s"] for c in rows
                     if c["model"] == name and c["cache"] and c["batch"] == r["batch"]
+                    and not c["guesses"]
                 )  # fmt: skip
                 print(f"KV cache speed-up, ours, batch {r['batch']}, {r['new_tokens']} new "
                       f"tokens: {with_cache / r['ours_tok_s']:.1f}x")  # fmt: skip

@@ -30,6 +30,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
                    help="CTRL penalty for tokens already seen (default 1 = off)")  # fmt: skip
     g.add_argument("--frequency-penalty", type=float, default=0.0)
     g.add_argument("--presence-penalty", type=float, default=0.0)
+    g.add_argument("--ban-token", type=int, action="append", default=[], metavar="ID",
+                   help="never generate this token id (repeatable)")  # fmt: skip
     g.add_argument("--max-new-tokens", type=int, default=200)
     g.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
@@ -37,6 +39,10 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-cache", action="store_true", help="recompute the window every token")
     g.add_argument("--context", choices=("slide", "error"), default="slide",
                    help="when prompt + new tokens outgrow the window (default slide)")  # fmt: skip
+    g.add_argument("--speculative", type=int, default=0, metavar="K",
+                   help="guess up to K tokens by prompt lookup and check them in one forward "
+                   "pass: the same greedy output and sampling distribution, faster where the "
+                   "text repeats (one sample at a time; default 0 = off)")  # fmt: skip
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
 
 
@@ -61,6 +67,7 @@ def sampling_from_args(args):
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
         typical_p=args.typical_p, repetition_penalty=args.repetition_penalty,
         frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
+        banned_tokens=tuple(args.ban_token),
     )  # fmt: skip
 
 
@@ -112,7 +119,8 @@ def _engine(args):
     from byollm.generate.loading import load_for_inference
 
     model, tokenizer = load_for_inference(checkpoint_from_args(args), device=args.device)
-    return Engine(model, tokenizer, use_cache=not args.no_cache, context=args.context)
+    return Engine(model, tokenizer, use_cache=not args.no_cache, context=args.context,
+                  speculative=args.speculative)  # fmt: skip
 
 
 def _write(text: str) -> None:

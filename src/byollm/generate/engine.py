@@ -29,6 +29,11 @@ Design choices:
   equal length at a time. Finished rows keep their slot until the whole batch is done.
 - **Empty prompt**: generation starts from the tokenizer's `<|endoftext|>` token if it has one
   (the GPT-2 convention for "start of a document"), else from a newline.
+- **Speculative decoding** (`Engine(..., speculative=4)`, off by default): guess up to 4
+  tokens by prompt lookup and check them in one forward pass (`speculative.py`). Same greedy
+  output, same sampling distribution, fewer weight reads when the text repeats. It applies to
+  one sequence with a KV cache whose prompt + new tokens fit the window; anything else decodes
+  plainly.
 - Reproducible: `seed=` seeds a private `torch.Generator`, so the same seed gives the same
   samples whatever else used the global RNG.
 """
@@ -41,6 +46,7 @@ import torch
 
 from byollm.errors import ByollmError
 from byollm.generate.processors import SamplingConfig, build_processors, choose_next_token
+from byollm.generate.speculative import speculative_ids
 from byollm.generate.stopping import StopStrings
 from byollm.model import GPT
 
@@ -168,7 +174,8 @@ class Engine:
     `tokenizer` needs `encode`, `decode`, `eot_id`, and works with `StreamingDecoder`.
     """
 
-    def __init__(self, model, tokenizer, *, use_cache: bool = True, context: str = "slide"):
+    def __init__(self, model, tokenizer, *, use_cache: bool = True, context: str = "slide",
+                 speculative: int = 0):  # fmt: skip
         if context not in CONTEXT_POLICIES:
             raise ByollmError(
                 f"unknown context policy {context!r}; choose one of {CONTEXT_POLICIES}"
@@ -177,6 +184,10 @@ class Engine:
         self.tokenizer = tokenizer
         self.use_cache = use_cache
         self.context = context
+        if speculative < 0:
+            raise ByollmError(f"speculative={speculative} is invalid: the number of tokens to "
+                              "guess per step must be >= 0 (0 turns it off)")  # fmt: skip
+        self.speculative = speculative  # see speculative.py; 0 = plain decoding
         if hasattr(model, "eval"):
             model.eval()  # no dropout while sampling
 
@@ -278,6 +289,19 @@ class Engine:
                 on_text(row, piece)
         return texts
 
+    def _token_steps(self, prompt, max_new_tokens, sampling, generator):
+        """Speculative decoding where it applies (one row, a KV cache, room in the window)."""
+        block_size = model_block_size(self.model)
+        fits = block_size is None or prompt.shape[1] + max_new_tokens - 1 <= block_size
+        if (self.speculative and self.use_cache and prompt.shape[0] == 1 and fits
+                and hasattr(self.model, "new_kv_cache")):  # fmt: skip
+            check_context(prompt.shape[1], max_new_tokens, block_size, self.context)
+            return speculative_ids(self.model, prompt, max_new_tokens, sampling,
+                                   num_guesses=self.speculative, generator=generator)  # fmt: skip
+        return generate_ids(self.model, prompt, max_new_tokens, sampling,
+                            use_cache=self.use_cache, context=self.context,
+                            generator=generator)  # fmt: skip
+
     def _pieces(self, rows, max_new_tokens, sampling, generator, stop, stop_tokens,
                 with_rows=False):  # fmt: skip
         """The streaming heart: token ids -> safe text pieces, row by row, until all stop."""
@@ -296,9 +320,7 @@ class Engine:
                 finished[row] = True
             return text
 
-        steps = generate_ids(self.model, prompt, max_new_tokens, sampling,
-                             use_cache=self.use_cache, context=self.context,
-                             generator=generator)  # fmt: skip
+        steps = self._token_steps(prompt, max_new_tokens, sampling, generator)
         for next_tokens in steps:
             for row, token in enumerate(next_tokens.tolist()):
                 if finished[row]:

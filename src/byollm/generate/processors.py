@@ -197,6 +197,11 @@ class BannedTokens:
         self.token_ids = list(token_ids)
 
     def __call__(self, logits: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        vocab_size = logits.shape[-1]
+        outside = [t for t in self.token_ids if not 0 <= t < vocab_size]
+        if outside:
+            raise ByollmError(f"banned token ids {outside} are outside the vocabulary "
+                              f"(ids 0..{vocab_size - 1})")  # fmt: skip
         out = logits.clone()
         out[..., self.token_ids] = NEG_INF
         return out

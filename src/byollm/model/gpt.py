@@ -27,7 +27,7 @@ from torch import nn
 from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
 from byollm.model.kv_cache import KVCache
-from byollm.model.layers import Block, Rotary, make_norm
+from byollm.model.layers import Block, Linear, Rotary, make_norm
 
 
 class GPT(nn.Module):
@@ -51,7 +51,7 @@ class GPT(nn.Module):
         self.transformer["drop"] = nn.Dropout(config.dropout)
         self.transformer["h"] = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.transformer["ln_f"] = make_norm(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             # One matrix both reads tokens in and scores them out (saves vocab x C parameters).
             self.lm_head.weight = self.transformer.wte.weight

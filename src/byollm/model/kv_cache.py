@@ -71,3 +71,9 @@ class KVCache:
     def advance(self, T: int) -> None:
         """Called by the model once every layer has stored the chunk."""
         self.pos += T
+
+    def truncate(self, pos: int) -> None:
+        """Forget every position from `pos` on (speculative decoding drops rejected guesses)."""
+        if not 0 <= pos <= self.pos:
+            raise ByollmError(f"cannot truncate a KV cache holding {self.pos} positions to {pos}")
+        self.pos = pos
