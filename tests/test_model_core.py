@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from byollm.model import (
     read_model_config,
     save_model,
 )
-from byollm.model.layers import CausalSelfAttention, attention_explicit, causal_mask
+from byollm.model.layers import MLP, CausalSelfAttention, attention_explicit, causal_mask
 
 TINY = dict(vocab_size=37, block_size=24, n_layer=2, n_head=4, n_embd=32)
 VARIANTS = {
@@ -253,7 +254,7 @@ def test_load_errors_name_the_file(tmp_path):
 @given(
     n_head=st.sampled_from([1, 2, 4]),
     kv_div=st.sampled_from([1, 2, 4]),
-    mlp=st.sampled_from(["gelu", "swiglu", "relu2"]),
+    mlp=st.sampled_from(["gelu", "gelu_exact", "swiglu", "relu2"]),
     norm=st.sampled_from(["layernorm", "rmsnorm"]),
     pos=st.sampled_from(["learned", "rope"]),
     tie=st.booleans(),
@@ -285,6 +286,20 @@ def test_property_any_config_round_trips_and_counts_params(n_head, kv_div, mlp, 
 def test_config_validation_errors(overrides, message):
     with pytest.raises(ByollmError, match=message):
         GPTConfig(**{**TINY, **overrides})
+
+
+def test_gelu_exact_mlp_is_the_erf_gelu_by_hand():
+    torch.manual_seed(0)
+    exact, tanh = MLP(GPTConfig(**TINY, mlp="gelu_exact")), MLP(GPTConfig(**TINY, mlp="gelu"))
+    tanh.load_state_dict(exact.state_dict())  # same weights, only the non-linearity differs
+    x = 2 * torch.randn(3, 5, TINY["n_embd"])
+    h = x @ exact.c_fc.weight.T + exact.c_fc.bias
+    gelu = 0.5 * h * (1 + torch.erf(h / math.sqrt(2)))  # nanoGPT's nn.GELU()
+    expected = gelu @ exact.c_proj.weight.T + exact.c_proj.bias
+    with torch.no_grad():
+        assert (exact(x) - expected).abs().max().item() <= 1e-5
+        assert (tanh(x) - expected).abs().max().item() > 1e-5  # the tanh kind really differs
+    assert GPTConfig(**TINY, mlp="gelu_exact").hidden_dim == 4 * TINY["n_embd"]
 
 
 def test_presets():
