@@ -20,6 +20,7 @@ from byollm.model import (
     read_model_config,
     save_model,
 )
+from byollm.model.convert import hf_to_gpt_config
 from byollm.model.layers import MLP, CausalSelfAttention, attention_explicit, causal_mask
 
 TINY = dict(vocab_size=37, block_size=24, n_layer=2, n_head=4, n_embd=32)
@@ -300,6 +301,19 @@ def test_gelu_exact_mlp_is_the_erf_gelu_by_hand():
         assert (exact(x) - expected).abs().max().item() <= 1e-5
         assert (tanh(x) - expected).abs().max().item() > 1e-5  # the tanh kind really differs
     assert GPTConfig(**TINY, mlp="gelu_exact").hidden_dim == 4 * TINY["n_embd"]
+
+
+def test_hf_gpt2_activation_picks_the_mlp_kind():
+    """Without transformers: the config translation alone (test_model_hf_parity checks logits)."""
+    base = dict(model_type="gpt2", vocab_size=10, n_positions=8, n_layer=1, n_head=2, n_embd=8)
+    assert hf_to_gpt_config(base).mlp == "gelu"  # Hugging Face's default is gelu_new (tanh)
+    for activation, mlp in [("gelu_new", "gelu"), ("gelu_pytorch_tanh", "gelu"),
+                            ("gelu", "gelu_exact")]:  # fmt: skip
+        assert hf_to_gpt_config({**base, "activation_function": activation}).mlp == mlp
+    with pytest.raises(ByollmError, match="activation_function 'relu' is not supported") as e:
+        hf_to_gpt_config({**base, "activation_function": "relu"})
+    assert str(e.value).endswith("(supported: gelu_new, gelu_pytorch_tanh, gelu)")
+    assert "\n" not in str(e.value)
 
 
 def test_presets():
