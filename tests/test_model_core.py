@@ -321,6 +321,7 @@ def test_presets():
             "llama-tiny"} <= set(PRESETS)  # fmt: skip
     c = GPTConfig.from_preset("nanogpt-cpu")
     assert (c.n_layer, c.n_head, c.n_embd, c.block_size) == (4, 4, 128, 64)
+    assert c.mlp == GPTConfig.from_preset("small-10m").mlp == "gelu_exact"  # nanoGPT's nn.GELU()
     assert GPTConfig.from_preset("gpt2", n_layer=2).n_layer == 2
     assert GPTConfig.from_preset("llama-tiny").hidden_dim == 352  # 8/3 * 128 rounded up to 32
     with pytest.raises(ByollmError, match="unknown model preset 'gpt3'"):

@@ -131,14 +131,24 @@ PRESETS: dict[str, dict] = {
     "gpt2-large": {"n_layer": 36, "n_head": 20, "n_embd": 1280},
     "gpt2-xl": {"n_layer": 48, "n_head": 25, "n_embd": 1600},
     # nanoGPT's CPU example (shakespeare-char): 4 layers, 4 heads, 128 wide, block 64; ~0.8M params.
-    "nanogpt-cpu": {"vocab_size": 65, "block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 128},
-    # nanoGPT's shakespeare-char GPU model: 6 layers, 6 heads, 384 wide, ~10.7M parameters.
+    # nanoGPT's MLP is `nn.GELU()`, the exact (erf) GELU, not GPT-2's tanh approximation.
+    "nanogpt-cpu": {
+        "vocab_size": 65,
+        "block_size": 64,
+        "n_layer": 4,
+        "n_head": 4,
+        "n_embd": 128,
+        "mlp": "gelu_exact",
+    },
+    # nanoGPT's shakespeare-char GPU model: 6 layers, 6 heads, 384 wide, ~10.7M parameters;
+    # its MLP is nanoGPT's `nn.GELU()` (erf) too.
     "small-10m": {
         "vocab_size": 65,
         "block_size": 256,
         "n_layer": 6,
         "n_head": 6,
         "n_embd": 384,
+        "mlp": "gelu_exact",
         "dropout": 0.2,
     },
     # A Llama-style model: RMSNorm, RoPE, SwiGLU, grouped-query attention, untied head, no bias.
