@@ -90,12 +90,14 @@ def part_hf(iters: int = 200) -> dict:
             n_embd=128,
             n_layer=4,
             n_head=4,
+            activation_function="gelu",  # the exact (erf) GELU of nanoGPT and our gelu_exact
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
         )
     )
     ours = GPT(GPTConfig.from_preset("nanogpt-cpu", vocab_size=vocab, bias=True))
+    assert ours.config.mlp == "gelu_exact"  # the same activation as the HF model above
     x = torch.randint(0, vocab, (batch, block))
 
     def hf_step():

@@ -58,6 +58,7 @@ def describe(c: GPTConfig) -> dict[str, str]:
         extras.append("QK-norm")
     mlp = {
         "gelu": f"MLP: {c.n_embd} -> {c.hidden_dim}, GELU(tanh) -> {c.n_embd}",
+        "gelu_exact": f"MLP: {c.n_embd} -> {c.hidden_dim}, GELU(erf) -> {c.n_embd}",
         "relu2": f"MLP: {c.n_embd} -> {c.hidden_dim}, ReLU^2 -> {c.n_embd}",
         "swiglu": f"SwiGLU: silu(gate) * up, {c.n_embd} -> {c.hidden_dim} -> {c.n_embd}",
     }[c.mlp]

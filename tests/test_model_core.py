@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -19,7 +20,8 @@ from byollm.model import (
     read_model_config,
     save_model,
 )
-from byollm.model.layers import CausalSelfAttention, attention_explicit, causal_mask
+from byollm.model.convert import hf_to_gpt_config
+from byollm.model.layers import MLP, CausalSelfAttention, attention_explicit, causal_mask
 
 TINY = dict(vocab_size=37, block_size=24, n_layer=2, n_head=4, n_embd=32)
 VARIANTS = {
@@ -253,7 +255,7 @@ def test_load_errors_name_the_file(tmp_path):
 @given(
     n_head=st.sampled_from([1, 2, 4]),
     kv_div=st.sampled_from([1, 2, 4]),
-    mlp=st.sampled_from(["gelu", "swiglu", "relu2"]),
+    mlp=st.sampled_from(["gelu", "gelu_exact", "swiglu", "relu2"]),
     norm=st.sampled_from(["layernorm", "rmsnorm"]),
     pos=st.sampled_from(["learned", "rope"]),
     tie=st.booleans(),
@@ -287,11 +289,39 @@ def test_config_validation_errors(overrides, message):
         GPTConfig(**{**TINY, **overrides})
 
 
+def test_gelu_exact_mlp_is_the_erf_gelu_by_hand():
+    torch.manual_seed(0)
+    exact, tanh = MLP(GPTConfig(**TINY, mlp="gelu_exact")), MLP(GPTConfig(**TINY, mlp="gelu"))
+    tanh.load_state_dict(exact.state_dict())  # same weights, only the non-linearity differs
+    x = 2 * torch.randn(3, 5, TINY["n_embd"])
+    h = x @ exact.c_fc.weight.T + exact.c_fc.bias
+    gelu = 0.5 * h * (1 + torch.erf(h / math.sqrt(2)))  # nanoGPT's nn.GELU()
+    expected = gelu @ exact.c_proj.weight.T + exact.c_proj.bias
+    with torch.no_grad():
+        assert (exact(x) - expected).abs().max().item() <= 1e-5
+        assert (tanh(x) - expected).abs().max().item() > 1e-5  # the tanh kind really differs
+    assert GPTConfig(**TINY, mlp="gelu_exact").hidden_dim == 4 * TINY["n_embd"]
+
+
+def test_hf_gpt2_activation_picks_the_mlp_kind():
+    """Without transformers: the config translation alone (test_model_hf_parity checks logits)."""
+    base = dict(model_type="gpt2", vocab_size=10, n_positions=8, n_layer=1, n_head=2, n_embd=8)
+    assert hf_to_gpt_config(base).mlp == "gelu"  # Hugging Face's default is gelu_new (tanh)
+    for activation, mlp in [("gelu_new", "gelu"), ("gelu_pytorch_tanh", "gelu"),
+                            ("gelu", "gelu_exact")]:  # fmt: skip
+        assert hf_to_gpt_config({**base, "activation_function": activation}).mlp == mlp
+    with pytest.raises(ByollmError, match="activation_function 'relu' is not supported") as e:
+        hf_to_gpt_config({**base, "activation_function": "relu"})
+    assert str(e.value).endswith("(supported: gelu_new, gelu_pytorch_tanh, gelu)")
+    assert "\n" not in str(e.value)
+
+
 def test_presets():
     assert {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "nanogpt-cpu", "small-10m",
             "llama-tiny"} <= set(PRESETS)  # fmt: skip
     c = GPTConfig.from_preset("nanogpt-cpu")
     assert (c.n_layer, c.n_head, c.n_embd, c.block_size) == (4, 4, 128, 64)
+    assert c.mlp == GPTConfig.from_preset("small-10m").mlp == "gelu_exact"  # nanoGPT's nn.GELU()
     assert GPTConfig.from_preset("gpt2", n_layer=2).n_layer == 2
     assert GPTConfig.from_preset("llama-tiny").hidden_dim == 352  # 8/3 * 128 rounded up to 32
     with pytest.raises(ByollmError, match="unknown model preset 'gpt3'"):

@@ -5,6 +5,7 @@ Reference models are created locally with random weights (no hub access) and tin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -29,6 +30,18 @@ def hf_logits(model, idx):
         return model(idx).logits
 
 
+def gelu_visible(wte, c_fc_weights):
+    """Scale weights so that the tanh and erf GELUs give logits more than TOL apart.
+
+    At init the MLP pre-activations are ~0.1 and the logits ~0.4, where the two GELUs differ by
+    ~1e-6; x30 on c_fc puts pre-activations near 1 and x50 on the (tied) embedding puts logits
+    near 40, and then the wrong GELU is ~7e-4 off while the right one stays within ~1e-5.
+    """
+    wte.mul_(50)
+    for w in c_fc_weights:
+        w.mul_(30)
+
+
 def make_hf_gpt2(tmp_path, **overrides):
     torch.manual_seed(0)
     config = transformers.GPT2Config(
@@ -40,16 +53,27 @@ def make_hf_gpt2(tmp_path, **overrides):
         for name, p in model.named_parameters():
             if name.endswith("bias") or "ln_" in name:
                 p.add_(0.1 * torch.randn_like(p))
+        gelu_visible(model.transformer.wte.weight, [b.mlp.c_fc.weight for b in model.transformer.h])
     model.save_pretrained(tmp_path / "hf", safe_serialization=True)
     return model
 
 
-def test_import_gpt2_from_save_pretrained(tmp_path):
-    hf = make_hf_gpt2(tmp_path)
+@pytest.mark.parametrize(
+    "activation, mlp",
+    [("gelu_new", "gelu"), ("gelu_pytorch_tanh", "gelu"), ("gelu", "gelu_exact")],
+)
+def test_import_gpt2_from_save_pretrained(activation, mlp, tmp_path):
+    hf = make_hf_gpt2(tmp_path, activation_function=activation)
     ours = from_hf(tmp_path / "hf")
+    assert ours.config.mlp == mlp  # HF's "gelu" is the exact erf GELU, "gelu_new" the tanh one
     idx = random_tokens(96)
     diff = (ours(idx)[0] - hf_logits(hf, idx)).abs().max().item()
     assert diff <= TOL
+    # the other GELU on the same weights is visibly off, so the check above can tell them apart
+    other_mlp = "gelu" if mlp == "gelu_exact" else "gelu_exact"
+    other = GPT(dataclasses.replace(ours.config, mlp=other_mlp)).eval()
+    other.load_state_dict(ours.state_dict())
+    assert (other(idx)[0] - hf_logits(hf, idx)).abs().max().item() > 3 * TOL
     assert ours.config.tie_embeddings and ours.num_params() == hf.num_parameters()
 
 
@@ -68,11 +92,12 @@ def test_import_original_openai_layout(tmp_path):
     assert (ours(idx)[0] - hf_logits(hf, idx)).abs().max().item() <= TOL
 
 
-@pytest.mark.parametrize("variant", ["gpt2", "llama", "llama-tied-bias"])
+@pytest.mark.parametrize("variant", ["gpt2", "gpt2-gelu-exact", "llama", "llama-tied-bias"])
 def test_export_loads_in_auto_model_with_same_logits(variant, tmp_path):
     torch.manual_seed(0)
-    if variant == "gpt2":
-        config = GPTConfig(vocab_size=80, block_size=32, n_layer=2, n_head=4, n_embd=32)
+    if variant.startswith("gpt2"):
+        mlp = "gelu_exact" if variant == "gpt2-gelu-exact" else "gelu"
+        config = GPTConfig(vocab_size=80, block_size=32, n_layer=2, n_head=4, n_embd=32, mlp=mlp)
     else:
         config = GPTConfig.from_preset(
             "llama-tiny", vocab_size=80, block_size=32, n_layer=2, n_embd=32, rope_theta=500.0
@@ -87,15 +112,23 @@ def test_export_loads_in_auto_model_with_same_logits(variant, tmp_path):
         for p in ours.parameters():
             if p.ndim == 1:  # norms and biases start at 1/0: perturb them so mix-ups show
                 p.add_(0.1 * torch.randn_like(p))
+        if variant.startswith("gpt2"):  # so a tanh / erf GELU mix-up shows in the logits
+            gelu_visible(
+                ours.transformer.wte.weight, [b.mlp.c_fc.weight for b in ours.transformer.h]
+            )
     to_hf(ours, tmp_path / "export")
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
-    expected_class = "GPT2LMHeadModel" if variant == "gpt2" else "LlamaForCausalLM"
+    expected_class = "GPT2LMHeadModel" if variant.startswith("gpt2") else "LlamaForCausalLM"
     assert type(hf).__name__ == expected_class
+    if variant.startswith("gpt2"):
+        written = json.loads((tmp_path / "export" / "config.json").read_text())
+        assert written["activation_function"] == {"gelu": "gelu_new", "gelu_exact": "gelu"}[mlp]
     idx = random_tokens(80, T=20)
     diff = (ours(idx)[0] - hf_logits(hf, idx)).abs().max().item()
     assert diff <= TOL
     # and back again: import what we exported
     again = from_hf(tmp_path / "export")
+    assert again.config.mlp == ours.config.mlp
     assert (again(idx)[0] - ours(idx)[0]).abs().max().item() <= 1e-6
 
 
@@ -119,6 +152,10 @@ def test_import_errors_are_clear(tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "n_embd": 64}))
     with pytest.raises(ByollmError, match="shape"):
         from_hf(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
+    with pytest.raises(ByollmError, match="activation_function 'relu' is not supported") as e:
+        from_hf(folder)
+    assert "gelu_new" in str(e.value) and "\n" not in str(e.value)
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "t5"}))
     with pytest.raises(ByollmError, match="model_type 't5' is not supported"):
         from_hf(folder)

@@ -12,7 +12,7 @@ import train_helpers
 
 from byollm.config import apply_overrides
 from byollm.errors import ByollmError
-from byollm.model import load_model
+from byollm.model import GPTConfig, load_model
 from byollm.tokenizer import load_tokenizer
 from byollm.train import TrainConfig, load_train_config, train
 from byollm.train import trainer as trainer_module
@@ -212,6 +212,11 @@ def test_default_preset_file_equals_the_built_in_defaults():
         384,
         256,
     )
+    # the nanoGPT files and the model presets describe the same model (erf GELU included); the
+    # files follow nanoGPT's bias=False, the presets keep GPT-2's biases so they export to HF
+    for model, preset in ((nano.model, "nanogpt-cpu"), (gpu.model, "small-10m")):
+        assert model.mlp == "gelu_exact"
+        assert model == GPTConfig.from_preset(preset, vocab_size=model.vocab_size, bias=False)
 
 
 def test_config_errors(tmp_path):

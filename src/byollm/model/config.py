@@ -25,7 +25,7 @@ from typing import Literal
 
 from byollm.errors import ByollmError
 
-MLPKind = Literal["gelu", "swiglu", "relu2"]
+MLPKind = Literal["gelu", "gelu_exact", "swiglu", "relu2"]
 NormKind = Literal["layernorm", "rmsnorm"]
 PosKind = Literal["learned", "rope"]
 
@@ -40,8 +40,8 @@ class GPTConfig:
     n_head: int = 12  # attention heads for queries
     n_kv_head: int | None = None  # heads for keys/values (grouped-query attention); None = n_head
     n_embd: int = 768  # width of the residual stream
-    mlp: MLPKind = "gelu"  # GPT-2 GELU (tanh), Llama SwiGLU, or ReLU^2 (Primer, nanochat)
-    mlp_hidden: int | None = None  # None = 4 * n_embd (gelu/relu2) or ~8/3 * n_embd (swiglu)
+    mlp: MLPKind = "gelu"  # GPT-2 GELU (tanh), erf GELU (nanoGPT), Llama SwiGLU, ReLU^2 (nanochat)
+    mlp_hidden: int | None = None  # None = 4 * n_embd, or ~8/3 * n_embd for swiglu
     norm: NormKind = "layernorm"  # GPT-2 LayerNorm or Llama RMSNorm
     norm_eps: float = 1e-5
     pos: PosKind = "learned"  # learned absolute positions (GPT-2) or rotary (RoPE, Llama)
@@ -99,9 +99,9 @@ class GPTConfig:
     def hidden_dim(self) -> int:
         """Width of the MLP's hidden layer.
 
-        4 * n_embd for GELU/ReLU^2. SwiGLU has three matrices instead of two, so Llama shrinks the
-        hidden width to 2/3 of 4 * n_embd to keep the parameter count, rounded up to a multiple
-        of 32 for friendlier matrix shapes: n_embd=768 -> 2048.
+        4 * n_embd for GELU (tanh or erf)/ReLU^2. SwiGLU has three matrices instead of two, so
+        Llama shrinks the hidden width to 2/3 of 4 * n_embd to keep the parameter count, rounded up
+        to a multiple of 32 for friendlier matrix shapes: n_embd=768 -> 2048.
         """
         if self.mlp_hidden is not None:
             return self.mlp_hidden
@@ -131,14 +131,24 @@ PRESETS: dict[str, dict] = {
     "gpt2-large": {"n_layer": 36, "n_head": 20, "n_embd": 1280},
     "gpt2-xl": {"n_layer": 48, "n_head": 25, "n_embd": 1600},
     # nanoGPT's CPU example (shakespeare-char): 4 layers, 4 heads, 128 wide, block 64; ~0.8M params.
-    "nanogpt-cpu": {"vocab_size": 65, "block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 128},
-    # nanoGPT's shakespeare-char GPU model: 6 layers, 6 heads, 384 wide, ~10.7M parameters.
+    # nanoGPT's MLP is `nn.GELU()`, the exact (erf) GELU, not GPT-2's tanh approximation.
+    "nanogpt-cpu": {
+        "vocab_size": 65,
+        "block_size": 64,
+        "n_layer": 4,
+        "n_head": 4,
+        "n_embd": 128,
+        "mlp": "gelu_exact",
+    },
+    # nanoGPT's shakespeare-char GPU model: 6 layers, 6 heads, 384 wide, ~10.7M parameters;
+    # its MLP is nanoGPT's `nn.GELU()` (erf) too.
     "small-10m": {
         "vocab_size": 65,
         "block_size": 256,
         "n_layer": 6,
         "n_head": 6,
         "n_embd": 384,
+        "mlp": "gelu_exact",
         "dropout": 0.2,
     },
     # A Llama-style model: RMSNorm, RoPE, SwiGLU, grouped-query attention, untied head, no bias.

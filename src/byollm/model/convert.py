@@ -29,7 +29,8 @@ from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
 from byollm.model.io import load_state, unwrap
 
-GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # the tanh approximation, as ours
+# Hugging Face GPT-2 activation_function -> our mlp kind (tanh approximation, or exact erf GELU)
+GPT2_ACTIVATIONS = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu": "gelu_exact"}
 
 
 # --- reading a Hugging Face folder ---------------------------------------------------------------
@@ -106,7 +107,7 @@ def hf_to_gpt_config(hf: dict, source: str = "config.json") -> GPTConfig:
         act = hf.get("activation_function", "gelu_new")
         if act not in GPT2_ACTIVATIONS:
             raise ByollmError(f"{source}: activation_function {act!r} is not supported "
-                              f"(byollm's GPT-2 MLP uses the tanh GELU: {GPT2_ACTIVATIONS})")  # fmt: skip
+                              f"(supported: {', '.join(GPT2_ACTIVATIONS)})")  # fmt: skip
         if hf.get("scale_attn_by_inverse_layer_idx") or hf.get("scale_attn_weights") is False:
             raise ByollmError(f"{source}: non-standard attention scaling is not supported")
         return GPTConfig(
@@ -115,6 +116,7 @@ def hf_to_gpt_config(hf: dict, source: str = "config.json") -> GPTConfig:
             n_layer=_get(hf, "n_layer", source),
             n_head=_get(hf, "n_head", source),
             n_embd=_get(hf, "n_embd", source),
+            mlp=GPT2_ACTIVATIONS[act],
             mlp_hidden=hf.get("n_inner"),
             norm_eps=hf.get("layer_norm_epsilon", 1e-5),
             tie_embeddings=hf.get("tie_word_embeddings", True),
@@ -231,7 +233,7 @@ def from_hf(directory: str | Path) -> GPT:
 def hf_kind(config: GPTConfig) -> str:
     """'gpt2' or 'llama': the Hugging Face architecture that computes exactly what `config` does."""
     c = config
-    if c.norm == "layernorm" and c.pos == "learned" and c.mlp == "gelu":
+    if c.norm == "layernorm" and c.pos == "learned" and c.mlp in ("gelu", "gelu_exact"):
         problems = [
             msg
             for bad, msg in (
@@ -248,7 +250,8 @@ def hf_kind(config: GPTConfig) -> str:
         return "llama"
     raise ByollmError(
         f"cannot export norm={c.norm}, pos={c.pos}, mlp={c.mlp}, qk_norm={c.qk_norm} to Hugging "
-        "Face: GPT-2 needs layernorm+learned+gelu, Llama needs rmsnorm+rope+swiglu without qk_norm"
+        "Face: GPT-2 needs layernorm+learned+gelu or gelu_exact, Llama needs rmsnorm+rope+swiglu "
+        "without qk_norm"
     )
 
 
@@ -271,7 +274,7 @@ def to_hf(model: torch.nn.Module, directory: str | Path) -> Path:
             "n_layer": c.n_layer,
             "n_head": c.n_head,
             "n_inner": c.hidden_dim,
-            "activation_function": "gelu_new",
+            "activation_function": "gelu" if c.mlp == "gelu_exact" else "gelu_new",
             "layer_norm_epsilon": c.norm_eps,
             "resid_pdrop": c.dropout,
             "embd_pdrop": c.dropout,

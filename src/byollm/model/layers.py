@@ -8,7 +8,8 @@
   uses PyTorch's `scaled_dot_product_attention` (fused kernels) and the tests check both agree.
 - `CausalSelfAttention`: multi-head attention with optional grouped-query heads (GQA), QK-norm,
   RoPE and a KV cache.
-- `MLP`: GELU (tanh approximation, as GPT-2), SwiGLU (Llama) or ReLU^2 (Primer, nanochat).
+- `MLP`: GELU (tanh approximation, as GPT-2), exact erf GELU (nanoGPT, BERT), SwiGLU (Llama) or
+  ReLU^2 (Primer, nanochat).
 
 Shapes use B = batch, T = new tokens, S = all positions attended to (T, or cache.pos + T),
 C = n_embd, H = query heads, Hkv = key/value heads, D = head_dim = C / H.
@@ -199,9 +200,10 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     """Position-wise feed-forward: widen, non-linearity, project back.
 
-    gelu:   c_proj(gelu_tanh(c_fc(x)))                     GPT-2
-    relu2:  c_proj(relu(c_fc(x)) ** 2)                     Primer / nanochat
-    swiglu: c_proj(silu(gate(x)) * up(x))                  Llama; gate and up fused in c_fc
+    gelu:       c_proj(gelu_tanh(c_fc(x)))                 GPT-2
+    gelu_exact: c_proj(gelu_erf(c_fc(x)))                  nanoGPT (nn.GELU()), BERT
+    relu2:      c_proj(relu(c_fc(x)) ** 2)                 Primer / nanochat
+    swiglu:     c_proj(silu(gate(x)) * up(x))              Llama; gate and up fused in c_fc
     """
 
     def __init__(self, config: GPTConfig):
@@ -218,6 +220,8 @@ class MLP(nn.Module):
         h = self.c_fc(x)
         if self.kind == "gelu":
             h = F.gelu(h, approximate="tanh")
+        elif self.kind == "gelu_exact":
+            h = F.gelu(h)  # 0.5 * h * (1 + erf(h / sqrt(2)))
         elif self.kind == "relu2":
             h = F.relu(h).square()
         else:
