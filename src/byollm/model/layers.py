@@ -43,7 +43,9 @@ class Linear(nn.Linear):
         rows = x.numel() // x.size(-1)
         if x.device.type != "cpu" or not 0 < rows <= self.few_rows:
             return F.linear(x, self.weight, self.bias)
-        y = torch.mm(self.weight, x.reshape(rows, -1).t()).t()  # (rows, out), a transposed view
+        # Both layouts matter: MKL takes the fast path only for a row-major x (seen transposed),
+        # and the next layer needs a row-major y again (so .contiguous(), a copy of a few rows).
+        y = torch.mm(self.weight, x.reshape(rows, -1).contiguous().t()).t().contiguous()
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], -1)
