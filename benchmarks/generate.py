@@ -91,6 +91,51 @@ def weight_bytes(model) -> int:
     return total
 
 
+def trained_checkpoint(args) -> list[dict]:
+    """Plain vs speculative decoding on a trained model: what prompt lookup gives on real text."""
+    from byollm.generate.loading import load_for_inference
+
+    model, tokenizer = load_for_inference(args.checkpoint, device="cpu")
+    prompt = torch.tensor([tokenizer.encode(args.prompt)])
+    n_new = min(args.new_tokens, model.config.block_size - prompt.shape[1] + 1)
+    print(f"\n## trained checkpoint {args.checkpoint}: {model.num_params() / 1e6:.1f}M params, "
+          f"prompt {args.prompt!r} ({prompt.shape[1]} tokens), {n_new} new tokens")  # fmt: skip
+    print("| sampling | decoding | tok/s | speed-up | forward passes | guesses accepted |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for label, sampling in (("greedy", GREEDY), ("T=0.8, top-k 40", SamplingConfig(0.8, 40))):
+        plain_tok_s = None
+        for guesses in (0, args.speculative):
+            stats, gen = {}, torch.Generator().manual_seed(0)
+            list(generate_ids(model, prompt, 8, sampling))  # warm-up
+            start = time.perf_counter()
+            if guesses:
+                out = list(speculative_ids(model, prompt, n_new, sampling, num_guesses=guesses,
+                                           generator=gen, stats=stats))  # fmt: skip
+            else:
+                out = list(generate_ids(model, prompt, n_new, sampling, generator=gen))
+            tok_s = n_new / (time.perf_counter() - start)
+            plain_tok_s = plain_tok_s or tok_s
+            if label == "greedy":
+                same = torch.equal(torch.cat(out), rows[-1]["tokens"]) if guesses else None
+            row = {"model": "checkpoint", "sampling": label, "guesses": guesses,
+                   "tok_s": tok_s, "forward_passes": stats.get("forward_passes", n_new),
+                   "guessed": stats.get("guessed", 0), "accepted": stats.get("accepted", 0),
+                   "tokens": torch.cat(out)}  # fmt: skip
+            rows.append(row)
+            accepted = (f"{row['accepted']} / {row['guessed']}" if guesses else "-") + (
+                "" if not guesses or label != "greedy" else f" (same tokens: {same})"
+            )
+            print(f"| {label} | {f'prompt lookup {guesses}' if guesses else 'plain'} | "
+                  f"{tok_s:.1f} | {tok_s / plain_tok_s:.2f}x | {row['forward_passes']} | "
+                  f"{accepted} |", flush=True)  # fmt: skip
+        print(f"\nsample ({label}, prompt lookup): " + repr(tokenizer.decode(
+            rows[-1]["tokens"].tolist())[:160]))  # fmt: skip
+    for row in rows:
+        del row["tokens"]
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="shakespeare,gpt2")
@@ -117,6 +162,13 @@ def main(argv=None):
         help="tokens guessed per step by prompt lookup in the speculative rows (batch 1, "
         "cache; Hugging Face gets prompt_lookup_num_tokens=K); 0 skips those rows",
     )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="also time plain against speculative decoding on this trained checkpoint "
+        "(ours only: any architecture), greedy and sampled, on --prompt",
+    )
+    parser.add_argument("--prompt", default="ROMEO:\nWhat light is this? ", help="for --checkpoint")
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     from transformers import GPT2LMHeadModel
@@ -185,6 +237,8 @@ def main(argv=None):
                 )  # fmt: skip
                 print(f"KV cache speed-up, ours, batch {r['batch']}, {r['new_tokens']} new "
                       f"tokens: {with_cache / r['ours_tok_s']:.1f}x")  # fmt: skip
+    if args.checkpoint:
+        rows += trained_checkpoint(args)
     print(f"# load {os.getloadavg()[0]:.2f} at end")
     if args.json:
         with open(args.json, "w") as f:
