@@ -102,7 +102,7 @@ def trained_checkpoint(args) -> list[dict]:
           f"prompt {args.prompt!r} ({prompt.shape[1]} tokens), {n_new} new tokens")  # fmt: skip
     print("| sampling | decoding | tok/s | speed-up | forward passes | guesses accepted |")
     print("|---|---|---|---|---|---|")
-    rows = []
+    rows, samples = [], []
     for label, sampling in (("greedy", GREEDY), ("T=0.8, top-k 40", SamplingConfig(0.8, 40))):
         plain_tok_s = None
         for guesses in (0, args.speculative):
@@ -129,8 +129,9 @@ def trained_checkpoint(args) -> list[dict]:
             print(f"| {label} | {f'prompt lookup {guesses}' if guesses else 'plain'} | "
                   f"{tok_s:.1f} | {tok_s / plain_tok_s:.2f}x | {row['forward_passes']} | "
                   f"{accepted} |", flush=True)  # fmt: skip
-        print(f"\nsample ({label}, prompt lookup): " + repr(tokenizer.decode(
-            rows[-1]["tokens"].tolist())[:160]))  # fmt: skip
+        samples.append(f"sample ({label}, prompt lookup): "
+                       + repr(tokenizer.decode(rows[-1]["tokens"].tolist())[:160]))  # fmt: skip
+    print("\n" + "\n\n".join(samples))
     for row in rows:
         del row["tokens"]
     return rows

@@ -16,7 +16,7 @@ from byollm.generate.engine import Engine, generate_ids
 from byollm.generate.loading import load_for_inference
 from byollm.generate.processors import SamplingConfig
 from byollm.model import GPT, GPTConfig, save_model
-from byollm.tokenizer import BPETokenizer, CharTokenizer
+from byollm.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
 GREEDY = SamplingConfig(temperature=0)
@@ -167,11 +167,25 @@ def test_sample_cli_streams_and_is_reproducible(checkpoint, capsys, tmp_path):
         (["--prompt", "Z"], "not in this character vocabulary"),
         (["--prompt-file", "/nonexistent/prompt.txt"], "prompt file not found"),
         (["--num-samples", "0"], "num-samples"),
+        (["--speculative", "-2"], "speculative=-2"),
+        (["--ban-token", "999"], "outside the vocabulary"),
     ],
 )
 def test_sample_cli_bad_input_is_one_line(checkpoint, capsys, extra, message):
     code, out, err = run_cli(capsys, "sample", "--checkpoint", str(checkpoint), *extra)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_sample_cli_speculative_and_banned_tokens(checkpoint, capsys):
+    base = ["sample", "--checkpoint", str(checkpoint), "--prompt", "To be, or not to be",
+            "--max-new-tokens", "10", "--temperature", "0"]  # fmt: skip
+    code, plain, _ = run_cli(capsys, *base)
+    assert code == 0
+    assert run_cli(capsys, *base, "--speculative", "3")[1] == plain  # same greedy text
+    banned = plain[len("To be, or not to be")]  # the first generated character
+    tokenizer = load_tokenizer(checkpoint / "tokenizer.json")
+    code, out, _ = run_cli(capsys, *base, "--ban-token", str(tokenizer.encode(banned)[0]))
+    assert code == 0 and out[len("To be, or not to be")] != banned
 
 
 def test_missing_or_damaged_checkpoint(checkpoint, capsys, tmp_path):
