@@ -162,6 +162,8 @@ def test_bad_arguments_are_one_line_errors():
     with pytest.raises(ByollmError, match="num_guesses"):
         list(speculative_ids(model, torch.zeros(1, 3, dtype=torch.long), 5, GREEDY,
                              num_guesses=0))  # fmt: skip
+    with pytest.raises(ByollmError, match="fit the context window"):
+        list(speculative_ids(model, torch.zeros(1, 3, dtype=torch.long), 63, GREEDY))
     cache = model.new_kv_cache(1, 8)
     with pytest.raises(ByollmError, match="truncate"):
         cache.truncate(1)  # nothing cached yet

@@ -108,6 +108,13 @@ def speculative_ids(
         )
     if num_guesses < 1:
         raise ByollmError(f"num_guesses={num_guesses} is invalid: must be >= 1")
+    block_size = getattr(getattr(model, "config", None), "block_size", None)
+    if block_size is not None and prompt.shape[1] + max_new_tokens - 1 > block_size:
+        raise ByollmError(
+            f"speculative decoding needs prompt ({prompt.shape[1]} tokens) + max_new_tokens "
+            f"({max_new_tokens}) to fit the context window of {block_size} tokens; ask for "
+            "fewer tokens (Engine decodes plainly past the window)"
+        )
     sampling = sampling or SamplingConfig()
     processors = build_processors(sampling)
     device = prompt.device
