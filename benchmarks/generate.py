@@ -18,6 +18,10 @@ At batch 1 with the cache there is also a speculative row: ours with `speculativ
 stretches, the best case for prompt lookup: read those rows for the mechanism, and the
 `--checkpoint` section (a trained model, real text) for what to expect.
 
+At batch 1 there are also int8 rows: ours with int8 weight-only matrices
+(`byollm.model.quantize`), plain and with prompt lookup, against Hugging Face's fp32 plain
+row; their "same tokens" column says how long the greedy text stays equal to our fp32 text.
+
 It checks that both produce the same tokens (greedy, fp32) and reports tokens/s, and for batch 1
 with the cache the weight bytes read per second against the memory bandwidth (~30-44 GB/s on the
 reference machine): every decoded token reads every weight matrix once.
@@ -31,6 +35,7 @@ minutes on 2 cores, so they run only with `--full`.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -44,6 +49,7 @@ from byollm.generate.processors import SamplingConfig
 from byollm.generate.speculative import speculative_ids
 from byollm.model import GPT, GPTConfig
 from byollm.model.convert import to_hf
+from byollm.model.quantize import Int8Linear, quantize_int8
 
 GREEDY = SamplingConfig(temperature=0)
 MODELS = {
@@ -91,8 +97,40 @@ def weight_bytes(model) -> int:
     return total
 
 
+def int8_rows(args, name, model, prompt, rows) -> list[dict]:
+    """Ours with int8 weights (plain and prompt lookup), against HF's fp32 plain row.
+
+    "same tokens" here compares with our fp32 greedy tokens: int8 changes the outputs.
+    """
+    plain = next(r for r in rows if r["model"] == name and r["batch"] == 1 and r["cache"]
+                 and not r["guesses"])  # fmt: skip
+    quantized = quantize_int8(copy.deepcopy(model))
+    n_bytes = sum(m.weight_int8.numel() + 2 * m.scale.numel() for m in quantized.modules()
+                  if isinstance(m, Int8Linear))  # fmt: skip
+    fp32_tokens, _ = run_ours(model, prompt, args.new_tokens, True)
+    run_ours(quantized, prompt, 4, True)  # warm-up
+    out = []
+    for guesses in (0, args.speculative) if args.speculative else (0,):
+        stats = {}
+        tokens, seconds = run_ours(quantized, prompt, args.new_tokens, True, guesses, stats)
+        passes = stats.get("forward_passes", args.new_tokens)
+        diff = first_difference(tokens, fp32_tokens)
+        row = {"model": name, "batch": 1, "cache": True, "guesses": guesses, "int8": True,
+               "new_tokens": args.new_tokens, "ours_tok_s": args.new_tokens / seconds,
+               "hf_tok_s": plain["hf_tok_s"], "same_tokens_as_fp32": diff is None,
+               "first_difference_from_fp32": diff, "forward_passes": passes,
+               "gb_s": n_bytes * passes / seconds / 1e9, "load": os.getloadavg()[0]}  # fmt: skip
+        out.append(row)
+        decoding = "int8, " + (f"prompt lookup {guesses}" if guesses else "plain")
+        same = "= fp32" if diff is None else f"fp32's until step {diff}"
+        print(f"| 1 | yes | {decoding} | {args.new_tokens} | {row['ours_tok_s']:.1f} | "
+              f"{row['hf_tok_s']:.1f} (fp32) | {row['ours_tok_s'] / row['hf_tok_s']:.2f}x | "
+              f"{same} | {passes} | {row['gb_s']:.1f} |", flush=True)  # fmt: skip
+    return out
+
+
 def trained_checkpoint(args) -> list[dict]:
-    """Plain vs speculative decoding on a trained model: what prompt lookup gives on real text."""
+    """Plain vs speculative decoding (and int8) on a trained model, on real text."""
     from byollm.generate.loading import load_for_inference
 
     model, tokenizer = load_for_inference(args.checkpoint, device="cpu")
@@ -100,40 +138,45 @@ def trained_checkpoint(args) -> list[dict]:
     n_new = min(args.new_tokens, model.config.block_size - prompt.shape[1] + 1)
     print(f"\n## trained checkpoint {args.checkpoint}: {model.num_params() / 1e6:.1f}M params, "
           f"prompt {args.prompt!r} ({prompt.shape[1]} tokens), {n_new} new tokens")  # fmt: skip
-    print("| sampling | decoding | tok/s | speed-up | forward passes | guesses accepted |")
-    print("|---|---|---|---|---|---|")
-    rows, samples = [], []
-    for label, sampling in (("greedy", GREEDY), ("T=0.8, top-k 40", SamplingConfig(0.8, 40))):
-        plain_tok_s = None
+    print("| sampling | weights | decoding | tok/s | speed-up | forward passes | guesses accepted "
+          "| same tokens as fp32 plain |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    variants = [("greedy", GREEDY, model), ("T=0.8, top-k 40", SamplingConfig(0.8, 40), model)]
+    if args.int8:
+        variants.append(("greedy", GREEDY, quantize_int8(copy.deepcopy(model))))
+    rows, samples, reference = [], [], {}
+    for label, sampling, net in variants:
+        weights = "int8" if getattr(net, "quantized", None) else "fp32"
         for guesses in (0, args.speculative):
             stats, gen = {}, torch.Generator().manual_seed(0)
-            list(generate_ids(model, prompt, 8, sampling))  # warm-up
+            list(generate_ids(net, prompt, 8, sampling))  # warm-up
             start = time.perf_counter()
             if guesses:
-                out = list(speculative_ids(model, prompt, n_new, sampling, num_guesses=guesses,
+                out = list(speculative_ids(net, prompt, n_new, sampling, num_guesses=guesses,
                                            generator=gen, stats=stats))  # fmt: skip
             else:
-                out = list(generate_ids(model, prompt, n_new, sampling, generator=gen))
+                out = list(generate_ids(net, prompt, n_new, sampling, generator=gen))
             tok_s = n_new / (time.perf_counter() - start)
-            plain_tok_s = plain_tok_s or tok_s
+            tokens = torch.cat(out)
+            reference.setdefault(label, (tokens, tok_s))  # the fp32 plain run comes first
+            same = "-"
             if label == "greedy":
-                same = torch.equal(torch.cat(out), rows[-1]["tokens"]) if guesses else None
-            row = {"model": "checkpoint", "sampling": label, "guesses": guesses,
-                   "tok_s": tok_s, "forward_passes": stats.get("forward_passes", n_new),
-                   "guessed": stats.get("guessed", 0), "accepted": stats.get("accepted", 0),
-                   "tokens": torch.cat(out)}  # fmt: skip
+                diff = first_difference(tokens[None], reference[label][0][None])
+                same = "yes" if diff is None else f"until step {diff}"
+            row = {"model": "checkpoint", "sampling": label, "weights": weights,
+                   "guesses": guesses, "tok_s": tok_s,
+                   "forward_passes": stats.get("forward_passes", n_new),
+                   "guessed": stats.get("guessed", 0), "accepted": stats.get("accepted", 0)}  # fmt: skip
             rows.append(row)
-            accepted = (f"{row['accepted']} / {row['guessed']}" if guesses else "-") + (
-                "" if not guesses or label != "greedy" else f" (same tokens: {same})"
-            )
-            print(f"| {label} | {f'prompt lookup {guesses}' if guesses else 'plain'} | "
-                  f"{tok_s:.1f} | {tok_s / plain_tok_s:.2f}x | {row['forward_passes']} | "
-                  f"{accepted} |", flush=True)  # fmt: skip
-        samples.append(f"sample ({label}, prompt lookup): "
-                       + repr(tokenizer.decode(rows[-1]["tokens"].tolist())[:160]))  # fmt: skip
+            accepted = f"{row['accepted']} / {row['guessed']}" if guesses else "-"
+            print(f"| {label} | {weights} | "
+                  f"{f'prompt lookup {guesses}' if guesses else 'plain'} | {tok_s:.1f} | "
+                  f"{tok_s / reference[label][1]:.2f}x | {row['forward_passes']} | {accepted} | "
+                  f"{same} |", flush=True)  # fmt: skip
+            if guesses:
+                samples.append(f"sample ({label}, {weights}, prompt lookup): "
+                               + repr(tokenizer.decode(tokens.tolist())[:160]))  # fmt: skip
     print("\n" + "\n\n".join(samples))
-    for row in rows:
-        del row["tokens"]
     return rows
 
 
@@ -170,6 +213,12 @@ def main(argv=None):
         "(ours only: any architecture), greedy and sampled, on --prompt",
     )
     parser.add_argument("--prompt", default="ROMEO:\nWhat light is this? ", help="for --checkpoint")
+    parser.add_argument(
+        "--no-int8",
+        dest="int8",
+        action="store_false",
+        help="skip the int8-weight rows (ours only, batch 1: `byollm.model.quantize`)",
+    )
     parser.add_argument("--json", default=None, help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     from transformers import GPT2LMHeadModel
@@ -225,6 +274,8 @@ def main(argv=None):
                       f"{row['ours_tok_s']:.1f} | {row['hf_tok_s']:.1f} | "
                       f"{row['ours_tok_s'] / row['hf_tok_s']:.2f}x | {same} | {passes} | "
                       f"{row['gb_s']:.1f} |", flush=True)  # fmt: skip
+            if batch_size == 1 and args.int8:
+                rows += int8_rows(args, name, model, prompt, rows)
             if no_cache_tokens != args.new_tokens and use_cache is False:
                 # The same length with the cache, for a like-for-like speed-up.
                 _, t_same = run_ours(model, prompt, no_cache_tokens, True)

@@ -9,7 +9,12 @@ from __future__ import annotations
 import json
 
 from byollm.errors import ByollmError
-from byollm.generate.cli import add_checkpoint_arguments, checkpoint_from_args
+from byollm.generate.cli import (
+    add_checkpoint_arguments,
+    add_quantize_argument,
+    checkpoint_from_args,
+    load_model_and_tokenizer,
+)
 
 
 def register(subparsers) -> None:
@@ -31,6 +36,7 @@ def register(subparsers) -> None:
                    "`byollm prepare` sets aside)")  # fmt: skip
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--device", default="auto")
+    add_quantize_argument(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run_eval)
 
@@ -51,18 +57,17 @@ def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -
 
 def run_eval(args) -> int:
     from byollm.evaluate.perplexity import evaluate_text
-    from byollm.generate.loading import load_for_inference
 
     if args.batch_size < 1:
         raise ByollmError(f"--batch-size {args.batch_size} is invalid: must be >= 1")
     checkpoint = checkpoint_from_args(args)
     text = read_eval_text(args.corpus, args.split, args.val_fraction)
-    model, tokenizer = load_for_inference(checkpoint, device=args.device)
+    model, tokenizer = load_model_and_tokenizer(args)
     result = evaluate_text(model, tokenizer, text, stride=args.stride,
                            batch_size=args.batch_size, max_tokens=args.max_tokens,
                            progress=not args.json)  # fmt: skip
-    result = {"checkpoint": str(checkpoint), "corpus": args.corpus,
-              "split": args.split, **result}  # fmt: skip
+    result = {"checkpoint": str(checkpoint), "corpus": args.corpus, "split": args.split,
+              "quantize": args.quantize, **result}  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=2))
     else:
