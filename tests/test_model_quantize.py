@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from byollm.cli import main
+from byollm.errors import ByollmError
 from byollm.generate.engine import generate_ids
 from byollm.generate.processors import SamplingConfig
 from byollm.model import GPT, GPTConfig, save_model
@@ -59,7 +60,7 @@ def test_fallback_without_the_kernel_matches_the_kernel(monkeypatch):
 
 @pytest.mark.parametrize("overrides", [{}, {"pos": "rope", "norm": "rmsnorm", "mlp": "swiglu",
                                             "n_kv_head": 1, "tie_embeddings": False}])  # fmt: skip
-def test_quantized_gpt_is_close_and_consistent(overrides):
+def test_quantized_gpt_is_close_and_consistent(overrides, tmp_path):
     model = tiny_model(**overrides)
     idx = torch.randint(0, 48, (2, 20))
     with torch.no_grad():
@@ -71,6 +72,9 @@ def test_quantized_gpt_is_close_and_consistent(overrides):
     with torch.no_grad():
         logits, loss = model(idx, idx)
     assert relative_error(logits, reference) < 0.05
+    with pytest.raises(ByollmError, match="int8 weights"):
+        save_model(model, tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()  # refused before anything is written
     assert abs(loss.item() - ref_loss.item()) < 0.01 * ref_loss.item()
     # The KV-cache path (one row at a time) and the full window agree inside the int8 model.
     greedy = SamplingConfig(temperature=0)

@@ -4,7 +4,8 @@
     >>> model = GPT(GPTConfig.from_preset("nanogpt-cpu"))
     >>> logits, loss = model(idx, targets)
 
-Read `gpt.py` top to bottom first, then `layers.py` for the parts of a block.
+Read `gpt.py` top to bottom first, then `layers.py` for the parts of a block; `quantize.py`
+turns its matrices into int8 for faster inference.
 """
 
 from byollm.model.config import PRESETS, GPTConfig
@@ -12,15 +13,18 @@ from byollm.model.gpt import GPT
 from byollm.model.info import format_info, model_info
 from byollm.model.io import load_model, read_model_config, save_model
 from byollm.model.kv_cache import KVCache
+from byollm.model.quantize import Int8Linear, quantize_int8
 
 __all__ = [
     "GPT",
     "PRESETS",
     "GPTConfig",
+    "Int8Linear",
     "KVCache",
     "format_info",
     "load_model",
     "model_info",
+    "quantize_int8",
     "read_model_config",
     "save_model",
 ]

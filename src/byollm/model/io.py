@@ -42,6 +42,11 @@ def unwrap(model: torch.nn.Module) -> GPT:
 def save_model(model: torch.nn.Module, directory: str | Path, *, extra: dict | None = None) -> Path:
     """Write `model.safetensors` and `config.json` into `directory` (created if needed)."""
     model = unwrap(model)
+    if getattr(model, "quantized", None):
+        raise ByollmError(
+            f"this model has {model.quantized} weights, which a checkpoint does not store; save "
+            "the full-precision model (quantise when loading, e.g. `byollm sample --quantize int8`)"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
