@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 from byollm import __version__
-from byollm.cli import STAGE_CLIS, build_parser, main
+from byollm.cli import STAGE_CLIS, VERBS, build_parser, main
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -71,3 +71,21 @@ def test_every_verb_and_subcommand_has_help(capsys):
                 main([*path, "--help"])
             assert info.value.code == 0, path
             assert "usage: byollm" in capsys.readouterr().out
+
+
+def test_verb_table_matches_what_the_stages_register():
+    """`byollm --help` lists VERBS without importing the stages; it must say what they say."""
+    parser = build_parser()
+    action = parser._subparsers._group_actions[0]
+    registered = {a.dest: a.help for a in action._choices_actions}
+    assert registered == {verb: help_text for verb, (_, help_text) in VERBS.items()}
+    assert {module for module, _ in VERBS.values()} == set(STAGE_CLIS)
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from byollm.cli import main; main(['--help'])\nassert 'torch' not in sys.modules"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=environment, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert all(verb in result.stdout for verb in VERBS)

@@ -26,8 +26,32 @@ STAGE_CLIS: list[str] = [
     "byollm.evaluate.cli",
 ]
 
+# Every verb, the stage module that registers it, and its one-line help. Only the module of
+# the verb being run is imported: the later stages import PyTorch, which takes seconds, and
+# `byollm --help` should not wait for it. A test keeps this table equal to what the modules
+# register.
+VERBS: dict[str, tuple[str, str]] = {
+    "data": ("byollm.data.cli", "list, describe and download corpora and tokenizer files"),
+    "tokenizer": ("byollm.tokenizer.cli", "train, apply and inspect tokenizers"),
+    "prepare": ("byollm.data.prepare_cli", "tokenize a corpus into token files for training"),
+    "model": ("byollm.model.cli", "inspect model configs"),
+    "convert": (
+        "byollm.model.cli",
+        "import a Hugging Face GPT-2/Llama folder, or export a checkpoint to one",
+    ),
+    "train": (
+        "byollm.train.cli",
+        "train a GPT (default: a char-level model on Tiny Shakespeare)",
+    ),
+    "sample": ("byollm.generate.cli", "generate text from a checkpoint"),
+    "chat": ("byollm.generate.cli", "talk to a checkpoint in the terminal"),
+    "eval": ("byollm.evaluate.cli", "loss, perplexity and bits per byte on a corpus"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(verb: str | None = None, *, everything: bool = True) -> argparse.ArgumentParser:
+    """The `byollm` parser: every stage's verbs in full, or (everything=False) only `verb`'s
+    stage in full and the other verbs as one-line entries for `--help`."""
     parser = argparse.ArgumentParser(
         prog="byollm",
         description="Build Your Own LLM: tokenizers, a GPT, training, sampling and evaluation, "
@@ -35,8 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"byollm {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="<verb>")
-    for module_name in STAGE_CLIS:
-        importlib.import_module(module_name).register(subparsers)
+    wanted = set(STAGE_CLIS) if everything else {VERBS[verb][0]} if verb in VERBS else set()
+    for name, (module_name, help_text) in VERBS.items():
+        if module_name in wanted:
+            importlib.import_module(module_name).register(subparsers)  # all of its verbs
+            wanted.discard(module_name)
+        elif name not in subparsers.choices:
+            subparsers.add_parser(name, help=help_text)
     return parser
 
 
@@ -45,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv == ["--version"]:  # answer before importing every stage (and torch with them)
         print(f"byollm {__version__}")
         return 0
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv else None, everything=False)
     # Verbs that take free-form `--key value` config overrides set `accepts_overrides`.
     args, extra = parser.parse_known_args(argv)
     if args.verb is None:
