@@ -14,7 +14,7 @@ from byollm.generate.engine import generate_ids
 from byollm.generate.processors import SamplingConfig
 from byollm.model import GPT, GPTConfig, save_model
 from byollm.model import quantize as quantize_module
-from byollm.model.quantize import Int8Linear, quantize_int8, weight_bytes
+from byollm.model.quantize import Int8Linear, quantize_int8
 from byollm.tokenizer import CharTokenizer
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
@@ -25,6 +25,12 @@ def tiny_model(vocab_size=48, **overrides):
     config = GPTConfig(vocab_size=vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=64,
                        dropout=0.0, **overrides)  # fmt: skip
     return GPT(config).eval()
+
+
+def weight_bytes(model):
+    """Bytes of every parameter and buffer: what the model holds in memory."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def relative_error(a, b):

@@ -14,22 +14,10 @@ import sys
 from byollm import __version__
 from byollm.errors import ByollmError
 
-# The stages that contribute verbs, in the order a newcomer meets them.
-STAGE_CLIS: list[str] = [
-    # each stage adds its "byollm.<stage>.cli" module here
-    "byollm.data.cli",
-    "byollm.tokenizer.cli",
-    "byollm.data.prepare_cli",
-    "byollm.model.cli",
-    "byollm.train.cli",
-    "byollm.generate.cli",
-    "byollm.evaluate.cli",
-]
-
-# Every verb, the stage module that registers it, and its one-line help. Only the module of
-# the verb being run is imported: the later stages import PyTorch, which takes seconds, and
-# `byollm --help` should not wait for it. A test keeps this table equal to what the modules
-# register.
+# Every verb, the stage module (`byollm.<stage>.cli`) that registers it, and its one-line help,
+# in the order a newcomer meets them. Only the module of the verb being run is imported: the
+# later stages import PyTorch, which takes seconds, and `byollm --help` should not wait for it.
+# A test keeps this table equal to what the modules register.
 VERBS: dict[str, tuple[str, str]] = {
     "data": ("byollm.data.cli", "list, describe and download corpora and tokenizer files"),
     "tokenizer": ("byollm.tokenizer.cli", "train, apply and inspect tokenizers"),
@@ -47,6 +35,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "chat": ("byollm.generate.cli", "talk to a checkpoint in the terminal"),
     "eval": ("byollm.evaluate.cli", "loss, perplexity and bits per byte on a corpus"),
 }
+# The stages that contribute verbs, in the order a newcomer meets them.
+STAGE_CLIS: list[str] = list(dict.fromkeys(module for module, _ in VERBS.values()))
 
 
 def build_parser(verb: str | None = None, *, everything: bool = True) -> argparse.ArgumentParser:

@@ -75,14 +75,13 @@ def _logits(model, idx: torch.Tensor, cache, last_only: bool) -> torch.Tensor:
     return (out[0] if isinstance(out, tuple) else out)[0]
 
 
-def _distribution(logits, context, processors, greedy) -> torch.Tensor:
-    """The next-token distribution after the processors: (V,) probabilities (one-hot if greedy)."""
+def _distribution(logits, context, processors, greedy: bool) -> torch.Tensor:
+    """The next-token scores after the processors, (V,): the logits themselves when greedy
+    (their argmax is what plain decoding picks, ties included), else probabilities."""
     logits = apply_processors(logits.float()[None], context[None], processors)[0]
     if torch.isneginf(logits).all():
         raise ByollmError("every token is banned or filtered out; ban fewer tokens")
-    if greedy:
-        return torch.nn.functional.one_hot(logits.argmax(), logits.numel()).float()
-    return torch.softmax(logits, dim=-1)
+    return logits if greedy else torch.softmax(logits, dim=-1)
 
 
 def speculative_ids(

@@ -79,9 +79,3 @@ def quantize_int8(model: nn.Module) -> nn.Module:
                 setattr(module, name, Int8Linear(child))
     model.quantized = "int8"
     return model.eval()
-
-
-def weight_bytes(model: nn.Module) -> int:
-    """Bytes of every parameter and buffer: what the model holds in memory."""
-    tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
