@@ -39,7 +39,7 @@ import torch
 
 from byollm.config import to_dict
 from byollm.data.loader import BatchLoader, open_tokens, read_meta
-from byollm.device import autocast, pick_dtype
+from byollm.device import autocast, keep_freed_cpu_memory, pick_dtype
 from byollm.errors import ByollmError
 from byollm.train import distributed
 from byollm.train.checkpoint import (
@@ -171,6 +171,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = self.dist.device
         self.dtype = pick_dtype(self.device, cfg.dtype)
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()  # no page faults for each step's activations
         self.meta = read_meta(data_dir)
         self.tokenizer = load_tokenizer(data_dir / "tokenizer.json")
         if self.tokenizer.content_hash != self.meta["tokenizer_hash"]:
