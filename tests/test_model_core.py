@@ -308,11 +308,14 @@ def test_hf_gpt2_activation_picks_the_mlp_kind():
     base = dict(model_type="gpt2", vocab_size=10, n_positions=8, n_layer=1, n_head=2, n_embd=8)
     assert hf_to_gpt_config(base).mlp == "gelu"  # Hugging Face's default is gelu_new (tanh)
     for activation, mlp in [("gelu_new", "gelu"), ("gelu_pytorch_tanh", "gelu"),
-                            ("gelu", "gelu_exact")]:  # fmt: skip
+                            ("gelu_fast", "gelu"), ("gelu", "gelu_exact"),
+                            ("gelu_python", "gelu_exact")]:  # fmt: skip
         assert hf_to_gpt_config({**base, "activation_function": activation}).mlp == mlp
     with pytest.raises(ByollmError, match="activation_function 'relu' is not supported") as e:
         hf_to_gpt_config({**base, "activation_function": "relu"})
-    assert str(e.value).endswith("(supported: gelu_new, gelu_pytorch_tanh, gelu)")
+    assert str(e.value).endswith(
+        "(supported: gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, gelu_python)"
+    )
     assert "\n" not in str(e.value)
 
 

@@ -60,8 +60,9 @@ def make_hf_gpt2(tmp_path, **overrides):
 
 @pytest.mark.parametrize(
     "activation, mlp",
-    [("gelu_new", "gelu"), ("gelu_pytorch_tanh", "gelu"), ("gelu", "gelu_exact")],
-)
+    [("gelu_new", "gelu"), ("gelu_pytorch_tanh", "gelu"), ("gelu_fast", "gelu"),
+     ("gelu", "gelu_exact"), ("gelu_python", "gelu_exact")],
+)  # fmt: skip
 def test_import_gpt2_from_save_pretrained(activation, mlp, tmp_path):
     hf = make_hf_gpt2(tmp_path, activation_function=activation)
     ours = from_hf(tmp_path / "hf")

@@ -29,8 +29,15 @@ from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
 from byollm.model.io import load_state, unwrap
 
-# Hugging Face GPT-2 activation_function -> our mlp kind (tanh approximation, or exact erf GELU)
-GPT2_ACTIVATIONS = {"gelu_new": "gelu", "gelu_pytorch_tanh": "gelu", "gelu": "gelu_exact"}
+# Hugging Face GPT-2 activation_function -> our mlp kind: the tanh approximation (three spellings
+# of one formula) or the exact erf GELU (PyTorch's kernel, or the same written out in Python)
+GPT2_ACTIVATIONS = {
+    "gelu_new": "gelu",
+    "gelu_pytorch_tanh": "gelu",
+    "gelu_fast": "gelu",
+    "gelu": "gelu_exact",
+    "gelu_python": "gelu_exact",
+}
 
 
 # --- reading a Hugging Face folder ---------------------------------------------------------------
