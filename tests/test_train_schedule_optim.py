@@ -120,6 +120,32 @@ def test_newton_schulz_orthogonalizes_tall_and_wide():
         assert s.min() > 0.5 and s.max() < 1.5, shape
 
 
+def test_newton_schulz_on_a_stack_equals_one_matrix_at_a_time():
+    torch.manual_seed(0)
+    for shape in [(3, 16, 32), (3, 32, 16)]:
+        stack = torch.randn(*shape)
+        one_by_one = torch.stack([zeropower_newton_schulz(m) for m in stack])
+        torch.testing.assert_close(zeropower_newton_schulz(stack), one_by_one)
+
+
+def test_muon_step_follows_its_formula_for_every_matrix():
+    """Two matrices of one shape (orthogonalized as a batch) and a tall one (scaled up)."""
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(*shape)) for shape in [(8, 16), (8, 16), (32, 8)]]
+    before = [p.detach().clone() for p in params]
+    grads = [torch.randn_like(p) for p in params]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    lr, momentum, decay = 0.1, 0.9, 0.01
+    Muon(params, lr=lr, momentum=momentum, weight_decay=decay).step()
+    for p, p0, g in zip(params, before, grads):
+        buffer = (1 - momentum) * g  # the first step's momentum, from zero
+        nesterov = g + momentum * (buffer - g)
+        scale = max(1.0, p.size(0) / p.size(1)) ** 0.5  # 2 for the (32, 8) matrix
+        expected = p0 * (1 - lr * decay) - lr * scale * zeropower_newton_schulz(nesterov)
+        torch.testing.assert_close(p.detach(), expected)
+
+
 @pytest.mark.parametrize("name", ["adamw", "muon"])
 def test_optimizers_fit_a_toy_problem(name):
     torch.manual_seed(0)

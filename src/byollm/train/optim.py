@@ -101,8 +101,9 @@ def set_lr(optimizers: list[torch.optim.Optimizer], multiplier: float) -> None:
 def zeropower_newton_schulz(grad: torch.Tensor, steps: int = 5) -> torch.Tensor:
     """The nearest semi-orthogonal matrix to `grad` (≈ U V^T of its SVD), by Newton-Schulz.
 
-    The quintic iteration's coefficients (3.4445, -4.7750, 2.0315) are Muon's: they push all
-    singular values into roughly [0.7, 1.2] in five steps, which is orthogonal enough to work.
+    `grad` is one matrix (m, n) or a stack of same-shaped matrices (k, m, n), each treated on
+    its own. The quintic iteration's coefficients (3.4445, -4.7750, 2.0315) are Muon's: they
+    push all singular values into roughly [0.7, 1.2] in five steps, which is orthogonal enough.
 
         >>> g = torch.randn(8, 16)
         >>> s = torch.linalg.svdvals(zeropower_newton_schulz(g))
@@ -111,14 +112,15 @@ def zeropower_newton_schulz(grad: torch.Tensor, steps: int = 5) -> torch.Tensor:
     """
     a, b, c = 3.4445, -4.7750, 2.0315
     x = grad.float()
-    transposed = x.size(0) > x.size(1)
+    transposed = x.size(-2) > x.size(-1)
     if transposed:  # iterate on the wide orientation: X X^T is then the smaller product
-        x = x.T
-    x = x / (x.norm() + 1e-7)  # spectral norm <= Frobenius norm <= 1: inside the convergence zone
+        x = x.mT
+    # spectral norm <= Frobenius norm <= 1: inside the convergence zone
+    x = x / (torch.linalg.matrix_norm(x, keepdim=True) + 1e-7)
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return (x.T if transposed else x).to(grad.dtype)
+    return (x.mT if transposed else x).to(grad.dtype)
 
 
 class Muon(torch.optim.Optimizer):
@@ -139,6 +141,7 @@ class Muon(torch.optim.Optimizer):
     def step(self, closure=None):
         loss = None if closure is None else closure()
         for group in self.param_groups:
+            same_shape: dict[torch.Size, list[tuple[nn.Parameter, torch.Tensor]]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -148,9 +151,17 @@ class Muon(torch.optim.Optimizer):
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - group["momentum"])
                 nesterov = p.grad.lerp(buf, group["momentum"])
-                update = zeropower_newton_schulz(nesterov, group["ns_steps"])
-                scale = max(1.0, p.size(0) / p.size(1)) ** 0.5
-                if group["weight_decay"]:
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(update, alpha=-group["lr"] * scale)
+                same_shape.setdefault(p.shape, []).append((p, nesterov))
+            # Orthogonalize all matrices of one shape (e.g. every layer's c_fc) in one batched
+            # product: fewer, larger operations (on 2 CPU cores ~34 instead of ~43 ms per step
+            # for the default preset's 16 matrices; far fewer kernel launches on a GPU).
+            for shape, pairs in same_shape.items():
+                updates = zeropower_newton_schulz(
+                    torch.stack([n for _, n in pairs]), group["ns_steps"]
+                )
+                scale = max(1.0, shape[0] / shape[1]) ** 0.5
+                for (p, _), update in zip(pairs, updates):
+                    if group["weight_decay"]:
+                        p.mul_(1 - group["lr"] * group["weight_decay"])
+                    p.add_(update, alpha=-group["lr"] * scale)
         return loss
