@@ -79,9 +79,10 @@ def keep_freed_cpu_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 
 
     Why: a training step allocates and frees the same few-MB activations every step. By default
     glibc serves big blocks with mmap and returns freed memory to the kernel, so the next step
-    page-faults it all back in, zeroed page by page. On the default preset that was ~6,000 page
-    faults per step and ~13% of the step on a 2-core CPU (benchmarks/RESULTS.md). PyTorch's GPU
-    allocator caches memory the same way. The cost: the process keeps its peak memory.
+    page-faults it all back in, zeroed page by page. On the default preset that was 8,000-10,000
+    page faults per step (~100 after this call) and 6-11% of the step on a 2-core CPU
+    (benchmarks/RESULTS.md). PyTorch's GPU allocator caches memory the same way. The cost: the
+    process keeps its peak memory.
 
     Returns False (and changes nothing) where the C library is not glibc (macOS, musl, Windows).
     """
