@@ -155,7 +155,11 @@ FRAGMENTS = [
 unicode_text = st.lists(
     st.one_of(
         st.sampled_from(FRAGMENTS),
-        st.text(st.characters(exclude_categories=("Cs",)), max_size=6),
+        # Not Cn (unassigned in Python's Unicode 14 tables): the `regex` package and tiktoken's
+        # Rust engine ship newer, different tables, and a character assigned since then can be
+        # a letter to one and not the other. Seen: U+12550 in "\U00012550:A" is a letter to
+        # regex 2026.11.19 (so ":A" is one piece) but not to tiktoken (so ":" joins U+12550).
+        st.text(st.characters(exclude_categories=("Cs", "Cn")), max_size=6),
     ),
     max_size=30,
 ).map("".join)
