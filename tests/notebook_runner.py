@@ -7,6 +7,7 @@ notebook ever touches the network in a test.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def run_notebook(name: str, monkeypatch, cwd: Path | None = None, timeout: int =
     monkeypatch.setenv("MPLBACKEND", "Agg")
     if SHARED_DATA.exists():
         monkeypatch.setenv("BYOLLM_MIRROR", f"file://{SHARED_DATA}")
+    # nbformat 4.5 requires cell ids (a hard error in future nbformat versions), and its reader
+    # quietly adds missing ones, so look at the file itself.
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    missing = [i for i, cell in enumerate(cells) if not cell.get("id")]
+    assert not missing, f"{name}: cells {missing} have no id (write the notebook with nbformat)"
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         notebook,
