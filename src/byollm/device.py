@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 
 import torch
 
@@ -87,12 +86,11 @@ def keep_freed_cpu_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 
     Returns False (and changes nothing) where the C library is not glibc (macOS, musl, Windows).
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(None)  # the C library this process already runs on
+    except (OSError, TypeError):  # Windows has no such handle
         return False
     if not hasattr(libc, "gnu_get_libc_version"):  # mallopt's numbers mean this only in glibc
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
     )
