@@ -8,6 +8,7 @@ import socket
 
 import pytest
 from conftest import SHARED_DATA, shared_file
+from full_disk import fill_disk_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -164,14 +165,7 @@ def test_disk_full_while_copying_keeps_the_old_file_and_no_temporary(capsys, tmp
 def test_disk_full_while_building_python_stdlib_leaves_nothing(capsys, monkeypatch):
     from byollm.data import corpora
 
-    real_open = open
-
-    def full_open(path, mode="r", *args, **kwargs):
-        if "w" in mode:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_open(path, mode, *args, **kwargs)
-
-    monkeypatch.setattr(corpora, "open", full_open, raising=False)
+    fill_disk_after(monkeypatch, corpora, writes=0)
     assert main(["data", "get", "python-stdlib:10KB"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import socket
@@ -10,6 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 from data_server import LoopbackServer
+from full_disk import fill_disk_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -299,34 +299,7 @@ def test_a_source_of_exactly_the_registered_size_is_accepted(server, tmp_path):
 def test_disk_full_while_downloading_is_one_line_and_leaves_no_part_file(
     server, tmp_path, monkeypatch
 ):
-    real_open = open
-
-    class FullDisk:
-        """A file that takes one chunk, then reports a full disk, as a real write would."""
-
-        def __init__(self, file):
-            self.file, self.writes = file, 0
-
-        def write(self, data):
-            self.writes += 1
-            if self.writes > 1:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return self.file.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.file, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.file.close()
-
-    def opener(path, mode="r", *args, **kwargs):
-        file = real_open(path, mode, *args, **kwargs)
-        return FullDisk(file) if "w" in mode or "a" in mode else file
-
-    monkeypatch.setattr(download, "open", opener, raising=False)
+    fill_disk_after(monkeypatch, download, writes=1)
     dest = tmp_path / "payload.bin"
     with pytest.raises(ByollmError, match="No space left on device") as info:
         fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, progress=False)

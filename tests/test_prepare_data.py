@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 
 import numpy as np
 import pytest
 from conftest import shared_file
+from full_disk import fill_disk_after
 
+import byollm.data.prepare as prepare_module
 from byollm.data.loader import BatchLoader, open_tokens, read_meta
 from byollm.data.prepare import prepare
 from byollm.errors import ByollmError
@@ -269,36 +270,6 @@ def test_a_short_line_without_newline_still_splits(tmp_path):
     assert decoded(tmp_path / "d", "val") == " at" and meta["splits"]["train"]["bytes"] == 34
 
 
-def _disk_full_after(monkeypatch, writes: int):
-    """Make files that prepare opens for writing fail with ENOSPC after `writes` writes."""
-    import byollm.data.prepare as prepare_module
-
-    real_open = open
-    count = {"writes": 0}
-
-    class FullDisk:
-        def __init__(self, file):
-            self.file = file
-
-        def write(self, data):
-            count["writes"] += 1
-            if count["writes"] > writes:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return self.file.write(data)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.file.close()
-
-    def opener(path, mode="r", *args, **kwargs):
-        file = real_open(path, mode, *args, **kwargs)
-        return FullDisk(file) if "w" in mode else file
-
-    monkeypatch.setattr(prepare_module, "open", opener, raising=False)
-
-
 def test_disk_full_keeps_the_previous_data_and_leaves_no_temporary_files(tmp_path, monkeypatch):
     corpus = make_corpus(tmp_path / "corpus", n_files=1)
     out = tmp_path / "data"
@@ -306,7 +277,7 @@ def test_disk_full_keeps_the_previous_data_and_leaves_no_temporary_files(tmp_pat
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with (corpus / "part0.txt").open("a", encoding="utf-8") as f:
         f.write("new text that needs a new data folder\n")
-    _disk_full_after(monkeypatch, writes=3)
+    fill_disk_after(monkeypatch, prepare_module, writes=3)
     with pytest.raises(ByollmError, match="No space left on device") as info:
         prepare(corpus, "char", out, chunk_bytes=2000, progress=False)
     assert "\n" not in str(info.value) and "previous data" in str(info.value)
@@ -319,7 +290,7 @@ def test_disk_full_keeps_the_previous_data_and_leaves_no_temporary_files(tmp_pat
 
 def test_disk_full_on_a_first_run_leaves_no_folder(tmp_path, monkeypatch):
     corpus = make_corpus(tmp_path / "corpus", n_files=1)
-    _disk_full_after(monkeypatch, writes=0)
+    fill_disk_after(monkeypatch, prepare_module, writes=0)
     with pytest.raises(ByollmError, match="No space left on device"):
         prepare(corpus, "char", tmp_path / "new" / "data", progress=False)
     assert not (tmp_path / "new" / "data").exists()
