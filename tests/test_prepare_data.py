@@ -12,7 +12,7 @@ from full_disk import fill_disk_after
 
 import byollm.data.prepare as prepare_module
 from byollm.data.loader import BatchLoader, open_tokens, read_meta
-from byollm.data.prepare import prepare
+from byollm.data.prepare import OUTPUT_FILES, prepare
 from byollm.errors import ByollmError
 from byollm.tokenizer import BPETokenizer, load_tokenizer
 
@@ -311,3 +311,38 @@ def test_prepare_cli_expands_tilde_and_refuses_a_binary_file(tmp_path, capsys, m
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "blob.bin is binary" in err
+
+
+def test_prepare_never_overwrites_files_it_did_not_write(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train.bin").write_bytes(b"someone's own binary")
+    (mine / "notes.txt").write_text("keep\n")
+    with pytest.raises(ByollmError, match="holds train.bin but no meta.json") as info:
+        prepare(corpus, "char", mine, progress=False)
+    assert "will not overwrite" in str(info.value)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "train.bin"]
+    assert (mine / "train.bin").read_bytes() == b"someone's own binary"
+    # a folder with other files only is fine, and so is the tokenizer file being used
+    (mine / "train.bin").unlink()
+    prepare(corpus, "bpe:270", tmp_path / "tok-source", progress=False)
+    own_tokenizer = mine / "tokenizer.json"
+    own_tokenizer.write_bytes((tmp_path / "tok-source" / "tokenizer.json").read_bytes())
+    prepare(corpus, own_tokenizer, mine, progress=False)
+    assert (mine / "notes.txt").read_text() == "keep\n" and (mine / "meta.json").is_file()
+
+
+def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    out = tmp_path / "data"
+    prepare(corpus, "char", out, progress=False)
+    dead = 2**22 + 12345  # above Linux's largest pid: no such process
+    (out / f".train.bin.tmp-{dead}").touch()
+    (out / f".tokenizer.json.tmp-{dead}.tmp").touch()  # Tokenizer.save's own temporary
+    (out / f".train.bin.tmp-{os.getpid()}x").touch()  # not one of ours: left alone
+    with (corpus / "part0.txt").open("a", encoding="utf-8") as f:
+        f.write("more\n")
+    prepare(corpus, "char", out, progress=False)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f".train.bin.tmp-{os.getpid()}x", *sorted(OUTPUT_FILES)]

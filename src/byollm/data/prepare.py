@@ -26,7 +26,10 @@ Design choices:
 - **The previous data survives a failure.** All four files are written under hidden temporary
   names and renamed into place only when all are complete, `meta.json` last, so an interrupted
   run never leaves data that looks whole; a full disk (or any error) deletes the temporary files,
-  keeps the previous data and says so in one line.
+  keeps the previous data and says so in one line. Temporary files of a killed run are deleted
+  by the next one.
+- **Only its own files are replaced.** A train.bin, val.bin, tokenizer.json or meta.json that is
+  not beside prepare's meta.json was not written by prepare, and prepare refuses to overwrite it.
 
 Tokenizer specs: `char` (trained on the corpus' characters), `bpe:N` (our byte-level BPE trained
 on the corpus with N ids), a pretrained name (`gpt2`, `cl100k_base`, ...), or a tokenizer JSON
@@ -98,8 +101,11 @@ def prepare(
         return existing
     if out_dir.exists() and not out_dir.is_dir():
         raise ByollmError(f"{out_dir}: exists and is not a folder")
+    _check_ours_to_replace(out_dir, tokenizer_spec)
     ranges = _split_ranges(files, total_bytes, val_fraction, chunk_bytes)
     created = not out_dir.exists()
+    if not created:
+        _remove_stale_temporary(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -181,6 +187,50 @@ def _write_outputs(files, corpus, tokenizer_spec, charset, ranges, tmp, workers,
             counts[split]["bytes"] += end - start
             bar.update(end - start)
     return tokenizer, dtype, counts
+
+
+def _check_ours_to_replace(out_dir: Path, tokenizer_spec) -> None:
+    """Refuse to overwrite a train.bin, val.bin, tokenizer.json or meta.json that prepare did not
+    write: those in a folder with prepare's meta.json (or with the temporary meta.json of a run
+    that crashed while renaming) are prepare's; the tokenizer file being used is fine too."""
+    present = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    metas = [out_dir / "meta.json", *out_dir.glob(".meta.json.tmp-*")] if present else []
+    if not present or any(_is_prepare_meta(path) for path in metas):
+        return
+    spec = Path(str(tokenizer_spec))
+    if present == ["tokenizer.json"] and spec.exists() and spec.samefile(out_dir / present[0]):
+        return  # `--tokenizer OUT/tokenizer.json`: saved again with the same content
+    raise ByollmError(
+        f"{out_dir} holds {', '.join(present)} but no meta.json of byollm prepare, so prepare "
+        "did not write them and will not overwrite them; choose another --out or move them away"
+    )
+
+
+def _is_prepare_meta(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == META_FORMAT
+
+
+def _remove_stale_temporary(out_dir: Path) -> None:
+    """Delete temporary files left in `out_dir` by a prepare that was killed (its pid is gone)."""
+    for path in out_dir.glob(".*.tmp-*"):
+        name, _, pid = path.name.removesuffix(".tmp").rpartition(".tmp-")
+        if name[1:] in OUTPUT_FILES and pid.isdigit() and not _process_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # someone else's process, or not a pid at all
+        return True
+    return True
 
 
 def _remove_temporary(tmp: dict[str, Path], created_dir: Path | None) -> None:
