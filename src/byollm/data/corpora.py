@@ -20,8 +20,8 @@ Design choices:
 - **Paths are corpora too**: an existing file or folder is used as is; a folder means its text
   files (no NUL byte in the first 8 KB, not hidden) in sorted order. A registered name wins
   over a same-named folder in the current directory; write `./name` to mean the folder.
-- **Text means UTF-8 text**: every reader of corpus files (`read_corpus_text` for `eval` and
-  tokenizer training, `read_text_blocks` for the streaming `prepare`) refuses a file that is not
+- **Text means UTF-8 text**: both readers of corpus files here (`read_corpus_text`, used by
+  `eval`, and `read_text_blocks`, used by the streaming `prepare`) refuse a file that is not
   valid UTF-8 or holds a NUL byte (binary), naming the file, the byte and its offset, rather than
   quietly turning it into U+FFFD characters.
 - **Downloads and their failure modes** (`OfflineError`, checksums, resume, size cap) live in
