@@ -117,6 +117,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "one.txt").write_text("one line only, no newline to split at")
     with pytest.raises(ByollmError, match="val_fraction"):
         prepare(tmp_path / "one.txt", "char", tmp_path / "d3", val_fraction=1.5, progress=False)
+    for workers in (0, -3, 10**6):
+        with pytest.raises(ByollmError, match=f"workers must be between 1 and .*got {workers}"):
+            prepare(tmp_path / "one.txt", "char", tmp_path / "d3", workers=workers, progress=False)
+    assert not (tmp_path / "d3").exists()
     with pytest.raises(ByollmError, match="no prepared data"):
         read_meta(tmp_path / "nowhere")
     (tmp_path / "d4").mkdir()

@@ -62,6 +62,7 @@ META_FORMAT = "byollm-tokens"
 META_VERSION = 1
 CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise, small enough to stream
 READ_BLOCK = 1 << 22
+WORKERS_PER_CPU = 4  # more processes than this only cost memory (each loads the tokenizer)
 BYTES_PER_AUTO_WORKER = (
     8 << 20
 )  # below this much text per worker, start-up costs more than it saves
@@ -84,6 +85,13 @@ def prepare(
 
     if not 0.0 < val_fraction < 1.0:
         raise ByollmError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    most_workers = WORKERS_PER_CPU * (os.cpu_count() or 1)
+    if workers is not None and not 1 <= workers <= most_workers:
+        raise ByollmError(
+            f"workers must be between 1 and {most_workers} ({WORKERS_PER_CPU} per CPU), got {workers}"
+        )
+    if chunk_bytes < 1:
+        raise ByollmError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
     resolve_mirror(mirror)  # a malformed mirror is one line before any work
     out_dir = user_path(out_dir)
     if str(tokenizer_spec).startswith("~"):
