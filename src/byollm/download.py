@@ -16,7 +16,8 @@ Design choices:
 - **A verified cache is reused without any network**: `fetch` hashes `dest` first.
 - **Mirrors replace the origin**: with `mirror=` (or `$BYOLLM_MIRROR`) the URL used is
   `mirror.rstrip('/') + '/' + mirror_path`. A mirror is any http(s):// or file:// folder (a plain
-  folder path also works) laid out like `shared/data`: `tinyshakespeare.txt`, `gpt2/encoder.json`...
+  folder path also works) holding each file at its mirror path (`byollm data info NAME` shows
+  it): `tinyshakespeare.txt`, `gpt2/encoder.json`, `tiktoken/cl100k_base.tiktoken`...
 - **No network is its own error**, `OfflineError` (a `ByollmError`), so callers can fall back to
   an offline corpus; its one-line message names the mirror and local-path options.
 - **Two processes, one file**: on POSIX a lock file (`.byollm-download.lock` in the destination
@@ -53,8 +54,9 @@ TIMEOUT_S = 30.0  # per socket operation (connect, each read), not for the whole
 ATTEMPTS = 3  # transfers cut short are resumed this many times before giving up
 
 OFFLINE_HINT = (
-    "no network? Use a mirror with --mirror URL or BYOLLM_MIRROR=URL (http(s):// or file://, "
-    "laid out like shared/data), or pass a local file or folder path instead of the name"
+    "no network? Use a mirror with --mirror URL or BYOLLM_MIRROR=URL (an http(s):// or file:// "
+    "folder holding each file at the mirror path `byollm data info NAME` shows, e.g. "
+    "tinyshakespeare.txt), or pass a local file or folder path instead of the name"
 )
 
 
@@ -83,8 +85,8 @@ def resolve_mirror(mirror: str | None = None) -> str | None:
     """The mirror in effect: the argument, else `$BYOLLM_MIRROR`, else None.
 
     A plain folder path is turned into a file:// URL:
-    >>> resolve_mirror("/work/shared/data")
-    'file:///work/shared/data'
+    >>> resolve_mirror("/srv/byollm-mirror")
+    'file:///srv/byollm-mirror'
     """
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
     if mirror and "://" not in mirror:
