@@ -1,8 +1,9 @@
 """Run a notebook from notebooks/ top to bottom, as CI does, and hand back its outputs.
 
 The kernel is a new process: it imports byollm from this checkout's `src/`, draws with the Agg
-backend, and reads corpora from the shared data folder (as a mirror) when it is there, so no
-notebook ever touches the network in a test.
+backend, and reads corpora through byollm's registry with the shared data folder as its mirror
+when it is there (else `$BYOLLM_MIRROR` as the session started, else the network; each notebook
+has an offline fallback).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import MIRROR_AT_START, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,8 +27,9 @@ def run_notebook(name: str, monkeypatch, cwd: Path | None = None, timeout: int =
         "PYTHONPATH", os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
     )
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    if SHARED_DATA.exists():
-        monkeypatch.setenv("BYOLLM_MIRROR", f"file://{SHARED_DATA}")
+    mirror = SHARED_DATA.as_uri() if SHARED_DATA.exists() else MIRROR_AT_START
+    if mirror:  # else the notebook asks the network, and falls back when offline
+        monkeypatch.setenv("BYOLLM_MIRROR", mirror)
     # nbformat 4.5 requires cell ids (a hard error in future nbformat versions), and its reader
     # quietly adds missing ones, so look at the file itself.
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]

@@ -7,7 +7,7 @@ import os
 import socket
 
 import pytest
-from conftest import SHARED_DATA, shared_file
+from conftest import SHARED_DATA, shared_file, shared_mirror
 from full_disk import fill_disk_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,8 +39,8 @@ def test_info_of_an_unknown_name_is_a_one_line_error(capsys):
 
 
 def test_get_through_a_mirror_then_list_shows_it_cached(capsys, tmp_path):
-    shared_file("misc/the-verdict.txt")
-    assert main(["data", "get", "the-verdict", "--mirror", SHARED_DATA.as_uri()]) == 0
+    mirror = shared_mirror("misc/the-verdict.txt").as_uri()
+    assert main(["data", "get", "the-verdict", "--mirror", mirror]) == 0
     path = capsys.readouterr().out.strip()
     assert path.endswith("misc/the-verdict.txt")
     main(["data", "list"])
@@ -53,9 +53,9 @@ def test_get_through_a_mirror_then_list_shows_it_cached(capsys, tmp_path):
 
 
 def test_get_several_names_into_a_new_folder(capsys, tmp_path):
-    shared_file("gpt2/vocab.bpe")
+    mirror = shared_mirror("gpt2/encoder.json", "gpt2/vocab.bpe")
     out = tmp_path / "assets"
-    argv = ["data", "get", "gpt2-encoder", "gpt2-vocab", "--mirror", str(SHARED_DATA)]
+    argv = ["data", "get", "gpt2-encoder", "gpt2-vocab", "--mirror", str(mirror)]
     assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out.split()
     assert printed == [str(out / "encoder.json"), str(out / "vocab.bpe")]

@@ -11,7 +11,7 @@ import hashlib
 from functools import cache
 
 import pytest
-from conftest import SHARED_DATA, shared_file
+from conftest import shared_file, shared_mirror
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +50,7 @@ def reference(name) -> tiktoken.Encoding:
     def read_local(url, expected_hash=None):
         local = {"encoder.json": "gpt2/encoder.json", "vocab.bpe": "gpt2/vocab.bpe"}
         base = url.rsplit("/", 1)[-1]
-        data = (SHARED_DATA / local.get(base, f"tiktoken/{base}")).read_bytes()
+        data = shared_file(local.get(base, f"tiktoken/{base}")).read_bytes()
         assert expected_hash is None or hashlib.sha256(data).hexdigest() == expected_hash
         return data
 
@@ -196,8 +196,8 @@ def test_decode_of_arbitrary_ids_matches_tiktoken(ids):
 
 
 def test_load_by_name_through_a_mirror(monkeypatch):
-    shared_file("gpt2/encoder.json")
-    monkeypatch.setenv("BYOLLM_MIRROR", f"file://{SHARED_DATA}")
+    folder = shared_mirror("gpt2/encoder.json", "gpt2/vocab.bpe", "tiktoken/cl100k_base.tiktoken")
+    monkeypatch.setenv("BYOLLM_MIRROR", folder.as_uri())
     tok = load_tokenizer("gpt2")
     assert tok.encode("Hello world") == [15496, 995]
     assert load_tokenizer("cl100k_base").encode("Hello world") == [9906, 1917]

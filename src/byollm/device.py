@@ -11,7 +11,6 @@ loss scaling (unlike fp16).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 
 import torch
 
@@ -67,30 +66,3 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# glibc's mallopt parameters (malloc.h): M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_cpu_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
-    """Ask glibc's malloc to keep freed blocks for reuse instead of handing them back to the OS.
-
-    Why: a training step allocates and frees the same few-MB activations every step. By default
-    glibc serves big blocks with mmap and returns freed memory to the kernel, so the next step
-    page-faults it all back in, zeroed page by page. On the default preset that was 8,000-10,000
-    page faults per step (~100 after this call) and 6-11% of the step on a 2-core CPU
-    (benchmarks/RESULTS.md). PyTorch's GPU allocator caches memory the same way. The cost: the
-    process keeps its peak memory.
-
-    Returns False (and changes nothing) where the C library is not glibc (macOS, musl, Windows).
-    """
-    try:
-        libc = ctypes.CDLL(None)  # the C library this process already runs on
-    except (OSError, TypeError):  # Windows has no such handle
-        return False
-    if not hasattr(libc, "gnu_get_libc_version"):  # mallopt's numbers mean this only in glibc
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
-    )

@@ -16,7 +16,8 @@ Design choices:
 - **A verified cache is reused without any network**: `fetch` hashes `dest` first.
 - **Mirrors replace the origin**: with `mirror=` (or `$BYOLLM_MIRROR`) the URL used is
   `mirror.rstrip('/') + '/' + mirror_path`. A mirror is any http(s):// or file:// folder (a plain
-  folder path also works) laid out like `shared/data`: `tinyshakespeare.txt`, `gpt2/encoder.json`...
+  folder path also works) holding each file at its mirror path (`byollm data info NAME` shows
+  it): `tinyshakespeare.txt`, `gpt2/encoder.json`, `tiktoken/cl100k_base.tiktoken`...
   A mirror string is checked before anything is fetched (`resolve_mirror`): a typo such as
   `htp://x`, `file:` or `http://[::1` is one line naming the value, never a traceback.
 - **No more than the registry's size**: given `size`, a server that announces or sends more
@@ -59,8 +60,9 @@ TIMEOUT_S = 30.0  # per socket operation (connect, each read), not for the whole
 ATTEMPTS = 3  # transfers cut short are resumed this many times before giving up
 
 OFFLINE_HINT = (
-    "no network? Use a mirror with --mirror URL or BYOLLM_MIRROR=URL (http(s):// or file://, "
-    "laid out like shared/data), or pass a local file or folder path instead of the name"
+    "no network? Use a mirror with --mirror URL or BYOLLM_MIRROR=URL (an http(s):// or file:// "
+    "folder holding each file at the mirror path `byollm data info NAME` shows, e.g. "
+    "tinyshakespeare.txt), or pass a local file or folder path instead of the name"
 )
 
 
@@ -93,8 +95,8 @@ def resolve_mirror(mirror: str | None = None) -> str | None:
     """The mirror in effect, checked: the argument, else `$BYOLLM_MIRROR`, else None.
 
     A plain folder path is turned into a file:// URL:
-    >>> resolve_mirror("/work/shared/data")
-    'file:///work/shared/data'
+    >>> resolve_mirror("/srv/byollm-mirror")
+    'file:///srv/byollm-mirror'
 
     A malformed mirror raises `ByollmError` naming it (an empty `$BYOLLM_MIRROR` means none).
     """
@@ -106,9 +108,7 @@ def resolve_mirror(mirror: str | None = None) -> str | None:
     return _checked_mirror(mirror, where)
 
 
-_MIRROR_FORMS = (
-    "a mirror is an http(s):// or file:/// URL or a folder path, laid out like shared/data"
-)
+_MIRROR_FORMS = "a mirror is an http(s):// or file:/// URL or a folder path holding each file at its mirror path"
 
 
 def _checked_mirror(text: str, where: str) -> str:

@@ -69,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mirror",
         metavar="URL",
         help="fetch from this mirror instead of the origin: an http(s):// or file:// URL or a "
-        "folder laid out like shared/data (default: $BYOLLM_MIRROR)",
+        "folder holding each file at its mirror path (`byollm data info NAME` shows it, e.g. "
+        "tinyshakespeare.txt, gpt2/encoder.json) (default: $BYOLLM_MIRROR)",
     )
     get_parser.add_argument(
         "--out",

@@ -13,7 +13,9 @@ Design choices (all switched by `GPTConfig`, one module for GPT-2 and Llama-styl
 - GPT-2's initialisation: N(0, 0.02) everywhere, and the two projections that write into the
   residual stream scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth;
 - the loss is the mean cross-entropy over all positions with targets != -1 (-1 = ignore);
-- a KV cache for decoding (`new_kv_cache`), and nanoGPT's simple `generate` sampler.
+- a KV cache for decoding (`new_kv_cache`), and nanoGPT's simple `generate` sampler;
+- the linear layers are plain `nn.Linear`; the last line of `__init__` lets them take a faster
+  CPU path for the few rows of decoding (`byollm/cpu_fast_paths.py`: same products, measured).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from byollm.cpu_fast_paths import use_few_rows_linear
 from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
 from byollm.model.kv_cache import KVCache
-from byollm.model.layers import Block, Linear, Rotary, make_norm
+from byollm.model.layers import Block, Rotary, make_norm
 
 
 class GPT(nn.Module):
@@ -51,11 +54,12 @@ class GPT(nn.Module):
         self.transformer["drop"] = nn.Dropout(config.dropout)
         self.transformer["h"] = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.transformer["ln_f"] = make_norm(config)
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             # One matrix both reads tokens in and scores them out (saves vocab x C parameters).
             self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
+        use_few_rows_linear(self)  # decoding speed on the CPU only; see cpu_fast_paths.py
 
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-2 init: N(0, 0.02), zero biases, residual projections N(0, 0.02/sqrt(2L))."""

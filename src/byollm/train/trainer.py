@@ -38,8 +38,9 @@ from pathlib import Path
 import torch
 
 from byollm.config import to_dict
+from byollm.cpu_fast_paths import keep_freed_cpu_memory
 from byollm.data.loader import BatchLoader, open_tokens, read_meta
-from byollm.device import autocast, keep_freed_cpu_memory, pick_dtype
+from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
 from byollm.train import distributed
 from byollm.train.checkpoint import (
