@@ -7,7 +7,7 @@ import os
 import socket
 
 import pytest
-from conftest import SHARED_DATA, shared_file, shared_mirror
+from conftest import shared_mirror
 from full_disk import fill_disk_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
