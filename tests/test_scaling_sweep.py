@@ -181,3 +181,14 @@ def test_results_file_errors_name_the_line(tmp_path):
     with pytest.raises(ByollmError, match="run `byollm scaling run` first"):
         read_results(tmp_path / "missing.jsonl")
     assert scaling_sweep.budget_label(3.16e13) == "3.16e13"
+
+
+def test_fingerprint_ignores_where_and_how_fast_not_what(tmp_path):
+    config = SweepConfig()
+    point = plan_point(config, 1e12, 3, vocab_size=100)
+    train_config = scaling_sweep.point_train_config(config, point, tmp_path / "data")
+    fingerprint = scaling_sweep.config_hash(train_config)
+    moved = dataclasses.replace(train_config, out_dir="elsewhere", data_dir="x", threads=2)
+    assert scaling_sweep.config_hash(moved) == fingerprint
+    assert scaling_sweep.config_hash(dataclasses.replace(train_config, lr=1e-3)) != fingerprint
+    assert scaling_sweep.config_hash(dataclasses.asdict(train_config)) == fingerprint

@@ -367,18 +367,9 @@ def save_fit(fit: dict, path: str | Path) -> Path:
 
 def load_fit(path: str | Path) -> dict:
     """A fit.json written by `save_fit`, checked for format and version."""
-    path = Path(path)
-    try:
-        fit = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ByollmError(f"{path}: missing; run `byollm scaling fit` first") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ByollmError(f"{path}: not readable ({e})") from None
-    if not isinstance(fit, dict) or fit.get("format") != FIT_FORMAT:
-        raise ByollmError(f"{path}: not a {FIT_FORMAT} file")
-    if fit.get("version") != FIT_VERSION:
-        raise ByollmError(f"{path}: fit version {fit.get('version')!r}, this byollm reads 1")
-    return fit
+    from byollm.scaling.sweep import read_json_file
+
+    return read_json_file(path, FIT_FORMAT, FIT_VERSION, "run `byollm scaling fit` first")
 
 
 def format_fit(fit: dict) -> str:

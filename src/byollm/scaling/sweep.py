@@ -233,15 +233,25 @@ def save_sweep_config(config: SweepConfig, sweep_dir: Path) -> Path:
 def read_sweep_config(sweep_dir: str | Path) -> SweepConfig:
     """The SweepConfig a sweep folder was made with (its `sweep.json`)."""
     path = Path(sweep_dir) / "sweep.json"
+    payload = read_json_file(path, "byollm-scaling-sweep", 1, f"is {sweep_dir} a sweep folder?")
+    return from_dict(SweepConfig, payload["sweep"], str(path))
+
+
+def read_json_file(path: Path, file_format: str, version: int, missing_hint: str) -> dict:
+    """A JSON file whose "format" and "version" must be `file_format` and `version`."""
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ByollmError(f"{path}: missing; is {sweep_dir} a sweep folder?") from None
+        raise ByollmError(f"{path}: missing; {missing_hint}") from None
     except (OSError, json.JSONDecodeError) as e:
         raise ByollmError(f"{path}: not readable ({e})") from None
-    if payload.get("format") != "byollm-scaling-sweep" or payload.get("version") != 1:
-        raise ByollmError(f"{path}: not a byollm sweep description (format/version)")
-    return from_dict(SweepConfig, payload["sweep"], str(path))
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise ByollmError(f"{path}: not a {file_format} file")
+    if payload.get("version") != version:
+        raise ByollmError(
+            f"{path}: {file_format} version {payload.get('version')!r}, this byollm reads {version}"
+        )
+    return payload
 
 
 # --- sizes and the plan --------------------------------------------------------------------------
@@ -401,10 +411,16 @@ def point_train_config(config: SweepConfig, point: SweepPoint, data_dir: Path) -
     )
 
 
+# Keys that change where a run is written or how fast it goes, not what it trains: a sweep folder
+# that was moved, or rerun with more threads, still matches its runs.
+NOT_FINGERPRINTED = ("name", "out_dir", "data_dir", "mirror", "threads", "workers")
+
+
 def config_hash(train_config: TrainConfig | dict) -> str:
-    """A short fingerprint of a training config: equal configs, equal hashes."""
+    """A short fingerprint of what a training config trains: equal runs, equal hashes."""
     data = train_config if isinstance(train_config, dict) else to_dict(train_config)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    kept = {k: v for k, v in data.items() if k not in NOT_FINGERPRINTED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prepare_sweep_data(config: SweepConfig, *, progress: bool = True) -> tuple[Path, dict]:
