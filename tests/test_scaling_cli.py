@@ -90,11 +90,16 @@ def test_fit_plot_and_predict(sweep_dir, capsys):
     for name in ("isoflops", "optimal", "surface", "residuals"):
         png = sweep_dir / "figs" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert str(sweep_dir / "figs" / "isoflops.png") in capsys.readouterr().out
 
     assert main(["scaling", "predict", str(sweep_dir), "--budget", "10x"]) == 0
     out = capsys.readouterr().out
     assert "budget 1.4e+11 FLOPs" in out and "predicted val loss" in out and "--run" in out
     assert not (sweep_dir / "predictions.jsonl").exists()  # a prediction alone writes nothing
+
+    moved = sweep_dir.rename(sweep_dir.parent / "moved")  # a sweep folder works where it is now
+    assert main(["scaling", "predict", str(moved), "--budget", "10x"]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == out.splitlines()[:3]
 
 
 def test_predict_run_trains_the_run_and_scores_the_prediction(sweep_dir, capsys):

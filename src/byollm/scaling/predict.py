@@ -26,18 +26,27 @@ import time
 from pathlib import Path
 
 from byollm.errors import ByollmError
-from byollm.scaling.fit import compute_optimal, interval, load_fit, parametric_loss, power_law
+from byollm.scaling.fit import (
+    CONSTANTS,
+    compute_optimal,
+    interval,
+    load_fit,
+    parametric_loss,
+    power_law,
+)
 from byollm.scaling.sweep import (
     SweepConfig,
     append_result,
     describe_point,
     latest_records,
+    model_for_depth,
     param_counts,
     plan_point,
     prepare_sweep_data,
     read_records,
     read_sweep_config,
     run_point,
+    sweep_data_dir,
 )
 
 PREDICTION_FORMAT = "byollm-scaling-prediction"
@@ -71,7 +80,6 @@ def optimal_params(fit: dict, budget: float) -> float:
 
 def nearest_depth(config: SweepConfig, target_params: float, vocab_size: int, params: str) -> int:
     """The depth whose N (under the sweep's size rule) is nearest `target_params`, in log."""
-    from byollm.scaling.sweep import model_for_depth
 
     def distance(depth: int) -> float:
         n = param_counts(model_for_depth(config, depth, vocab_size))[params]
@@ -106,8 +114,7 @@ def predict(fit: dict, config: SweepConfig, budget: float, vocab_size: int) -> d
     }
     samples = law.get("bootstrap") or []
     if samples:
-        keys = ("E", "A", "B", "alpha", "beta")
-        losses = [float(parametric_loss(dict(zip(keys, s)), n, d)) for s in samples]
+        losses = [float(parametric_loss(dict(zip(CONSTANTS, s)), n, d)) for s in samples]
         low, high = interval(losses, law["confidence"])
         prediction["predicted_val_bpb_interval"] = [low * per_byte, high * per_byte]
     return prediction
@@ -117,11 +124,10 @@ def predict_run(sweep_dir: str | Path, budget: str | float, fit_path: str | Path
     """`predict` for a sweep folder: its config, its fit.json and its data's vocabulary."""
     from byollm.data.prepare import read_meta
 
-    sweep_dir = Path(sweep_dir)
     config = read_sweep_config(sweep_dir)
-    fit = load_fit(fit_path or sweep_dir / "fit.json")
-    data_dir = Path(config.data_dir) if config.data_dir else sweep_dir / "data"
-    return predict(fit, config, parse_budget(budget, fit), read_meta(data_dir)["vocab_size"])
+    fit = load_fit(fit_path or Path(sweep_dir) / "fit.json")
+    vocab_size = read_meta(sweep_data_dir(config))["vocab_size"]
+    return predict(fit, config, parse_budget(budget, fit), vocab_size)
 
 
 def run_prediction(

@@ -231,10 +231,13 @@ def save_sweep_config(config: SweepConfig, sweep_dir: Path) -> Path:
 
 
 def read_sweep_config(sweep_dir: str | Path) -> SweepConfig:
-    """The SweepConfig a sweep folder was made with (its `sweep.json`)."""
-    path = Path(sweep_dir) / "sweep.json"
+    """The SweepConfig a sweep folder was made with (its `sweep.json`), placed where the folder
+    is now (a moved sweep folder keeps working)."""
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / "sweep.json"
     payload = read_json_file(path, "byollm-scaling-sweep", 1, f"is {sweep_dir} a sweep folder?")
-    return from_dict(SweepConfig, payload["sweep"], str(path))
+    config = from_dict(SweepConfig, payload["sweep"], str(path))
+    return dataclasses.replace(config, out_dir=str(sweep_dir.parent), name=sweep_dir.name)
 
 
 def read_json_file(path: Path, file_format: str, version: int, missing_hint: str) -> dict:
@@ -423,11 +426,16 @@ def config_hash(train_config: TrainConfig | dict) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def sweep_data_dir(config: SweepConfig) -> Path:
+    """Where the sweep's tokens live: `data_dir`, or the sweep folder's data/."""
+    return Path(config.data_dir) if config.data_dir else config.sweep_dir() / "data"
+
+
 def prepare_sweep_data(config: SweepConfig, *, progress: bool = True) -> tuple[Path, dict]:
     """Tokenize the corpus once for every run of the sweep; (data folder, its meta.json)."""
     from byollm.data.prepare import prepare
 
-    data_dir = Path(config.data_dir) if config.data_dir else config.sweep_dir() / "data"
+    data_dir = sweep_data_dir(config)
     meta = prepare(
         config.corpus,
         config.tokenizer,
