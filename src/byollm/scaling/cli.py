@@ -41,7 +41,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--config", metavar="PRESET|FILE", default=None,
                    help="a sweep preset (cpu [default], cpu-smoke, gpu) or a TOML file")  # fmt: skip
-    p.add_argument("--plan", action="store_true", help="print the runs and exit, training nothing")
+    p.add_argument("--plan", action="store_true",
+                   help="print the runs and exit, training nothing (the data is prepared, for its vocabulary)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true",
                    help="train every point again from scratch (after a change of rules)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
