@@ -16,6 +16,7 @@ equal).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from byollm.config import (
     from_dict,
     load_toml,
 )
+from byollm.data.prepare import WORKERS_PER_CPU
 from byollm.device import DTYPES, check_device_name
 from byollm.errors import ByollmError
 from byollm.generate.engine import MAX_NEW_TOKENS
@@ -45,7 +47,6 @@ MAX_BATCH_TOKENS = 2**24  # tokens in one micro-batch (batch_size * block_size) 
 MAX_STEP_TOKENS = 2**36  # tokens per optimizer step (GPT-3 used 3.2M)
 MAX_LR = 10.0  # AdamW moves each weight by about lr per step; 10 is far past divergence
 MAX_THREADS = 1024
-MAX_WORKERS = 1024
 MAX_TRAIN_SEED = 2**32 - 1
 
 
@@ -190,8 +191,9 @@ class TrainConfig:
         check_choice("dtype", self.dtype, DTYPES)
         check_number("threads", self.threads, 0, MAX_THREADS, integer=True,
                      hint="0 = torch's choice")  # fmt: skip
-        check_number("workers", self.workers, 0, MAX_WORKERS, integer=True,
-                     hint="0 = one per CPU")  # fmt: skip
+        check_number("workers", self.workers, 0, WORKERS_PER_CPU * (os.cpu_count() or 1),
+                     integer=True, hint=f"0 = one per CPU; at most {WORKERS_PER_CPU} per CPU"
+                     )  # fmt: skip
         # The loader seeds step s with seed * 1_000_003 + s, which must stay within torch's 64 bits
         check_seed("seed", self.seed, MAX_TRAIN_SEED)
 
