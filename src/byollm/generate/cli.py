@@ -147,9 +147,13 @@ def _write(text: str) -> None:
 
 
 def run_sample(args) -> int:
-    sampling = sampling_from_args(args)  # validate before the (slow) load
-    if args.num_samples < 1:
-        raise ByollmError(f"--num-samples {args.num_samples} is invalid: must be >= 1")
+    from byollm.generate.beam import check_beam_args
+    from byollm.generate.engine import check_generation_args
+
+    sampling = sampling_from_args(args)  # validate everything before the (slow) load
+    check_generation_args(args.max_new_tokens, num_samples=args.num_samples, seed=args.seed)
+    if args.num_beams is not None:
+        check_beam_args(args.num_beams, args.length_penalty)
     prompt = _read_prompt(args)
     engine = _engine(args)
     if args.num_beams is not None:
@@ -190,9 +194,11 @@ def _run_beam(args, engine, prompt) -> int:
 
 def run_chat(args) -> int:
     from byollm.generate.chat import ChatSession
+    from byollm.generate.engine import check_generation_args
     from byollm.generate.loading import read_checkpoint_extras, resolve_checkpoint
 
-    sampling = sampling_from_args(args)
+    sampling = sampling_from_args(args)  # validate everything before the (slow) load
+    check_generation_args(args.max_new_tokens, seed=args.seed)
     engine = _engine(args)
     mode = args.mode
     if mode == "auto":

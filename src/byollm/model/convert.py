@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
-from byollm.model.io import load_state, unwrap
+from byollm.model.io import check_weights_match, expected_weight_shapes, load_state, unwrap
 
 # Hugging Face GPT-2 activation_function -> our mlp kind: the tanh approximation (three spellings
 # of one formula) or the exact erf GELU (PyTorch's kernel, or the same written out in Python)
@@ -240,8 +240,12 @@ def from_hf(directory: str | Path) -> GPT:
     except ByollmError as e:
         raise ByollmError(f"{directory}: {e}") from None
     tensors = {k: v.float() for k, v in tensors.items()}
+    source = f"{directory} (weights vs config.json)"
+    # shapes first: a config.json that does not fit the weights never allocates its model
+    check_weights_match(expected_weight_shapes(config),
+                        {k: tuple(v.shape) for k, v in tensors.items()}, source)  # fmt: skip
     model = GPT(config)
-    load_state(model, tensors, f"{directory} (weights vs config.json)")
+    load_state(model, tensors, source)
     return model.eval()
 
 

@@ -151,14 +151,14 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """Append `max_new_tokens` sampled tokens to `idx` (B, T) and return the longer tensor.
 
-        temperature 0 means greedy; top_k keeps only the k most likely tokens. With the cache, a
+        temperature 0 means greedy; top_k keeps only the k most likely tokens (0 or None: all);
+        both are checked as `byollm.generate.SamplingConfig` checks them. With the cache, a
         context that outgrows block_size is cropped to the last block_size tokens and
         re-prefilled, exactly what the uncached path computes.
         """
-        if temperature < 0:
-            raise ByollmError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ByollmError(f"top_k must be a positive integer, got {top_k}")
+        from byollm.generate.processors import SamplingConfig
+
+        top_k = SamplingConfig(temperature=temperature, top_k=top_k).top_k  # the same checks
         block = self.config.block_size
         cache = self.new_kv_cache(idx.size(0)) if use_cache else None
         for _ in range(max_new_tokens):

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from byollm.config import parse_override_args
+from byollm.config import parse_override_args, to_toml
 from byollm.train import distributed
 
 
@@ -52,7 +52,7 @@ def run_train(args) -> int:
 
     config = load_train_config(args.config, parse_override_args(args.overrides))
     if args.print_config:
-        print(config_as_toml(config))
+        print(to_toml(config))  # reads back as the same config (a test checks)
         return 0
     summary = train(
         config,
@@ -83,28 +83,3 @@ def print_summary(summary: dict) -> None:
         lines += ["", "sample:", summary["sample"][:400]]
     lines.append(f"\nnext: byollm sample {summary['checkpoint']}")
     print("\n".join(lines))
-
-
-def config_as_toml(config) -> str:
-    """A TrainConfig as TOML text (the format of the presets)."""
-    from byollm.config import to_dict
-
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-
-    data = to_dict(config)
-    top = [
-        f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None
-    ]
-    sections = []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            body = [f"{kk} = {value(vv)}" for kk, vv in v.items() if vv is not None]
-            sections.append(f"\n[{k}]\n" + "\n".join(body))
-    return "\n".join(top) + "\n" + "\n".join(sections)

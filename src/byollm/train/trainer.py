@@ -123,6 +123,7 @@ class Trainer:
     ):
         if resume and overwrite:
             raise ByollmError("choose one of resume (continue the run) and overwrite (start over)")
+        config.validate()  # again: fields may have been changed since the config was built
         self.config = config
         self.resume = resume
         self.overwrite = overwrite
