@@ -149,7 +149,7 @@ def evaluate_text(
 
     `max_tokens` evaluates only the first that many tokens (a quick estimate).
     """
-    ids = tokenizer.encode(text, allowed_special="all")
+    ids = tokenizer.encode(text)  # text is text: "<|endoftext|>" in it is not the control token
     if max_tokens is not None:
         if max_tokens < 2:
             raise ByollmError(f"max_tokens={max_tokens} is invalid: must be >= 2")
