@@ -229,9 +229,13 @@ def test_malformed_tokenizer_files_name_the_file(tmp_path, content, message):
 def test_edited_file_fails_the_content_hash(tmp_path, trained):
     path = trained.save(tmp_path / "tok.json")
     data = json.loads(path.read_text())
-    data["merges"][0] = [1, 2]
+    data["special_tokens"]["<|endoftext|>"] = 600  # a well-formed edit: only the hash sees it
     path.write_text(json.dumps(data))
     with pytest.raises(ByollmError, match="content hash mismatch"):
+        load_tokenizer(path)
+    data["merges"][0] = [1, 2]  # an edit that breaks the vocabulary is named as such
+    path.write_text(json.dumps(data))
+    with pytest.raises(ByollmError, match="'merges' entry 0 .* does not join"):
         load_tokenizer(path)
 
 

@@ -34,7 +34,16 @@ from itertools import chain
 from pathlib import Path
 
 from byollm.errors import ByollmError
-from byollm.tokenizer.base import ENDOFTEXT, Tokenizer, check_special_tokens
+from byollm.tokenizer.base import (
+    ENDOFTEXT,
+    MAX_TOKEN_ID,
+    Tokenizer,
+    as_token_ids,
+    check_special_tokens,
+    is_token_id,
+    payload_field,
+    short_repr,
+)
 from byollm.tokenizer.patterns import make_splitter, pattern_name, resolve_pattern
 
 LONG_PIECE = 256  # bytes: above this, merge with a heap instead of rescanning every pair
@@ -123,6 +132,23 @@ class _PieceCache(dict):
         if len(piece) <= CACHE_MAX_PIECE:
             self[piece] = ids
         return ids
+
+
+def _check_merges(merges: list, ranks: dict[bytes, int]) -> None:
+    """Merge k must join two existing tokens into token 256 + k (as `train` writes them)."""
+    decoded = {rank: token for token, rank in ranks.items()}
+    for k, merge in enumerate(merges):
+        ok = isinstance(merge, list) and len(merge) == 2 and all(map(is_token_id, merge))
+        created = decoded.get(256 + k)
+        if not ok or created is None or merge[0] not in decoded or merge[1] not in decoded:
+            raise ByollmError(
+                f"'merges' entry {k} ({short_repr(merge)}) is not a pair of vocabulary ids "
+                f"creating id {256 + k}"
+            )
+        if decoded[merge[0]] + decoded[merge[1]] != created:
+            raise ByollmError(
+                f"'merges' entry {k} {merge} does not join into vocab entry {256 + k}"
+            )
 
 
 class BPETokenizer(Tokenizer):
@@ -217,7 +243,7 @@ class BPETokenizer(Tokenizer):
         return None
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        ids = list(ids)
+        ids = as_token_ids(ids)
         if ids and min(ids) >= 0:
             try:  # fast path: all ids ordinary and known
                 decoder = self._decoder
@@ -243,22 +269,33 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def from_payload(cls, data: dict) -> BPETokenizer:
-        vocab = data["vocab"]
-        if not isinstance(vocab, list):
-            raise ByollmError("'vocab' must be a list of base64 tokens indexed by id")
+        vocab = payload_field(
+            data, "vocab", list, "a list of base64 tokens (or null) indexed by id"
+        )
+        if len(vocab) > MAX_TOKEN_ID:
+            raise ByollmError(f"'vocab' has {len(vocab)} entries; at most {MAX_TOKEN_ID}")
         ranks = {}
         for token_id, token in enumerate(vocab):
-            if token is not None:
-                try:
-                    ranks[base64.b64decode(token, validate=True)] = token_id
-                except (ValueError, TypeError):
-                    raise ByollmError(f"vocab entry {token_id} ({token!r}) is not base64") from None
+            if token is None:
+                continue
+            try:
+                token_bytes = base64.b64decode(token, validate=True)
+            except (ValueError, TypeError):
+                raise ByollmError(
+                    f"vocab entry {token_id} ({short_repr(token)}) is not base64"
+                ) from None
+            if not token_bytes:
+                raise ByollmError(f"vocab entry {token_id} is empty; a token has at least 1 byte")
+            ranks[token_bytes] = token_id
         if len(ranks) != sum(t is not None for t in vocab):
             raise ByollmError("'vocab' holds the same token twice")
+        pattern = payload_field(data, "pattern", str, "a split pattern name or regex")
+        merges = payload_field(data, "merges", (list, type(None)), "a list of [left id, right id] "
+                               "pairs, or null", default=None)  # fmt: skip
+        if merges is not None:
+            _check_merges(merges, ranks)
         specials = check_special_tokens(data.get("special_tokens", {}), "bpe tokenizer")
-        return cls(
-            ranks, pattern=data["pattern"], special_tokens=specials, merges=data.get("merges")
-        )
+        return cls(ranks, pattern=pattern, special_tokens=specials, merges=merges)
 
     def __getstate__(self):  # for worker processes started with spawn
         state = self.__dict__.copy()
