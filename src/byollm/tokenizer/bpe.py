@@ -20,7 +20,9 @@ Design choices:
   code: `findall`, `map(cache.__getitem__)`, `itertools.chain`. The split itself, the largest
   cost, uses Python's faster `re` on ASCII text (`patterns.make_splitter`).
 - Long pieces (no pattern, or a run of 10,000 spaces) are merged with a heap and a linked list
-  (O(n log n)) instead of rescanning all pairs per merge (O(n^2)).
+  (O(n log n)) instead of rescanning all pairs per merge (O(n^2)). Huge ones (over 64 KiB: a
+  50 MB "word") are merged many pairs at a time in int32 arrays (`long_pieces.py`), so memory
+  stays at about 25 bytes per byte instead of hundreds.
 - Ids 0..255 of a trained vocabulary are the raw bytes, merges get 256, 257, ... in the order
   they were learned, then the special tokens (see `training.py` for how merges are chosen).
 """
@@ -47,6 +49,7 @@ from byollm.tokenizer.base import (
 from byollm.tokenizer.patterns import make_splitter, pattern_name, resolve_pattern
 
 LONG_PIECE = 256  # bytes: above this, merge with a heap instead of rescanning every pair
+HUGE_PIECE = 1 << 16  # bytes: above this, merge in compact numpy arrays (long_pieces.py)
 _NEVER = 1 << 62  # the rank of a pair that is not in the vocabulary
 CACHE_MAX_ENTRIES = 1 << 20  # distinct pieces remembered before the cache starts over
 CACHE_MAX_PIECE = 256  # characters: longer pieces are rare; do not remember them
@@ -183,6 +186,7 @@ class BPETokenizer(Tokenizer):
         self._vocab_size = max([size, *(i + 1 for i in self.special_tokens.values())])
         self._split = make_splitter(self.pattern) if self.pattern else None
         self._cache = _PieceCache(self._encode_piece)
+        self._long_pieces = None  # a LongPieceEncoder, built for the first huge piece
 
     # ---- training ---------------------------------------------------------------------------
     @classmethod
@@ -221,11 +225,17 @@ class BPETokenizer(Tokenizer):
         return cls(ranks, pattern=pattern, special_tokens=special_ids, merges=merges)
 
     # ---- encoding ---------------------------------------------------------------------------
-    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+    def _encode_piece(self, piece: str) -> Sequence[int]:
         data = piece.encode("utf-8", errors="surrogatepass")
         rank = self.ranks.get(data)
         if rank is not None:
             return (rank,)
+        if len(data) > HUGE_PIECE:
+            if self._long_pieces is None:
+                from byollm.tokenizer.long_pieces import LongPieceEncoder
+
+                self._long_pieces = LongPieceEncoder(self.ranks)
+            return self._long_pieces.encode(data)
         ranks = self.ranks
         return tuple(ranks[part] for part in byte_pair_merge(data, ranks))
 
@@ -301,6 +311,7 @@ class BPETokenizer(Tokenizer):
         state = self.__dict__.copy()
         state["_cache"] = None
         state["_split"] = None
+        state["_long_pieces"] = None
         return state
 
     def __setstate__(self, state):
