@@ -3,7 +3,7 @@
 The split pattern normally cuts text into short pieces, but nothing stops a piece from being
 long: a line of 50 million `a`s, a base64 blob, a text with the pattern `none`. Merging such a
 piece one pair at a time in Python objects costs hundreds of bytes per input byte (10 GB and a
-MemoryError for 50 MB). Here the piece lives in a few int32 arrays (about 25 bytes per input
+MemoryError for 50 MB). Here the piece lives in a few int32 arrays (about 30 bytes per input
 byte in all) and the merges are done many at a time, with the same result as the one-at-a-time
 rule (lowest rank first, leftmost on ties; `bpe.byte_pair_merge`).
 
