@@ -22,7 +22,7 @@ Design choices:
 - Long pieces (no pattern, or a run of 10,000 spaces) are merged with a heap and a linked list
   (O(n log n)) instead of rescanning all pairs per merge (O(n^2)). Huge ones (over 64 KiB: a
   50 MB "word") are merged many pairs at a time in int32 arrays (`long_pieces.py`), so memory
-  stays at about 25 bytes per byte instead of hundreds.
+  stays at about 30 bytes per byte instead of hundreds.
 - Ids 0..255 of a trained vocabulary are the raw bytes, merges get 256, 257, ... in the order
   they were learned, then the special tokens (see `training.py` for how merges are chosen).
 """
