@@ -400,7 +400,9 @@ def _encode_range(task: tuple, tokenizer_path: str) -> np.ndarray:
     with open(path, "rb") as f:
         f.seek(start)
         text = f.read(end - start).decode("utf-8", errors="replace")
-    return np.asarray(tokenizer.encode(text, allowed_special="all"), dtype=np.int64)
+    # Corpus text is text: a "<|endoftext|>" found in it is encoded as its characters. The real
+    # token goes only where byollm puts it (between files, see `prepare`).
+    return np.asarray(tokenizer.encode(text), dtype=np.int64)
 
 
 def _encode_ranges(ranges, tokenizer_path: Path, workers: int | None) -> Iterator:

@@ -169,9 +169,10 @@ def evaluate_text(
 
     `max_tokens` evaluates only the first that many tokens (a quick estimate).
     """
-    check_eval_args(stride=stride, batch_size=batch_size, max_tokens=max_tokens,
-                    block_size=block_size)  # fmt: skip
-    ids = tokenizer.encode(text, allowed_special="all")
+    check_eval_args(
+        stride=stride, batch_size=batch_size, max_tokens=max_tokens, block_size=block_size
+    )
+    ids = tokenizer.encode(text)  # text is text: "<|endoftext|>" in it is not the control token
     if max_tokens is not None:
         ids = ids[:max_tokens]
     token_bytes = _token_byte_lengths(tokenizer, ids)

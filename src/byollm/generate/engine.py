@@ -29,6 +29,8 @@ Design choices:
   equal length at a time. Finished rows keep their slot until the whole batch is done.
 - **Empty prompt**: generation starts from the tokenizer's `<|endoftext|>` token if it has one
   (the GPT-2 convention for "start of a document"), else from a newline.
+- **Prompts are text**: `<|endoftext|>` typed in a prompt is encoded as its characters, never
+  as the control token (a user cannot end the document or forge a turn).
 - **Speculative decoding** (`Engine(..., speculative=4)`, off by default): guess up to 4
   tokens by prompt lookup and check them in one forward pass (`speculative.py`). Same greedy
   output, same sampling distribution, fewer weight reads when the text repeats. It applies to
@@ -211,7 +213,8 @@ class Engine:
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of `prompt`; an empty prompt starts from `<|endoftext|>` or a newline."""
         if prompt:
-            ids = self.tokenizer.encode(prompt, allowed_special="all")
+            # A prompt is text: "<|endoftext|>" typed by a user is not the control token.
+            ids = self.tokenizer.encode(prompt)
             if ids:
                 return ids
         if self.tokenizer.eot_id is not None:
