@@ -128,9 +128,12 @@ class TrainConfig:
 
     def __post_init__(self):
         self.validate()
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
+        # A plain folder name: no path separators, and no '.', '..' or hidden names (a leading
+        # dot), so that out_dir/name is always a new folder inside out_dir.
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}", self.name):
             raise ByollmError(
-                f"name {self.name!r}: use letters, digits, '.', '_' and '-' (it names a folder)"
+                f"name {self.name!r}: use up to 128 letters, digits, '.', '_' and '-', not "
+                "starting with '.' (it names a folder inside out_dir)"
             )
 
     def validate(self) -> None:
@@ -198,7 +201,8 @@ class TrainConfig:
         check_seed("seed", self.seed, MAX_TRAIN_SEED)
 
     def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
+        """out_dir/name, with `~` in out_dir expanded."""
+        return Path(self.out_dir).expanduser() / self.name
 
 
 def preset_dirs() -> list[Path]:
