@@ -14,29 +14,23 @@ a trained model's probabilities (notebook 04 plots real ones).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+from make_transformer_figure import COLORS as ARCHITECTURE_COLORS  # sets the Agg backend
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
+from byollm.model import GPTConfig  # importable once make_transformer_figure put src/ on the path
+from byollm.tokenizer import load_tokenizer
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-from byollm.model import GPTConfig  # noqa: E402
-from byollm.tokenizer import load_tokenizer  # noqa: E402
-
-# The colours of docs/make_transformer_figure.py, so that the two figures read alike.
+# The architecture figure's colours, so that the two figures read alike, and a few of our own.
 COLORS = {
+    **ARCHITECTURE_COLORS,
     "text": "#ffffff",
     "tokenizer": "#fde2c8",
     "ids": "#f4f4f4",
-    "embed": "#cfe2ff",
-    "block": "#f8d7da",
-    "head": "#e2d9f3",
-    "dist": "#d1e7dd",
+    "block": ARCHITECTURE_COLORS["attn"],
+    "dist": ARCHITECTURE_COLORS["mlp"],
 }
 BOX_W, BOX_H, GAP, Y = 2.05, 2.3, 0.55, 2.6
 

@@ -62,22 +62,28 @@ def load_into(reference: torch.nn.Module, mine: torch.nn.Module, where: str) -> 
     reference.eval()
 
 
-def check_layer_norm(module) -> None:
-    LayerNormClass = learner(module, "LayerNorm")
-    torch.manual_seed(0)
-    mine = nudge(LayerNormClass(16), seed=1)
-    reference = LayerNorm(16, eps=1e-5, bias=True)
-    load_into(reference, mine, "LayerNorm(16)")
-    x = 3 * torch.randn(2, 5, 16) + 5  # far from mean 0, variance 1: normalising matters
+def compare_module(mine, reference, where: str, x: torch.Tensor, hint: str, *extra) -> None:
+    """Load the learner's module `mine` into byollm's `reference`; compare them on x.
+    `extra` arguments go to byollm's forward only (a Block's `rotary`)."""
+    load_into(reference, mine, where)
     with torch.no_grad():
-        expect_close(
-            "LayerNorm(16)(x) with x of shape (2, 5, 16)",
-            mine(x),
-            reference(x),
-            "normalise over the last dim; the variance without Bessel's correction "
-            "(x.var(dim=-1, keepdim=True, unbiased=False)); eps inside the square "
-            "root; then * weight + bias",
-        )
+        got, expected = mine(x), reference(x, *extra)
+    expect_close(f"{where}(x) with x of shape {tuple(x.shape)}", got, expected, hint)
+
+
+def check_layer_norm(module) -> None:
+    torch.manual_seed(0)
+    mine = nudge(learner(module, "LayerNorm")(16), seed=1)
+    x = 3 * torch.randn(2, 5, 16) + 5  # far from mean 0, variance 1: normalising matters
+    compare_module(
+        mine,
+        LayerNorm(16, eps=1e-5, bias=True),
+        "LayerNorm(16)",
+        x,
+        "normalise over the last dim; the variance without Bessel's correction "
+        "(x.var(dim=-1, keepdim=True, unbiased=False)); eps inside the square root; "
+        "then * weight + bias",
+    )
 
 
 def check_gelu(module) -> None:
@@ -109,36 +115,29 @@ def check_gelu(module) -> None:
 
 
 def check_mlp(module) -> None:
-    MLPClass = learner(module, "MLP")
     torch.manual_seed(2)
-    mine = nudge(MLPClass(16), seed=3)
-    reference = MLP(gpt2_config(n_embd=16))
-    load_into(reference, mine, "MLP(16)")
-    x = torch.randn(2, 5, 16)
-    with torch.no_grad():
-        expect_close(
-            "MLP(16)(x) with x of shape (2, 5, 16)",
-            mine(x),
-            reference(x),
-            "c_proj(gelu(c_fc(x))) with your gelu (the tanh one)",
-        )
+    mine = nudge(learner(module, "MLP")(16), seed=3)
+    compare_module(
+        mine,
+        MLP(gpt2_config(n_embd=16)),
+        "MLP(16)",
+        torch.randn(2, 5, 16),
+        "c_proj(gelu(c_fc(x))) with your gelu (the tanh one)",
+    )
 
 
 def check_block(module) -> None:
-    BlockClass = learner(module, "Block")
     torch.manual_seed(4)
-    mine = nudge(BlockClass(32, 4), seed=5)
-    reference = Block(gpt2_config(), layer_idx=0)
-    load_into(reference, mine, "Block(32, 4)")
-    x = torch.randn(2, 7, 32)
-    with torch.no_grad():
-        expect_close(
-            "Block(32, 4)(x) with x of shape (2, 7, 32)",
-            mine(x),
-            reference(x, None),
-            "pre-norm with shortcuts: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x)); "
-            "the norm goes inside the branch, the addition outside",
-        )
+    mine = nudge(learner(module, "Block")(32, 4), seed=5)
+    compare_module(
+        mine,
+        Block(gpt2_config(), layer_idx=0),
+        "Block(32, 4)",
+        torch.randn(2, 7, 32),
+        "pre-norm with shortcuts: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x)); "
+        "the norm goes inside the branch, the addition outside",
+        None,  # byollm's Block takes the rotary embedding too: none for GPT-2
+    )
 
 
 def check_gpt(module) -> None:

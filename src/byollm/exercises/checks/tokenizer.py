@@ -204,19 +204,25 @@ def check_vocab_and_decode(module) -> None:
     )
 
 
-def check_encode(module) -> None:
-    encode = learner(module, "encode")
-    tokenizer = reference("none")
+def _check_encoding(module, name: str, pattern: str, texts: list[str], hint: str) -> None:
+    """The learner's `name(text, merges)` against byollm's tokenizer trained with `pattern`."""
+    encode = learner(module, name)
+    tokenizer = reference(pattern)
     merges = merges_dict(tokenizer)
-    for text in [*UNSEEN, TEXT[:200]]:
-        expect_equal(
-            f"encode({text!r}, merges)",
-            encode(text, merges),
-            tokenizer.encode(text),
-            "repeatedly merge the pair with the lowest new id among the pairs present "
-            "(min over get_stats(ids) by merges.get(pair, inf)); stop when none of "
-            "them is in merges",
-        )
+    for text in texts:
+        got = encode(text, merges)
+        expect_equal(f"{name}({text!r}, merges)", got, tokenizer.encode(text), hint)
+
+
+def check_encode(module) -> None:
+    _check_encoding(
+        module,
+        "encode",
+        "none",
+        [*UNSEEN, TEXT[:200]],
+        "repeatedly merge the pair with the lowest new id among the pairs present "
+        "(min over get_stats(ids) by merges.get(pair, inf)); stop when none of them is in merges",
+    )
 
 
 def check_train_regex(module) -> None:
@@ -232,16 +238,13 @@ def check_train_regex(module) -> None:
 
 
 def check_encode_regex(module) -> None:
-    encode_regex = learner(module, "encode_regex")
-    tokenizer = reference("gpt4")
-    merges = merges_dict(tokenizer)
-    for text in [*UNSEEN, TEXT[:300]]:
-        expect_equal(
-            f"encode_regex({text!r}, merges)",
-            encode_regex(text, merges),
-            tokenizer.encode(text),
-            "regex.findall(pattern, text), encode each chunk with `encode`, concatenate the ids",
-        )
+    _check_encoding(
+        module,
+        "encode_regex",
+        "gpt4",
+        [*UNSEEN, TEXT[:300]],
+        "regex.findall(pattern, text), encode each chunk with `encode`, concatenate the ids",
+    )
 
 
 STEPS = [
