@@ -111,6 +111,30 @@ def test_compare_names_the_stale_cell_and_line():
     assert notebook_tools.compare(committed, executed) == []  # stderr is not compared
 
 
+def test_machine_dependent_cells_compare_in_full_only_on_the_same_kind_of_machine():
+    trained = nbformat.v4.new_code_cell("train()", outputs=[_stream("val 1.986\n")])
+    trained.metadata["tags"] = ["machine-dependent"]
+    plain = nbformat.v4.new_code_cell("print(2)", outputs=[_stream("2\n")])
+    committed = nbformat.v4.new_notebook(cells=[trained, plain])
+    committed.metadata["byollm"] = {"executed_on": "cpu AVX512"}
+    executed = copy.deepcopy(committed)
+    executed.cells[0].outputs = [_stream("val 2.013\n")]
+    assert len(notebook_tools.compare(committed, executed)) == 1  # same machine: stale
+    executed.metadata["byollm"] = {"executed_on": "cpu AVX2"}
+    assert notebook_tools.compare(committed, executed) == []  # another machine: kinds only
+    executed.cells[0].outputs = []
+    assert len(notebook_tools.compare(committed, executed)) == 1  # the output must be there
+    executed.cells[0].outputs = [_stream("val 2.013\n")]
+    executed.cells[1].outputs = [_stream("3\n")]
+    assert len(notebook_tools.compare(committed, executed)) == 1  # untagged: still in full
+
+
+def test_executed_notebooks_record_their_machine():
+    for name in NOTEBOOKS:
+        notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        assert "torch" in (notebook_tools.executed_on(notebook) or ""), name
+
+
 def _stream(text: str, name: str = "stdout"):
     return nbformat.v4.new_output("stream", name=name, text=text)
 
