@@ -89,7 +89,10 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out_png)
+    try:
+        fig.savefig(out_png)
+    except OSError as e:  # a full disk: one line
+        raise ByollmError(f"{out_png}: cannot write ({e.strerror})") from None
     return Path(out_png)
 
 
