@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import test_train_loop
 import train_helpers
 
 from byollm.cli import main
@@ -12,20 +13,9 @@ from byollm.train import load_train_config, train
 from byollm.train.checkpoint import load_train_state
 from byollm.train.metrics import read_metrics
 
-TINY = {
-    "batch_size": "8",
-    "max_steps": "10",
-    "eval_interval": "10",
-    "eval_rows": "8",
-    "log_interval": "5",
-    "warmup_steps": "2",
-    "sample_tokens": "0",
-    "model.block_size": "32",
-    "model.n_layer": "2",
-    "model.n_head": "2",
-    "model.n_embd": "32",
-    "threads": "1",
-}
+# the train tests' tiny model, shorter and without samples
+TINY = {**test_train_loop.TINY, "max_steps": "10", "eval_rows": "8", "warmup_steps": "2",
+        "sample_tokens": "0"}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
