@@ -76,6 +76,12 @@ def test_finetune_instruct_end_to_end_writes_answers_and_the_template(tmp_path, 
     assert len(answers) == 6 and {"prompt", "reference", "answer", "rouge_l"} <= answers[0].keys()
     extras = read_checkpoint_extras(tmp_path / "tuned")
     assert extras["instruct"]["template"] == "alpaca"  # what `byollm chat` looks for
+    sample = ["sample", str(tmp_path / "tuned"), "--prompt", "Repeat: apple", "--max-new-tokens",
+              "3", "--temperature", "0"]  # fmt: skip
+    assert main(sample) == 0
+    assert capsys.readouterr().out.startswith(alpaca_prompt("Repeat: apple"))
+    assert main([*sample, "--template", "none"]) == 0
+    assert capsys.readouterr().out.startswith("Repeat: apple")
 
 
 def test_lora_instruct_then_merge_gives_a_chat_checkpoint(tmp_path, capsys):
