@@ -2,7 +2,7 @@
 
     python benchmarks/finetune.py --base runs/english/best          # a pretrained checkpoint
     python benchmarks/finetune.py --pretrain-steps 600              # or pretrain one first
-    python benchmarks/finetune.py --quick                           # a small check (~5 min)
+    python benchmarks/finetune.py --quick                           # a small check of the pipeline
 
 Parts (each prints a markdown table):
 - `spam`: SMS spam on the book's balanced split (and `--full` the stratified split of all 5,574),
@@ -38,13 +38,13 @@ from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.records import balanced_split, columns, read_records, stratified_split
 
 
-def pretrain(workdir: Path, steps: int) -> Path:
+def pretrain(workdir: Path, steps: int, block_size: int = 256) -> Path:
     from byollm.train import load_train_config, train
 
     overrides = {
         "name": "english", "out_dir": str(workdir), "corpus": "tinystories-sample",
         "tokenizer": "bpe:4096", "max_steps": str(steps), "eval_interval": str(max(50, steps // 4)),
-        "sample_tokens": "0", "model.block_size": "256", "batch_size": "16",
+        "sample_tokens": "0", "model.block_size": str(block_size), "batch_size": "16",
     }  # fmt: skip
     summary = train(load_train_config(None, overrides), progress=False, log=lambda *a: None)
     print(f"pretrained {steps} steps: val loss {summary['best_val_loss']:.3f} "
@@ -163,15 +163,16 @@ def main() -> None:
     p.add_argument("--full", action="store_true", help="also the stratified split of all 5,574")
     p.add_argument("--eval-examples", type=int, default=110)
     p.add_argument("--quick", action="store_true",
-                   help="a small check: 150 pretraining steps, 1 epoch, 20 scored answers")  # fmt: skip
+                   help="a small check of the pipeline: 20 pretraining steps of a 128-token "
+                   "model, 1 epoch, 20 scored answers")  # fmt: skip
     args = p.parse_args()
     if args.quick:
-        args.pretrain_steps, args.epochs, args.instruct_epochs = 150, 1, 1
+        args.pretrain_steps, args.epochs, args.instruct_epochs = 20, 1, 1
         args.eval_examples = 20
     random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        base = args.base or pretrain(workdir, args.pretrain_steps)
+        base = args.base or pretrain(workdir, args.pretrain_steps, 128 if args.quick else 256)
         if args.part in ("spam", "all"):
             spam(base, workdir, args.epochs, "balanced", args.lr)
             if args.full:
