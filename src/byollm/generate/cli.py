@@ -105,6 +105,9 @@ def register(subparsers) -> None:
     p.add_argument("--num-beams", type=int, default=None,
                    help="beam search with this many beams instead of sampling")  # fmt: skip
     p.add_argument("--length-penalty", type=float, default=1.0, help="for beam search")
+    p.add_argument("--template", choices=("auto", "none"), default="auto",
+                   help="auto: the prompt of an instruction-tuned checkpoint goes into its "
+                   "instruction template (as in chat); none: the prompt as given")  # fmt: skip
     add_sampling_arguments(p)
     p.set_defaults(func=run_sample)
 
@@ -156,6 +159,11 @@ def run_sample(args) -> int:
         check_beam_args(args.num_beams, args.length_penalty)
     prompt = _read_prompt(args)
     engine = _engine(args)
+    if args.template == "auto" and prompt and _instruction_tuned(args):
+        from byollm.generate.chat import format_instruct
+
+        prompt = format_instruct([], prompt)
+        args.stop = [*args.stop, "\n### "]
     if args.num_beams is not None:
         return _run_beam(args, engine, prompt)
     import torch
@@ -175,6 +183,15 @@ def run_sample(args) -> int:
             _write(piece)
         _write("\n")
     return 0
+
+
+def _instruction_tuned(args) -> bool:
+    """Whether the checkpoint's config.json has the "instruct" key fine-tuning writes."""
+    from byollm.generate.loading import read_checkpoint_extras, resolve_checkpoint
+
+    return bool(
+        read_checkpoint_extras(resolve_checkpoint(checkpoint_from_args(args))).get("instruct")
+    )
 
 
 def _run_beam(args, engine, prompt) -> int:

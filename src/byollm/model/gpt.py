@@ -88,6 +88,25 @@ class GPT(nn.Module):
         logits of the last position only, (B, 1, vocab): all that generation needs, and it
         skips the output head (often the largest matrix) for the other T - 1 positions.
         """
+        x = self.hidden_states(idx, kv_cache=kv_cache)  # (B, T, C)
+        if last_only:
+            if targets is not None:
+                raise ByollmError("last_only=True gives no loss: the targets need every position")
+            x = x[:, -1:, :]
+        logits = self.lm_head(x).float()  # (B, T, vocab); float even under bf16 autocast
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
+            )
+        return logits, loss
+
+    def hidden_states(self, idx: torch.Tensor, *, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """The residual stream after the final norm, (B, T, C): what the head reads.
+
+        `forward` is this plus the linear head; a classifier reads these vectors with a head of
+        its own (`byollm.finetune.classify`).
+        """
         B, T = idx.shape
         start = 0
         if kv_cache is not None:
@@ -108,17 +127,7 @@ class GPT(nn.Module):
         if kv_cache is not None:
             kv_cache.advance(T)
         x = self.transformer.ln_f(x)
-        if last_only:
-            if targets is not None:
-                raise ByollmError("last_only=True gives no loss: the targets need every position")
-            x = x[:, -1:, :]
-        logits = self.lm_head(x).float()  # (B, T, vocab); float even under bf16 autocast
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
-            )
-        return logits, loss
+        return x
 
     def new_kv_cache(self, batch_size: int, max_seq_len: int | None = None) -> KVCache:
         """An empty cache for `batch_size` sequences, on this model's device and dtype."""

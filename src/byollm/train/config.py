@@ -84,6 +84,9 @@ class TrainConfig:
     data_dir: str = ""  # prepared tokens; "" = $BYOLLM_HOME/data/<corpus>-<tokenizer>
     val_fraction: float = 0.1
     mirror: str = ""  # download mirror for the corpus (see `byollm data`)
+    init_from: str = (
+        ""  # a checkpoint folder to take the weights (and tokenizer) from; see init_from.py
+    )
 
     # --- the model ---------------------------------------------------------------------------
     model: GPTConfig = field(default_factory=default_model)

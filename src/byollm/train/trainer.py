@@ -55,6 +55,7 @@ from byollm.train.checkpoint import (
     set_rng_state,
 )
 from byollm.train.config import TrainConfig
+from byollm.train.init_from import load_init_model, with_init_tokenizer
 from byollm.train.metrics import (
     ExternalLoggers,
     MetricsLog,
@@ -150,6 +151,8 @@ class Trainer:
         if resume and overwrite:
             raise ByollmError("choose one of resume (continue the run) and overwrite (start over)")
         config.validate()  # again: fields may have been changed since the config was built
+        if config.init_from:  # the checkpoint's tokenizer prepares the corpus (init_from.py)
+            config = with_init_tokenizer(config)
         self.config = config
         self.resume = resume
         self.overwrite = overwrite
@@ -234,7 +237,12 @@ class Trainer:
                 f"{data_dir}: tokenizer.json does not match meta.json (hash differs); "
                 "re-run `byollm prepare`"
             )
-        self.model_config = dataclasses.replace(cfg.model, vocab_size=self.tokenizer.vocab_size)
+        init_model = None
+        if cfg.init_from:  # weights only: the optimizer and the schedule start fresh
+            init_model = load_init_model(cfg, self.tokenizer, self.device)
+            self.model_config = init_model.config
+        else:
+            self.model_config = dataclasses.replace(cfg.model, vocab_size=self.tokenizer.vocab_size)
         block = self.model_config.block_size
 
         rows_per_micro = cfg.batch_size * self.dist.world_size
@@ -281,6 +289,8 @@ class Trainer:
         if checkpoint is not None:
             self._check_checkpoint_config(checkpoint)
             self.model = load_model(checkpoint, device=str(self.device))
+        elif init_model is not None:
+            self.model = init_model
         else:
             self.model = GPT(self.model_config).to(self.device)
         self.raw_model = self.model
