@@ -94,6 +94,9 @@ class TrainConfig:
     sample_prompt: str = "\n"
     sample_temperature: float = 0.8
     sample_top_k: int = 0  # 0 = no top-k filter
+    eval_tasks: str = (
+        ""  # benchmarks at each evaluation: "blimp" (1000 pairs), "blimp:all,lambada:200"
+    )
 
     # --- system ------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -121,6 +124,10 @@ class TrainConfig:
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ByollmError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.eval_tasks:  # a typo in a task name fails now, not at the first evaluation
+            from byollm.evaluate.tasks import parse_eval_tasks
+
+            parse_eval_tasks(self.eval_tasks)
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
             raise ByollmError(
                 f"name {self.name!r}: use letters, digits, '.', '_' and '-' (it names a folder)"

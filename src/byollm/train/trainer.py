@@ -489,6 +489,12 @@ class Trainer:
         if improved:
             self.best_val_loss = losses["val"]
         if self.dist.is_main:
+            if self.config.eval_tasks:  # benchmark accuracy beside the loss, e.g. blimp_acc
+                from byollm.evaluate.tasks import training_metrics
+
+                record.update(training_metrics(self.raw_model, self.tokenizer,
+                                               self.config.eval_tasks,
+                                               mirror=self.config.mirror or None, log=self.log))  # fmt: skip
             self._record(record)
             record["sample"] = self.sample()
             with (self.run_dir / "samples.txt").open("a") as f:
