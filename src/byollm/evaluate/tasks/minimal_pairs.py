@@ -27,7 +27,6 @@ Design choices:
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,18 +87,14 @@ def evaluate_minimal_pairs(
     def to_request(pair: MinimalPair) -> Request:
         return Request(start, [tokenizer.encode(pair.good), tokenizer.encode(pair.bad)])
 
-    began = time.perf_counter()
-    kept, scores, counts = score_items(
-        model, pairs, to_request, task=task, options=options, log=log
-    )
-    seconds = time.perf_counter() - began
+    kept, scores, run = score_items(model, pairs, to_request, task=task, options=options, log=log)
     correct = [good.logprob > bad.logprob for good, bad in scores]
     result = {
         "task": task,
         "kind": "minimal_pairs",
         "items": len(kept),
         "acc": sum(correct) / len(correct),
-        **counts,
+        **run,
     }
     for name, key in (("by_field", "field"), ("by_phenomenon", "phenomenon"),
                       ("by_paradigm", "paradigm")):  # fmt: skip
@@ -109,8 +104,6 @@ def evaluate_minimal_pairs(
                 groups[getattr(pair, key)].append(right)
         if groups:
             result[name] = {g: sum(v) / len(v) for g, v in sorted(groups.items())}
-    result["seconds"] = round(seconds, 2)
-    result["items_per_s"] = round(len(kept) / max(seconds, 1e-9), 1)
     return result
 
 

@@ -31,7 +31,6 @@ Design choices:
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -111,11 +110,7 @@ def evaluate_multiple_choice(
         pairs = [encode_pair(tokenizer, item.context, " " + choice) for choice in item.choices]
         return Request(pairs[0][0], [continuation for _, continuation in pairs])
 
-    began = time.perf_counter()
-    kept, scores, counts = score_items(
-        model, items, to_request, task=task, options=options, log=log
-    )
-    seconds = time.perf_counter() - began
+    kept, scores, run = score_items(model, items, to_request, task=task, options=options, log=log)
     right = {"acc": 0, "acc_norm": 0, "acc_per_token": 0}
     for item, choice_scores in zip(kept, scores):
         summed = [s.logprob for s in choice_scores]
@@ -131,9 +126,7 @@ def evaluate_multiple_choice(
         "items": n,
         **{name: count / n for name, count in right.items()},
         "chance": sum(1 / len(item.choices) for item in kept) / n,
-        **counts,
-        "seconds": round(seconds, 2),
-        "items_per_s": round(n / max(seconds, 1e-9), 1),
+        **run,
     }
 
 

@@ -36,6 +36,7 @@ Design choices:
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -305,7 +306,10 @@ def score_items(
     options: ScoringOptions | None = None,
     log=print,
 ) -> tuple[list, list[list[Score]], dict]:
-    """Encode, fit and score task items: (items kept, their scores, {"skipped", "truncated"}).
+    """Encode, fit and score task items: (items kept, their scores, facts about the run).
+
+    The facts: how many items were skipped and truncated, the seconds it took (encoding
+    included) and the items per second.
 
     `to_request(item)` builds the item's `Request`. An item is skipped when the tokenizer cannot
     encode it (a character model meeting a character it never saw) or when a continuation alone
@@ -313,6 +317,7 @@ def score_items(
     gets one line for each reason, saying how many and the first one. Contexts cut to fit the
     window get one line too.
     """
+    began = time.perf_counter()
     block_size = model.config.block_size
     kept, requests, unencodable, too_long = [], [], [], []
     for item in items:
@@ -353,4 +358,14 @@ def score_items(
             f"({examples}{', ...' if len(truncated) > 3 else ''})"
         )
     scores = score_requests(model, requests, options)
-    return kept, scores, {"skipped": len(unencodable) + len(too_long), "truncated": len(truncated)}
+    seconds = time.perf_counter() - began
+    return (
+        kept,
+        scores,
+        {
+            "skipped": len(unencodable) + len(too_long),
+            "truncated": len(truncated),
+            "seconds": round(seconds, 2),
+            "items_per_s": round(len(kept) / max(seconds, 1e-9), 1),
+        },
+    )
