@@ -467,8 +467,12 @@ def test_eval_cli_runs_task_files_and_keeps_perplexity_mode(tmp_path, model, tok
     text.write_text("To be or not to be, that is the question.\n" * 4)
     code, out, _ = run_cli("eval", str(checkpoint), "--corpus", str(text), "--json")
     assert code == 0 and json.loads(out)["tokens"] == len(text.read_text()) - 1
+    code, out, _ = run_cli("eval", str(checkpoint), "--task", str(pairs), "--json",
+                           "--dtype", "bfloat16")  # fmt: skip
+    assert code == 0 and json.loads(out)["dtype"] == "bfloat16"
     for argv, message in [
         (["--task", "nope"], "unknown task 'nope'"),
+        (["--task", str(pairs), "--dtype", "float8"], "unknown dtype 'float8'"),
         (["--task", str(pairs), "--corpus", str(text)], "not both"),
         ([], "give --corpus (perplexity) or --task (benchmarks)"),
     ]:
