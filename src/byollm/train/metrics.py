@@ -84,8 +84,10 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") 
     task_keys = sorted({k for r in evals for k in r if "_acc" in k})
     if task_keys:
         acc_ax = ax.twinx()
-        for key in task_keys:
-            acc_ax.plot(*zip(*[(r["tokens"], r[key]) for r in evals if key in r]), "s--", label=key)
+        colors = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan"]
+        for key, color in zip(task_keys, colors * len(task_keys)):
+            points = [(r["tokens"], r[key]) for r in evals if key in r]
+            acc_ax.plot(*zip(*points), "s--", color=color, label=key)
         acc_ax.set_ylim(0, 1)
         acc_ax.set_ylabel("task accuracy")
         more_handles, more_labels = acc_ax.get_legend_handles_labels()
