@@ -72,6 +72,21 @@ class KVCache:
         """Called by the model once every layer has stored the chunk."""
         self.pos += T
 
+    def select_rows(self, rows: torch.Tensor) -> KVCache:
+        """A new cache holding rows `rows` of this one, in that order (a row may repeat).
+
+        Scoring several continuations of one prompt computes the prompt once, then continues
+        each copy: `cache.select_rows(torch.tensor([0, 0, 0, 1, 1]))` gives prompt 0 three
+        rows and prompt 1 two.
+        """
+        selected = KVCache.__new__(KVCache)
+        selected.k = self.k.index_select(1, rows)
+        selected.v = self.v.index_select(1, rows)
+        selected.batch_size = len(rows)
+        selected.max_seq_len = self.max_seq_len
+        selected.pos = self.pos
+        return selected
+
     def truncate(self, pos: int) -> None:
         """Forget every position from `pos` on (speculative decoding drops rejected guesses)."""
         if not 0 <= pos <= self.pos:

@@ -602,6 +602,18 @@ class Trainer:
 
     def _write_evaluation(self, record: dict, improved: bool, started: float) -> str:
         """Log the evaluation, sample, and save `checkpoint/` (and `best/`); the sample."""
+        if self.config.eval_tasks:  # benchmark accuracy beside the loss, e.g. blimp_acc
+            from byollm.evaluate.tasks import training_metrics
+
+            record.update(
+                training_metrics(
+                    self.raw_model,
+                    self.tokenizer,
+                    self.config.eval_tasks,
+                    mirror=self.config.mirror or None,
+                    log=self.log,
+                )
+            )
         self._record(record)
         sample = self.sample()
         path = self.run_dir / "samples.txt"
