@@ -24,8 +24,8 @@ def register(subparsers) -> None:
         help="train a GPT (default: a char-level model on Tiny Shakespeare)",
         description=(
             "Train a GPT end to end: fetch and prepare the corpus, train, write checkpoints, "
-            "metrics.jsonl, loss.png, samples.txt and report.md under runs/<name>/. Any config key can be "
-            "overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
+            "metrics.jsonl, loss.png, samples.txt and report.md under runs/<name>/. Any config "
+            "key can be overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
         ),
         epilog="presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu",
         allow_abbrev=False,  # `--res` must not silently mean --resume, nor clash with a config key
