@@ -88,7 +88,7 @@ def write_report(
         )
     except Exception as e:  # noqa: BLE001 - a report, however broken, never fails a run
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        log(f"byollm train: warning: no {run_dir / REPORT_FILE} ({reason})")
+        log(f"byollm train: warning: {run_dir / REPORT_FILE} not written ({reason})")
         return None
 
 
@@ -164,7 +164,7 @@ def render_report(run_dir: str | Path, *, data_dir: str | Path | None = None) ->
 
     sections = [
         f"# Run report: {name}",
-        _summary(saved, records, meta),
+        _summary(saved, records, data_record.get("corpus") or train_cfg.get("corpus")),
         _config_section(saved, records),
         _data_section(data_record, train_cfg, meta, records),
         _model_section(saved),
@@ -272,7 +272,7 @@ def _table(header: tuple, rows: list[tuple]) -> str:
 # --- the sections ---------------------------------------------------------------------------------
 
 
-def _summary(saved: dict, records: list[dict], meta: dict) -> str:
+def _summary(saved: dict, records: list[dict], corpus: str | None) -> str:
     model = saved.get("model") if isinstance(saved.get("model"), dict) else {}
     info = _model_info(model)
     evals = _evals(records)
@@ -282,7 +282,6 @@ def _summary(saved: dict, records: list[dict], meta: dict) -> str:
         parts.append(f"A {_count(info['params'])}-parameter GPT")
     else:
         parts.append("A GPT")
-    corpus = (saved.get("data") or {}).get("corpus") or (saved.get("train") or {}).get("corpus")
     if corpus:
         parts.append(f"trained on `{corpus}`")
     if last:
