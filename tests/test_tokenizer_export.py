@@ -65,6 +65,17 @@ def test_tiktoken_export_gives_identical_ids(tmp_path, texts, tokenizers_to_expo
         )
 
 
-def test_char_tokenizer_cannot_be_exported(tmp_path):
+def test_char_tokenizer_exports_as_a_bpe_without_merges(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    char = CharTokenizer.train("hello world\nbye, all!", special_tokens=["<|endoftext|>"])
+    to_huggingface(char, tmp_path / "x.json")
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "x.json"))
+    for text in ["hello world", "bye,\n  all!", "l l  o<|endoftext|>ab"]:
+        ids = char.encode(text, allowed_special="all")
+        assert hf.encode(text).ids == ids
+        assert hf.decode(ids, skip_special_tokens=False) == text
+
+
+def test_only_bpe_and_char_tokenizers_export(tmp_path):
     with pytest.raises(ByollmError, match="only BPE"):
-        to_huggingface(CharTokenizer.train("abc"), tmp_path / "x.json")
+        to_huggingface(object(), tmp_path / "x.json")

@@ -3,6 +3,7 @@
 byollm model info --preset gpt2
 byollm model info --config configs/shakespeare-char.toml --n_layer 8
 byollm convert --from-hf ~/models/gpt2 --out checkpoints/gpt2 --tokenizer gpt2
+byollm convert --from-hub gpt2 --out checkpoints/gpt2      (gpt2-medium/-large/-xl, owner/name)
 byollm convert --to-hf checkpoints/gpt2 --out exported/
 """
 
@@ -57,12 +58,35 @@ def register(subparsers) -> None:
     direction = convert.add_mutually_exclusive_group(required=True)
     direction.add_argument("--from-hf", type=user_path, metavar="DIR", help="Hugging Face folder")
     direction.add_argument(
+        "--from-hub",
+        metavar="REPO",
+        help="fetch from the Hugging Face Hub: gpt2, gpt2-medium, gpt2-large, gpt2-xl or any "
+        "owner/name repo id (config.json + safetensors + the repo's GPT-2 tokenizer, checked "
+        "against the Hub's sha256 listing, cached under $BYOLLM_HOME/hub)",
+    )
+    direction.add_argument(
         "--to-hf", type=user_path, metavar="CKPT", help="byollm checkpoint folder"
     )
     convert.add_argument("--out", type=user_path, required=True, help="folder to write")
     convert.add_argument(
         "--tokenizer",
-        help="with --from-hf: also save this tokenizer (e.g. gpt2) as tokenizer.json",
+        help="with --from-hf/--from-hub: save this tokenizer (e.g. gpt2) as tokenizer.json "
+        "(--from-hub keeps the repo's own vocab.json + merges.txt by default)",
+    )
+    convert.add_argument(
+        "--revision", default="main", help="with --from-hub: branch, tag or commit"
+    )
+    convert.add_argument(
+        "--mirror",
+        help="with --from-hub: a server or folder laid out like the Hub (<repo>/resolve/<revision>/"
+        "<file> and api/models/<repo>/tree/<revision>) instead of $HF_ENDPOINT or huggingface.co",
+    )
+    convert.add_argument(
+        "--via",
+        choices=("byollm", "huggingface_hub"),
+        default="byollm",
+        help="with --from-hub: byollm's own downloader (default), or the huggingface_hub package "
+        "(its cache, HF_ENDPOINT, HF_HUB_OFFLINE and login)",
     )
     convert.set_defaults(func=_convert)
 
@@ -97,17 +121,34 @@ def _info(args) -> int:
 
 
 def _convert(args) -> int:
-    from byollm.model.convert import convert_from_hf, convert_to_hf
+    from byollm.model.convert import convert_from_hf, convert_from_hub, convert_to_hf
 
+    hub_only = [f for f, given in (("--revision", args.revision != "main"),
+                                   ("--mirror", args.mirror), ("--via", args.via != "byollm"))
+                if given]  # fmt: skip
+    if hub_only and args.from_hub is None:
+        raise ByollmError(f"{hub_only[0]} only applies to --from-hub")
     if args.to_hf is not None:
         if args.tokenizer:
-            raise ByollmError("--tokenizer only applies to --from-hf")
-        convert_to_hf(args.to_hf, args.out)
-        print(f"wrote {args.out}/config.json and model.safetensors (Hugging Face layout)")
+            raise ByollmError("--tokenizer only applies to --from-hf and --from-hub")
+        written = convert_to_hf(args.to_hf, args.out)
+        print(f"wrote {args.out}: {', '.join(written)} (Hugging Face layout)")
         return 0
     tokenizer = args.tokenizer
     if tokenizer and tokenizer.startswith("~"):
         tokenizer = str(user_path(tokenizer))
+    if args.from_hub is not None:
+        model, tokenizer = convert_from_hub(args.from_hub, args.out, revision=args.revision,
+                                            mirror=args.mirror, via=args.via,
+                                            tokenizer=tokenizer)  # fmt: skip
+        print(f"wrote {args.out}: {model.num_params():,} parameters from {args.from_hub}")
+        if tokenizer is not None:
+            print(f"wrote {args.out}/tokenizer.json (the repo's own tokenizer)"
+                  if not isinstance(tokenizer, str) else f"wrote {args.out}/tokenizer.json ({tokenizer})")  # fmt: skip
+        else:
+            print(f"note: {args.from_hub} has no vocab.json + merges.txt; no tokenizer saved "
+                  "(pass --tokenizer NAME or FILE)")  # fmt: skip
+        return 0
     model = convert_from_hf(args.from_hf, args.out, tokenizer)
     print(f"wrote {args.out}: {model.num_params():,} parameters")
     if tokenizer:

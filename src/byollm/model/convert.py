@@ -277,8 +277,11 @@ def hf_kind(config: GPTConfig) -> str:
     )
 
 
-def to_hf(model: torch.nn.Module, directory: str | Path) -> Path:
-    """Write `config.json` + `model.safetensors` that `AutoModelForCausalLM` loads as ours."""
+def to_hf(
+    model: torch.nn.Module, directory: str | Path, *, eos_token_id: int | None = None
+) -> Path:
+    """Write `config.json` + `model.safetensors` that `AutoModelForCausalLM` loads as ours
+    (`eos_token_id`: the tokenizer's end-of-text id, recorded as bos and eos, as GPT-2 does)."""
     model = unwrap(model)
     c = model.config
     kind = hf_kind(c)
@@ -331,6 +334,8 @@ def to_hf(model: torch.nn.Module, directory: str | Path) -> Path:
         }
         tensors = _ours_to_llama(sd, c)
     hf_config["torch_dtype"] = "float32"
+    if eos_token_id is not None:
+        hf_config["bos_token_id"] = hf_config["eos_token_id"] = eos_token_id
     hf_config["written_by"] = WRITTEN_BY  # lets a later `byollm convert` replace this folder
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -364,30 +369,36 @@ def _ours_to_llama(sd: dict, c: GPTConfig) -> dict[str, torch.Tensor]:
 # --- the `byollm convert` verb: check everything, then write a whole folder --------------------
 
 WRITTEN_BY = "byollm convert"  # the config.json marker of a folder this module wrote
-CONVERT_FILES = {"config.json", "model.safetensors", "tokenizer.json"}
+GENERATION_CONFIG = "generation_config.json"
+# every file either direction writes (tokenizer.json: byollm's or Hugging Face's format)
+CONVERT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", GENERATION_CONFIG}  # fmt: skip
 
 
-def convert_from_hf(source: str | Path, out: str | Path, tokenizer: str | None = None) -> GPT:
-    """`from_hf(source)` saved as a byollm checkpoint in `out` (with `tokenizer` as
-    tokenizer.json); refuses an unsafe `out` and writes nothing unless every input is good."""
+def convert_from_hf(
+    source: str | Path, out: str | Path, tokenizer=None, *, origin: dict | None = None
+) -> GPT:
+    """`from_hf(source)` saved as a byollm checkpoint in `out` (with `tokenizer`, a name, a path
+    or a Tokenizer, as tokenizer.json); refuses an unsafe `out` and writes nothing unless every
+    input is good. `origin` is recorded as the checkpoint's "source" (default: the folder)."""
     from byollm.model.io import save_model
+    from byollm.tokenizer import Tokenizer, load_tokenizer
 
     source, out = Path(source), Path(out)
     check_convert_out(out, source)
     model = from_hf(source)
-    tok = None
-    if tokenizer is not None:
-        from byollm.tokenizer import load_tokenizer
-
+    tok = tokenizer
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
         tok = load_tokenizer(tokenizer)
-        if tok.vocab_size > model.config.vocab_size:
-            raise ByollmError(
-                f"tokenizer {tokenizer} has {tok.vocab_size} tokens but the model in {source} "
-                f"only knows {model.config.vocab_size}: the tokenizer does not belong to it"
-            )
+    if tok is not None and tok.vocab_size > model.config.vocab_size:
+        raise ByollmError(
+            f"tokenizer {tokenizer} has {tok.vocab_size} tokens but the model in {source} "
+            f"only knows {model.config.vocab_size}: the tokenizer does not belong to it"
+        )
 
     def write(folder: Path) -> None:
-        save_model(model, folder, extra={"source": {"hf": str(source)}, "written_by": WRITTEN_BY})
+        extra = {"source": origin or {"hf": str(source)}, "written_by": WRITTEN_BY}
+        save_model(model, folder, extra=extra)
         if tok is not None:
             tok.save(folder / "tokenizer.json")
 
@@ -395,16 +406,60 @@ def convert_from_hf(source: str | Path, out: str | Path, tokenizer: str | None =
     return model
 
 
-def convert_to_hf(checkpoint: str | Path, out: str | Path) -> Path:
-    """The byollm checkpoint `checkpoint` written as a Hugging Face folder `out`, safely."""
-    from byollm.model.io import load_model
+def convert_from_hub(
+    name: str,
+    out: str | Path,
+    *,
+    revision: str = "main",
+    mirror: str | None = None,
+    via: str = "byollm",
+    tokenizer=None,
+):
+    """Fetch `name` from the Hugging Face Hub (checked, see `hub.py`) and convert it into `out`,
+    keeping the repo's own GPT-2 tokenizer unless `tokenizer` is given.
+
+    Returns `(model, the tokenizer saved or None)`."""
+    from byollm.model.hub import download_from_hub, hub_repo, hub_tokenizer
+
+    repo = hub_repo(name)
+    check_convert_out(Path(out), Path(out).parent / ".hub-download")  # refuse a bad --out early
+    folder = download_from_hub(repo, revision=revision, mirror=mirror, via=via)
+    tok = tokenizer if tokenizer is not None else hub_tokenizer(folder)
+    origin = {"hub": repo, "revision": revision}
+    return convert_from_hf(folder, out, tok, origin=origin), tok
+
+
+def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:
+    """The byollm checkpoint `checkpoint` written as a Hugging Face folder `out`, safely: the
+    weights, and with the checkpoint's tokenizer the files `AutoTokenizer` and `pipeline` read.
+    Returns the names of the files written."""
+    from byollm.model.io import TOKENIZER_FILE, load_model
+    from byollm.tokenizer import load_tokenizer
+    from byollm.tokenizer.export import to_huggingface_folder
 
     checkpoint, out = Path(checkpoint), Path(out)
     check_convert_out(out, checkpoint)
     model = load_model(checkpoint)
     hf_kind(model.config)  # an architecture Hugging Face cannot express is refused before writing
-    _write_folder(out, lambda folder: to_hf(model, folder))
-    return out
+    tok = None
+    if (checkpoint / TOKENIZER_FILE).is_file():
+        tok = load_tokenizer(checkpoint / TOKENIZER_FILE)
+    written = ["config.json", "model.safetensors"]
+
+    def write(folder: Path) -> None:
+        eot = None if tok is None else tok.eot_id
+        to_hf(model, folder, eos_token_id=eot)
+        if tok is not None:
+            written.extend(
+                to_huggingface_folder(tok, folder, model_max_length=model.config.block_size)
+            )
+        if eot is not None:  # generate() stops where `byollm sample` stops: at <|endoftext|>
+            generation = {"bos_token_id": eot, "eos_token_id": eot, "pad_token_id": eot}
+            (folder / GENERATION_CONFIG).write_text(json.dumps(generation, indent=2) + "\n")
+            written.append(GENERATION_CONFIG)
+
+    _write_folder(out, write)
+    return written
 
 
 def check_convert_out(out: Path, source: Path) -> None:
