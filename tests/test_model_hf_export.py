@@ -33,6 +33,8 @@ def make_checkpoint(path, kind: str, tokenizer: str):
     sizes = dict(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_embd=32)
     if kind == "gpt2":
         config = GPTConfig(n_head=4, **sizes)
+    elif kind == "nanogpt-no-bias":  # configs/nanogpt-*.toml: exported with zero biases
+        config = GPTConfig(n_head=4, mlp="gelu_exact", bias=False, **sizes)
     else:
         config = GPTConfig.from_preset(kind, **sizes)
     model = GPT(config).eval()
@@ -44,7 +46,8 @@ def make_checkpoint(path, kind: str, tokenizer: str):
 
 
 @pytest.mark.parametrize(
-    "kind, tokenizer", [("gpt2", "bpe"), ("llama-tiny", "bpe"), ("gpt2", "char")]
+    "kind, tokenizer",
+    [("gpt2", "bpe"), ("llama-tiny", "bpe"), ("gpt2", "char"), ("nanogpt-no-bias", "char")],
 )
 def test_exported_folder_loads_in_transformers_and_generates_our_text(
     kind, tokenizer, tmp_path, capsys

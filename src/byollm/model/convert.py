@@ -261,7 +261,6 @@ def hf_kind(config: GPTConfig) -> str:
             for bad, msg in (
                 (c.kv_heads != c.n_head, "grouped-query attention"),
                 (c.qk_norm, "QK-norm"),
-                (not c.bias, "bias=false"),
             )
             if bad
         ]
@@ -311,6 +310,12 @@ def to_hf(
             if re.search(r"\.(c_attn|c_proj|c_fc)\.weight$", name):
                 t = t.t()  # Linear (out, in) -> Conv1D (in, out)
             tensors[name] = t
+        if not c.bias:  # GPT-2 always has biases: zeros compute exactly what none do
+            for name, t in list(tensors.items()):
+                if re.search(r"\.(c_attn|c_proj|c_fc)\.weight$", name):
+                    tensors[name.removesuffix("weight") + "bias"] = torch.zeros(t.shape[1])
+                elif re.search(r"\.ln_(1|2|f)\.weight$", name):
+                    tensors[name.removesuffix("weight") + "bias"] = torch.zeros_like(t)
     else:
         hf_config = {
             "architectures": ["LlamaForCausalLM"],
