@@ -427,7 +427,7 @@ def convert_from_hub(
     from byollm.model.hub import download_from_hub, hub_repo, hub_tokenizer
 
     repo = hub_repo(name)
-    check_convert_out(Path(out), Path(out).parent / ".hub-download")  # refuse a bad --out early
+    check_convert_out(Path(out))  # a bad --out is refused before a download of gigabytes
     folder = download_from_hub(repo, revision=revision, mirror=mirror, via=via)
     tok = tokenizer if tokenizer is not None else hub_tokenizer(folder)
     origin = {"hub": repo, "revision": revision}
@@ -467,14 +467,15 @@ def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:
     return written
 
 
-def check_convert_out(out: Path, source: Path) -> None:
-    """Refuse an `out` that is the input or holds it, a file, or a non-empty folder that
-    `byollm convert` did not write (see the module docstring)."""
-    out_real, source_real = out.resolve(), source.resolve()
-    if out_real == source_real:
-        raise ByollmError(f"--out {out} is the input {source} itself; write to a new folder")
-    if out_real in source_real.parents:
-        raise ByollmError(f"--out {out} holds the input {source}; write to a new folder")
+def check_convert_out(out: Path, source: Path | None = None) -> None:
+    """Refuse an `out` that is the input `source` or holds it, a file, or a non-empty folder
+    that `byollm convert` did not write (see the module docstring)."""
+    if source is not None:
+        out_real, source_real = out.resolve(), source.resolve()
+        if out_real == source_real:
+            raise ByollmError(f"--out {out} is the input {source} itself; write to a new folder")
+        if out_real in source_real.parents:
+            raise ByollmError(f"--out {out} holds the input {source}; write to a new folder")
     if not out.exists():
         return
     if not out.is_dir():
