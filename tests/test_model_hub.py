@@ -15,9 +15,10 @@ from hub_server import HubServer
 
 from byollm.cli import main
 from byollm.errors import ByollmError
-from byollm.model import load_model
+from byollm.model import GPT, GPTConfig, load_model
 from byollm.model.hub import download_from_hub, hub_repo
-from byollm.tokenizer import load_tokenizer
+from byollm.model.io import save_model
+from byollm.tokenizer import BPETokenizer, load_tokenizer
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
@@ -53,7 +54,7 @@ def test_from_hub_with_byollm_downloader(hub, tmp_path, capsys):
     server, hf_model = hub
     out = tmp_path / "ck"
     assert main(["convert", "--from-hub", REPO, "--mirror", server.url, "--out", str(out)]) == 0
-    assert "the repo's own tokenizer" in capsys.readouterr().out
+    assert "the model's own tokenizer" in capsys.readouterr().out
     assert same_logits(out, hf_model)
     tok = load_tokenizer(out / "tokenizer.json")
     assert tok.encode("Hello world") == [15496, 995] and tok.eot_id == 50256
@@ -120,6 +121,26 @@ def test_clear_errors(hub, tmp_path, capsys, monkeypatch):
     code, err = run("--from-hub", REPO, "--via", "huggingface_hub")
     assert code == 2 and "pip install huggingface_hub" in err
     assert not (tmp_path / "ck").exists()
+
+
+def test_a_repo_with_only_tokenizer_json_keeps_it(hub, tmp_path):
+    """What `convert --to-hf` writes, published and fetched back: the same model and ids."""
+    server, _ = hub
+    ck = tmp_path / "ck"
+    tok = BPETokenizer.train("a tiny corpus, a tiny tokenizer. " * 20, 290, progress=False)
+    save_model(GPT(GPTConfig(vocab_size=290, block_size=32, n_layer=1, n_head=2, n_embd=16)), ck)
+    tok.save(ck / "tokenizer.json")
+    assert main(["convert", "--to-hf", str(ck), "--out", str(server.root / "me/exported")]) == 0
+    server.publish("me/exported")
+    back = tmp_path / "back"
+    assert main(["convert", "--from-hub", "me/exported", "--mirror", server.url,
+                 "--out", str(back)]) == 0  # fmt: skip
+    text = "a tiny corpus<|endoftext|>, tiny!"
+    assert load_tokenizer(back / "tokenizer.json").encode(text, allowed_special="all") == (
+        tok.encode(text, allowed_special="all")
+    )
+    idx = torch.tensor([tok.encode(text)])
+    assert torch.allclose(load_model(back)(idx)[0], load_model(ck)(idx)[0], atol=1e-6)
 
 
 def test_gpt2_sizes_are_openai_community_repos():

@@ -121,7 +121,12 @@ def _info(args) -> int:
 
 
 def _convert(args) -> int:
-    from byollm.model.convert import convert_from_hf, convert_from_hub, convert_to_hf
+    from byollm.model.convert import (
+        convert_from_hf,
+        convert_from_hub,
+        convert_to_hf,
+        hf_folder_tokenizer,
+    )
 
     hub_only = [f for f, given in (("--revision", args.revision != "main"),
                                    ("--mirror", args.mirror), ("--via", args.via != "byollm"))
@@ -138,21 +143,22 @@ def _convert(args) -> int:
     if tokenizer and tokenizer.startswith("~"):
         tokenizer = str(user_path(tokenizer))
     if args.from_hub is not None:
-        model, tokenizer = convert_from_hub(args.from_hub, args.out, revision=args.revision,
-                                            mirror=args.mirror, via=args.via,
-                                            tokenizer=tokenizer)  # fmt: skip
+        model, tokenizer, why_not = convert_from_hub(
+            args.from_hub, args.out, revision=args.revision, mirror=args.mirror, via=args.via,
+            tokenizer=tokenizer,
+        )  # fmt: skip
         print(f"wrote {args.out}: {model.num_params():,} parameters from {args.from_hub}")
-        if tokenizer is not None:
-            print(f"wrote {args.out}/tokenizer.json (the repo's own tokenizer)"
-                  if not isinstance(tokenizer, str) else f"wrote {args.out}/tokenizer.json ({tokenizer})")  # fmt: skip
-        else:
-            print(f"note: {args.from_hub} has no vocab.json + merges.txt; no tokenizer saved "
-                  "(pass --tokenizer NAME or FILE)")  # fmt: skip
-        return 0
-    model = convert_from_hf(args.from_hf, args.out, tokenizer)
-    print(f"wrote {args.out}: {model.num_params():,} parameters")
-    if tokenizer:
+    else:
+        why_not = None
+        if tokenizer is None:
+            tokenizer, why_not = hf_folder_tokenizer(args.from_hf)
+        model = convert_from_hf(args.from_hf, args.out, tokenizer)
+        print(f"wrote {args.out}: {model.num_params():,} parameters")
+    if tokenizer is None:
+        print(f"note: no tokenizer saved ({why_not}); pass --tokenizer NAME or FILE "
+              "(--tokenizer gpt2 for OpenAI's GPT-2 checkpoints)")  # fmt: skip
+    elif isinstance(tokenizer, str):
         print(f"wrote {args.out}/tokenizer.json ({tokenizer})")
     else:
-        print("note: no tokenizer saved; pass --tokenizer gpt2 for OpenAI's GPT-2 checkpoints")
+        print(f"wrote {args.out}/tokenizer.json (the model's own tokenizer)")
     return 0

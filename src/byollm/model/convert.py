@@ -411,6 +411,38 @@ def convert_from_hf(
     return model
 
 
+def hf_folder_tokenizer(directory: str | Path):
+    """`(tokenizer, None)` from a Hugging Face folder's own files, or `(None, why not)`.
+
+    GPT-2's `vocab.json` + `merges.txt` are exactly OpenAI's `encoder.json` + `vocab.bpe`
+    (`tokenizer/pretrained.py` reads them); otherwise a `tokenizer.json` that byollm can
+    represent (`tokenizer/export.py` `from_huggingface`)."""
+    from byollm.tokenizer.base import ENDOFTEXT
+    from byollm.tokenizer.bpe import BPETokenizer
+    from byollm.tokenizer.export import from_huggingface
+    from byollm.tokenizer.patterns import GPT2_PATTERN
+    from byollm.tokenizer.pretrained import read_gpt2_files
+
+    directory = Path(directory)
+    vocab, merges, hf_json = (directory / f for f in ("vocab.json", "merges.txt", "tokenizer.json"))
+    if vocab.is_file() and merges.is_file():
+        ranks = read_gpt2_files(vocab, merges)
+        try:
+            encoder = json.loads(vocab.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ByollmError(f"{vocab}: not valid JSON ({e})") from None
+        specials = {ENDOFTEXT: encoder[ENDOFTEXT]} if ENDOFTEXT in encoder else {}
+        is_gpt2 = len(ranks) == 50256 and specials == {ENDOFTEXT: 50256}
+        return BPETokenizer(ranks, pattern=GPT2_PATTERN, special_tokens=specials,
+                            name="gpt2" if is_gpt2 else None), None  # fmt: skip
+    if hf_json.is_file():
+        try:
+            return from_huggingface(hf_json), None
+        except ByollmError as e:
+            return None, str(e)
+    return None, f"{directory} has no vocab.json + merges.txt or tokenizer.json"
+
+
 def convert_from_hub(
     name: str,
     out: str | Path,
@@ -421,17 +453,17 @@ def convert_from_hub(
     tokenizer=None,
 ):
     """Fetch `name` from the Hugging Face Hub (checked, see `hub.py`) and convert it into `out`,
-    keeping the repo's own GPT-2 tokenizer unless `tokenizer` is given.
+    keeping the repo's own tokenizer unless `tokenizer` is given.
 
-    Returns `(model, the tokenizer saved or None)`."""
-    from byollm.model.hub import download_from_hub, hub_repo, hub_tokenizer
+    Returns `(model, the tokenizer saved or None, why none)`."""
+    from byollm.model.hub import download_from_hub, hub_repo
 
     repo = hub_repo(name)
     check_convert_out(Path(out))  # a bad --out is refused before a download of gigabytes
     folder = download_from_hub(repo, revision=revision, mirror=mirror, via=via)
-    tok = tokenizer if tokenizer is not None else hub_tokenizer(folder)
+    tok, why_not = (tokenizer, None) if tokenizer is not None else hf_folder_tokenizer(folder)
     origin = {"hub": repo, "revision": revision}
-    return convert_from_hf(folder, out, tok, origin=origin), tok
+    return convert_from_hf(folder, out, tok, origin=origin), tok, why_not
 
 
 def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:

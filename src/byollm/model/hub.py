@@ -1,7 +1,7 @@
 """A model from the Hugging Face Hub by name: `byollm convert --from-hub gpt2 --out ckpt/gpt2`.
 
     >>> folder = download_from_hub("gpt2")        # doctest: +SKIP
-    >>> tok = hub_tokenizer(folder)              # GPT-2's own vocabulary, as a byollm tokenizer
+    >>> from_hf(folder)                           # doctest: +SKIP
 
 The Hub serves a repository's files at `<endpoint>/<repo>/resolve/<revision>/<file>` and lists
 them at `<endpoint>/api/models/<repo>/tree/<revision>` (JSON: path, size, git blob id, and for
@@ -23,9 +23,8 @@ Design choices:
   now live under `openai-community/`; any other repo id is used as given.
 - Only safetensors weights are fetched (one file, or an index and its shards): GPT-2's repos
   carry them, and they cannot run code when loaded.
-- The model keeps its own tokenizer: GPT-2's `vocab.json` + `merges.txt` are exactly OpenAI's
-  `encoder.json` + `vocab.bpe` (`tokenizer/pretrained.py` reads them). A repo without them is
-  converted without a tokenizer, and the CLI says so.
+- The tokenizer files come too: GPT-2's `vocab.json` + `merges.txt`, else a `tokenizer.json`;
+  `convert.hf_folder_tokenizer` turns them into the checkpoint's own tokenizer.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ HUB_URL = "https://huggingface.co"
 GPT2_REPOS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}  # fmt: skip
 CONFIG, WEIGHTS, WEIGHTS_INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
 GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+HF_TOKENIZER = "tokenizer.json"  # fetched when the GPT-2 pair is absent
 LISTING_MAX_BYTES = 4 << 20
 SMALL_FILE_MAX_BYTES = 64 << 20  # a non-LFS file (config, vocab) is never this large
 VIAS = ("byollm", "huggingface_hub")
@@ -155,7 +155,7 @@ def _wanted_files(listing: dict[str, dict], repo: str, read_index) -> list[str]:
         )
     tokenizer = [f for f in GPT2_TOKENIZER_FILES if f in listing]
     if len(tokenizer) != len(GPT2_TOKENIZER_FILES):
-        tokenizer = []
+        tokenizer = [HF_TOKENIZER] if HF_TOKENIZER in listing else []
     return [CONFIG, *weights, *tokenizer]
 
 
@@ -236,7 +236,7 @@ def _download_with_huggingface_hub(repo: str, revision: str, mirror: str | None)
 
 def _cached_with_huggingface_hub(repo: str, get) -> Path:
     config = get(CONFIG)
-    for optional in (WEIGHTS, *GPT2_TOKENIZER_FILES):
+    for optional in (WEIGHTS, *GPT2_TOKENIZER_FILES, HF_TOKENIZER):
         with contextlib.suppress(OSError, ValueError):  # not cached: conversion says what lacks
             get(optional)
     return config.parent
@@ -252,24 +252,3 @@ def _check_against_listing(path: Path, entry: dict, label: str) -> None:
             f"checksum mismatch for {label} ({path}): the Hub lists {expected}, the file has "
             f"{actual}; delete it from the huggingface_hub cache and fetch again"
         )
-
-
-# --- the model's own tokenizer -------------------------------------------------------------------
-
-
-def hub_tokenizer(folder: Path):
-    """GPT-2-style `vocab.json` + `merges.txt` in `folder` as a byollm BPE tokenizer, or None."""
-    from byollm.tokenizer.base import ENDOFTEXT
-    from byollm.tokenizer.bpe import BPETokenizer
-    from byollm.tokenizer.patterns import GPT2_PATTERN
-    from byollm.tokenizer.pretrained import read_gpt2_files
-
-    vocab, merges = (folder / f for f in GPT2_TOKENIZER_FILES)
-    if not (vocab.is_file() and merges.is_file()):
-        return None
-    ranks = read_gpt2_files(vocab, merges)
-    encoder = _load_json(vocab)
-    specials = {ENDOFTEXT: encoder[ENDOFTEXT]} if ENDOFTEXT in encoder else {}
-    is_gpt2 = len(ranks) == 50256 and specials == {ENDOFTEXT: 50256}
-    return BPETokenizer(ranks, pattern=GPT2_PATTERN, special_tokens=specials,
-                        name="gpt2" if is_gpt2 else None)  # fmt: skip

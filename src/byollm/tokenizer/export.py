@@ -223,3 +223,65 @@ def to_tiktoken(tokenizer, path: str | Path) -> Path:
     path = Path(path)
     write_file_atomically(path, b"\n".join(lines) + b"\n", what="tiktoken rank file")
     return path
+
+
+# --- and back: a Hugging Face tokenizer.json as a byollm tokenizer ------------------------------
+
+
+def from_huggingface(path: str | Path):
+    """A byollm tokenizer from a Hugging Face `tokenizer.json`: what `to_huggingface` writes, and
+    byte-level BPEs whose merge order is their id order (GPT-2's). Anything else is refused in
+    one line, since byollm's rank-based BPE would split some text differently."""
+    from byollm.tokenizer.patterns import GPT2_PATTERN, PATTERNS
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        model, pre = data["model"], data.get("pre_tokenizer")
+        vocab, merges = dict(model["vocab"]), list(model.get("merges") or [])
+        specials = {t["content"]: int(t["id"]) for t in data.get("added_tokens") or []}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ByollmError(f"{path}: not a Hugging Face tokenizer.json ({e})") from None
+
+    def refuse(why: str) -> ByollmError:
+        return ByollmError(f"{path}: {why}; byollm reads byte-level BPE and character vocabularies")
+
+    if model.get("type") != "BPE":
+        raise refuse(f"model type {model.get('type')!r}")
+    ordinary = {t: i for t, i in vocab.items() if t not in specials}
+    if pre is None and not merges and all(len(t) == 1 for t in ordinary):  # our character form
+        if sorted(ordinary.values()) != list(range(len(ordinary))):
+            raise refuse("character ids are not 0..n-1")
+        chars = sorted(ordinary, key=ordinary.get)
+        return CharTokenizer(chars, special_tokens=specials, unk=model.get("unk_token"))
+    steps = pre.get("pretokenizers", []) if isinstance(pre, dict) else []
+    steps = steps if pre and pre.get("type") == "Sequence" else [pre]
+    byte_level = [s for s in steps if isinstance(s, dict) and s.get("type") == "ByteLevel"]
+    splits = [s for s in steps if isinstance(s, dict) and s.get("type") == "Split"]
+    if len(byte_level) != 1 or len(steps) != len(byte_level) + len(splits) or len(splits) > 1:
+        raise refuse("its pre-tokenizer is not ByteLevel (with at most one Split before it)")
+    if byte_level[0].get("add_prefix_space"):
+        raise refuse("it adds a prefix space")
+    if splits:
+        regex_text = (splits[0].get("pattern") or {}).get("Regex")
+        if not regex_text:
+            raise refuse("its Split pre-tokenizer has no regex")
+        known = {huggingface_regex(p): p for p in PATTERNS.values() if p}
+        pattern = known.get(regex_text, regex_text)
+    elif byte_level[0].get("use_regex", True):
+        pattern = GPT2_PATTERN
+    else:
+        pattern = "none"
+    byte_of = {c: b for b, c in bytes_to_unicode().items()}
+    try:
+        ranks = {bytes(byte_of[c] for c in t): i for t, i in ordinary.items()}
+    except KeyError:
+        raise refuse("a token uses characters outside the byte-level alphabet") from None
+    previous = 255
+    for k, merge in enumerate(merges):
+        left, right = merge.split(" ") if isinstance(merge, str) else merge
+        made = vocab.get(left + right)
+        if made is None or made <= previous:
+            raise refuse(f"merge {k} ({left} {right}) is not in id order")
+        previous = made
+    return BPETokenizer(ranks, pattern=pattern, special_tokens=specials)
