@@ -143,6 +143,17 @@ def test_a_repo_with_only_tokenizer_json_keeps_it(hub, tmp_path):
     assert torch.allclose(load_model(back)(idx)[0], load_model(ck)(idx)[0], atol=1e-6)
 
 
+def test_other_weights_under_gpt2s_name_are_refused(hub, tmp_path):
+    server, _ = hub
+    shutil.copytree(server.root / REPO, server.root / "openai-community/gpt2")
+    server.publish("openai-community/gpt2")
+    server.requests.clear()
+    with pytest.raises(ByollmError, match="real weights are 248dfc39") as e:
+        download_from_hub("gpt2", mirror=server.url)
+    assert "548,105,171 bytes" in str(e.value)
+    assert [path for _, path in server.requests] == ["api/models/openai-community/gpt2/tree/main"]
+
+
 def test_gpt2_sizes_are_openai_community_repos():
     assert hub_repo("gpt2") == "openai-community/gpt2"
     assert hub_repo("gpt2-xl") == "openai-community/gpt2-xl"

@@ -43,6 +43,15 @@ from byollm.paths import byollm_home
 HUB_URL = "https://huggingface.co"
 # the OpenAI checkpoints by their short names (their repos moved under openai-community/)
 GPT2_REPOS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}  # fmt: skip
+# The Hub's LFS sha256 and size of a registered model's weights, checked against the listing too
+# so that a wrong mirror cannot pass other weights off under the name (gpt2's is the file of
+# revision 607a30d783dfa663caf39e06633721c8d4cfcd7e, unchanged since safetensors were added).
+KNOWN_WEIGHTS = {
+    "openai-community/gpt2": (
+        "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
+        548_105_171,
+    ),
+}
 CONFIG, WEIGHTS, WEIGHTS_INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
 GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 HF_TOKENIZER = "tokenizer.json"  # fetched when the GPT-2 pair is absent
@@ -136,6 +145,15 @@ def _wanted_files(listing: dict[str, dict], repo: str, read_index) -> list[str]:
     """The files to fetch: config.json, the safetensors weights, GPT-2's tokenizer files."""
     if CONFIG not in listing:
         raise ByollmError(f"{repo} has no {CONFIG}; is it a model repo?")
+    if repo in KNOWN_WEIGHTS:
+        sha256, size = KNOWN_WEIGHTS[repo]
+        lfs = (listing.get(WEIGHTS) or {}).get("lfs") or {}
+        if lfs.get("oid") != sha256:
+            raise ByollmError(
+                f"the listing of {repo} gives {WEIGHTS} sha256 {lfs.get('oid')}, but the real "
+                f"weights are {sha256} ({size:,} bytes); a wrong mirror or revision? Nothing "
+                "was downloaded"
+            )
     if WEIGHTS in listing:
         weights = [WEIGHTS]
     elif WEIGHTS_INDEX in listing:
