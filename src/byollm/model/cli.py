@@ -50,8 +50,11 @@ def register(subparsers) -> None:
         "convert",
         help="import a Hugging Face GPT-2/Llama folder, or export a checkpoint to one",
         description="--from-hf DIR --out CKPT reads a Hugging Face folder (config.json + "
-        "model.safetensors, e.g. OpenAI's GPT-2) into a byollm checkpoint; --to-hf CKPT --out DIR "
-        "writes a folder that transformers' AutoModelForCausalLM.from_pretrained loads. The input "
+        "model.safetensors, e.g. OpenAI's GPT-2) into a byollm checkpoint, keeping its own "
+        "tokenizer; --from-hub REPO fetches one from the Hub first; --to-hf CKPT --out DIR writes "
+        "a folder (weights and tokenizer) that transformers' AutoModelForCausalLM, AutoTokenizer "
+        "and pipeline load: GPT-2-style models as GPT2LMHeadModel, Llama-style as "
+        "LlamaForCausalLM, others are refused. The input "
         "is read and checked whole before anything is written; --out must be a new or empty "
         "folder, or one an earlier convert wrote (which is then replaced whole).",
     )
@@ -61,8 +64,8 @@ def register(subparsers) -> None:
         "--from-hub",
         metavar="REPO",
         help="fetch from the Hugging Face Hub: gpt2, gpt2-medium, gpt2-large, gpt2-xl or any "
-        "owner/name repo id (config.json + safetensors + the repo's GPT-2 tokenizer, checked "
-        "against the Hub's sha256 listing, cached under $BYOLLM_HOME/hub)",
+        "owner/name repo id (config.json + safetensors + the repo's own tokenizer, checked "
+        "against the Hub's listing, cached under $BYOLLM_HOME/hub)",
     )
     direction.add_argument(
         "--to-hf", type=user_path, metavar="CKPT", help="byollm checkpoint folder"
@@ -71,7 +74,7 @@ def register(subparsers) -> None:
     convert.add_argument(
         "--tokenizer",
         help="with --from-hf/--from-hub: save this tokenizer (e.g. gpt2) as tokenizer.json "
-        "(--from-hub keeps the repo's own vocab.json + merges.txt by default)",
+        "instead of the folder's own vocab.json + merges.txt or tokenizer.json",
     )
     convert.add_argument(
         "--revision", default="main", help="with --from-hub: branch, tag or commit"

@@ -13,8 +13,14 @@ files, and the mapping is a table of names. What differs between the two layouts
   (`c_attn`, `c_fc`) so a block does one multiply instead of three or two. Both use the
   "rotate_half" RoPE layout, so no rows need permuting.
 
-`convert_from_hf` and `convert_to_hf` (the `byollm convert` verb) add the folder safety a command
-needs: the whole input is read and checked (weights against config, tokenizer against vocabulary)
+The `byollm convert` verb: `convert_from_hf` (a local folder), `convert_from_hub` (fetched by
+`hub.py`, checked against the Hub's listing) and `convert_to_hf`. A model keeps its own
+tokenizer both ways: a Hugging Face folder's `vocab.json` + `merges.txt` or `tokenizer.json`
+becomes the checkpoint's tokenizer (`hf_folder_tokenizer`), and export writes the checkpoint's
+tokenizer as `tokenizer.json` + `tokenizer_config.json` + `special_tokens_map.json` (via
+`tokenizer/export.py`) and `generation_config.json` (stop at `<|endoftext|>`, as `byollm sample`
+does), so `AutoTokenizer` and `pipeline("text-generation")` work on the folder. These add the
+folder safety a command needs: the whole input is read and checked (weights against config, tokenizer against vocabulary)
 before anything is written; the result is written into a temporary folder beside `out` and
 renamed into place, so `out` is never a mix of new weights and an old tokenizer. `out` may not be
 the input (or hold it), and an existing non-empty `out` is replaced only if it is a folder this
