@@ -154,6 +154,17 @@ def test_other_weights_under_gpt2s_name_are_refused(hub, tmp_path):
     assert [path for _, path in server.requests] == ["api/models/openai-community/gpt2/tree/main"]
 
 
+def test_a_tokenizer_byollm_cannot_read_leaves_a_note_not_a_failure(hub, tmp_path, capsys):
+    server, hf_model = hub
+    folder = tmp_path / "hf"
+    shutil.copytree(server.root / REPO, folder)
+    (folder / "merges.txt").write_text("#version: 0.2\nx y\n")  # not GPT-2's merge list
+    assert main(["convert", "--from-hf", str(folder), "--out", str(tmp_path / "ck")]) == 0
+    assert "note: no tokenizer saved (GPT-2 merges file" in capsys.readouterr().out
+    assert same_logits(tmp_path / "ck", hf_model)
+    assert not (tmp_path / "ck" / "tokenizer.json").exists()
+
+
 def test_gpt2_sizes_are_openai_community_repos():
     assert hub_repo("gpt2") == "openai-community/gpt2"
     assert hub_repo("gpt2-xl") == "openai-community/gpt2-xl"

@@ -432,11 +432,11 @@ def hf_folder_tokenizer(directory: str | Path):
     directory = Path(directory)
     vocab, merges, hf_json = (directory / f for f in ("vocab.json", "merges.txt", "tokenizer.json"))
     if vocab.is_file() and merges.is_file():
-        ranks = read_gpt2_files(vocab, merges)
-        try:
-            encoder = json.loads(vocab.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ByollmError(f"{vocab}: not valid JSON ({e})") from None
+        try:  # read_gpt2_files checks the pair: a vocabulary of another shape is reported
+            ranks = read_gpt2_files(vocab, merges)
+        except ByollmError as e:
+            return None, str(e)
+        encoder = json.loads(vocab.read_text(encoding="utf-8"))  # read_gpt2_files parsed it
         specials = {ENDOFTEXT: encoder[ENDOFTEXT]} if ENDOFTEXT in encoder else {}
         is_gpt2 = len(ranks) == 50256 and specials == {ENDOFTEXT: 50256}
         return BPETokenizer(ranks, pattern=GPT2_PATTERN, special_tokens=specials,
