@@ -62,7 +62,7 @@ def register(subparsers) -> None:
     convert.add_argument("--out", type=user_path, required=True, help="folder to write")
     convert.add_argument(
         "--tokenizer",
-        help="with --from-hf: also save this tokenizer (e.g. gpt2) as tokenizer.json",
+        help="with --from-hf: also save this tokenizer (e.g. gpt2) as byollm-tokenizer.json",
     )
     convert.set_defaults(func=_convert)
 
@@ -98,6 +98,7 @@ def _info(args) -> int:
 
 def _convert(args) -> int:
     from byollm.model.convert import convert_from_hf, convert_to_hf
+    from byollm.tokenizer import TOKENIZER_FILE
 
     if args.to_hf is not None:
         if args.tokenizer:
@@ -111,7 +112,7 @@ def _convert(args) -> int:
     model = convert_from_hf(args.from_hf, args.out, tokenizer)
     print(f"wrote {args.out}: {model.num_params():,} parameters")
     if tokenizer:
-        print(f"wrote {args.out}/tokenizer.json ({tokenizer})")
+        print(f"wrote {args.out}/{TOKENIZER_FILE} ({tokenizer})")
     else:
         print("note: no tokenizer saved; pass --tokenizer gpt2 for OpenAI's GPT-2 checkpoints")
     return 0

@@ -39,6 +39,7 @@ from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
 from byollm.model.io import check_weights_match, expected_weight_shapes, load_state, unwrap
+from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE
 
 # Hugging Face GPT-2 activation_function -> our mlp kind: the tanh approximation (three spellings
 # of one formula) or the exact erf GELU (PyTorch's kernel, or the same written out in Python)
@@ -364,12 +365,12 @@ def _ours_to_llama(sd: dict, c: GPTConfig) -> dict[str, torch.Tensor]:
 # --- the `byollm convert` verb: check everything, then write a whole folder --------------------
 
 WRITTEN_BY = "byollm convert"  # the config.json marker of a folder this module wrote
-CONVERT_FILES = {"config.json", "model.safetensors", "tokenizer.json"}
+CONVERT_FILES = {"config.json", "model.safetensors", TOKENIZER_FILE, LEGACY_TOKENIZER_FILE}
 
 
 def convert_from_hf(source: str | Path, out: str | Path, tokenizer: str | None = None) -> GPT:
     """`from_hf(source)` saved as a byollm checkpoint in `out` (with `tokenizer` as
-    tokenizer.json); refuses an unsafe `out` and writes nothing unless every input is good."""
+    byollm-tokenizer.json); refuses an unsafe `out` and writes nothing unless every input is good."""
     from byollm.model.io import save_model
 
     source, out = Path(source), Path(out)
@@ -389,7 +390,7 @@ def convert_from_hf(source: str | Path, out: str | Path, tokenizer: str | None =
     def write(folder: Path) -> None:
         save_model(model, folder, extra={"source": {"hf": str(source)}, "written_by": WRITTEN_BY})
         if tok is not None:
-            tok.save(folder / "tokenizer.json")
+            tok.save(folder / TOKENIZER_FILE)
 
     _write_folder(out, write)
     return model
