@@ -1,7 +1,7 @@
 """Hugging Face <-> byollm: load GPT-2 / Llama checkpoints, export ours for `from_pretrained`.
 
-    >>> model = from_hf("path/to/gpt2")          # a folder with config.json + model.safetensors
-    >>> to_hf(model, "exported")                  # AutoModelForCausalLM.from_pretrained("exported")
+    >>> model = from_hf("path/to/gpt2")  # a folder: config.json + model.safetensors  # doctest: +SKIP
+    >>> to_hf(model, "exported")  # AutoModelForCausalLM.from_pretrained("exported")  # doctest: +SKIP
 
 Nothing here imports `transformers`: a Hugging Face folder is just a `config.json` and weight
 files, and the mapping is a table of names. What differs between the two layouts:

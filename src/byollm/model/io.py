@@ -1,6 +1,8 @@
 """Save and load a model as a directory: `model.safetensors` + `config.json`.
 
+    >>> model = GPT(GPTConfig.from_preset("nanogpt-cpu"))
     >>> save_model(model, "ckpt", extra={"train": {"step": 100}})
+    PosixPath('ckpt')
     >>> model = load_model("ckpt")
 
 `config.json` is `{"format": "byollm-model", "version": 1, "model": {...GPTConfig...},
