@@ -22,7 +22,7 @@ from collections import defaultdict
 
 import torch
 
-from byollm.data.corpora import get_asset
+from byollm.corpora import get_asset
 from byollm.evaluate.tasks import ScoringOptions, load_task, run_task
 from byollm.generate.loading import load_for_inference
 from byollm.train.metrics import measure_peak_flops

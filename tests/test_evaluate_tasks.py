@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from byollm.cli import main
-from byollm.data.corpora import CORPORA
+from byollm.corpora import CORPORA
 from byollm.errors import ByollmError
 from byollm.evaluate.tasks import (
     Request,

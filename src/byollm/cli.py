@@ -19,7 +19,7 @@ from byollm.errors import ByollmError
 # later stages import PyTorch, which takes seconds, and `byollm --help` should not wait for it.
 # A test keeps this table equal to what the modules register.
 VERBS: dict[str, tuple[str, str]] = {
-    "data": ("byollm.data.cli", "list, describe and download corpora and tokenizer files"),
+    "data": ("byollm.corpora.cli", "list, describe and download corpora and tokenizer files"),
     "tokenizer": ("byollm.tokenizer.cli", "train, apply and inspect tokenizers"),
     "prepare": ("byollm.data.prepare_cli", "tokenize a corpus into token files for training"),
     "model": ("byollm.model.cli", "inspect model configs"),

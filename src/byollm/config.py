@@ -4,6 +4,7 @@ A config is a plain dataclass (possibly holding other dataclasses, e.g. `TrainCo
 Values come, in order of precedence, from the dataclass defaults, a TOML file, then overrides
 given on the command line as strings:
 
+    >>> from dataclasses import dataclass
     >>> @dataclass
     ... class Opt:
     ...     lr: float = 1e-3
@@ -129,6 +130,10 @@ def to_toml(obj: Any) -> str:
     Nested dataclasses become tables (`[model]`). TOML has no null: a field holding None is left
     out and reads back as its default, so optional fields default to None.
 
+        >>> @dataclasses.dataclass
+        ... class Opt:
+        ...     lr: float = 1e-3
+        ...     steps: int = 100
         >>> print(to_toml(Opt(lr=3e-4)))
         lr = 0.0003
         steps = 100

@@ -62,7 +62,7 @@ def register(subparsers) -> None:
 
 def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -> str:
     """The text to score: a corpus (name or path), or its last `val_fraction` for split='val'."""
-    from byollm.data.corpora import read_corpus_text
+    from byollm.corpora import read_corpus_text
 
     text = read_corpus_text(corpus)
     if split == "val":

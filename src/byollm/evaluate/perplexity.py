@@ -1,6 +1,6 @@
 """Mean loss, perplexity and bits per byte of a model on a text, with a sliding window.
 
-    >>> evaluate_text(model, tokenizer, open("valid.txt").read(), stride=128)
+    >>> evaluate_text(model, tokenizer, open("valid.txt").read(), stride=128)  # doctest: +SKIP
     {'loss': 1.47, 'perplexity': 4.35, 'bits_per_byte': 2.12, 'tokens': 111539, 'bytes': ...}
 
 What the three numbers mean:

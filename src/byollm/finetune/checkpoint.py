@@ -3,13 +3,13 @@
 Full fine-tuning (`--train head|last:N|all`) writes an ordinary byollm checkpoint, so `sample`,
 `chat`, `eval` and `--init-from` read it as they read any other:
 
-    model.safetensors + config.json + tokenizer.json      (byollm.model.save_model)
+    model.safetensors + config.json + byollm-tokenizer.json (byollm.model.save_model)
     config.json gains the task's key: "instruct" (the prompt template) or "classifier" (labels)
     head.safetensors                                      a classifier's new head, if any
 
 LoRA (`--lora`) writes the adapter alone, a few MB at most, which names its base checkpoint:
 
-    adapter.safetensors + adapter.json (+ tokenizer.json) (byollm.finetune.lora)
+    adapter.safetensors + adapter.json (+ byollm-tokenizer.json) (byollm.finetune.lora)
 
 `byollm merge-lora` turns the second kind into the first.
 """
@@ -25,9 +25,9 @@ from torch import nn
 
 from byollm.errors import ByollmError
 from byollm.finetune.lora import LoRAConfig, is_adapter, load_adapter, read_adapter, save_adapter
+from byollm.tokenizer import TOKENIZER_FILE
 
 HEAD_FILE = "head.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
 TASK_KEYS = ("classifier", "instruct")
 
 

@@ -34,7 +34,7 @@ SMS_SPAM_COUNTS = {"ham": 4827, "spam": 747}
 
 def read_records(source: str | Path, *, mirror: str | None = None) -> list[dict]:
     """The records of a file (by its extension) or of a registered fine-tuning set by name."""
-    from byollm.data.corpora import CORPORA, get_corpus
+    from byollm.corpora import CORPORA, get_corpus
 
     if str(source) == SMS_SPAM:
         return read_sms_spam(get_corpus(SMS_SPAM, mirror=mirror, progress=False))

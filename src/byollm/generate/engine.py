@@ -1,7 +1,7 @@
 """The generation engine: prefill the prompt once, then decode one token at a time.
 
-    >>> engine = Engine(model, tokenizer)
-    >>> for piece in engine.stream("ROMEO:", max_new_tokens=50, sampling=SamplingConfig(top_k=40)):
+    >>> engine = Engine(model, tokenizer)  # doctest: +SKIP
+    >>> for piece in engine.stream("ROMEO:", max_new_tokens=50, sampling=SamplingConfig(top_k=40)):  # doctest: +SKIP
     ...     print(piece, end="", flush=True)
 
 Design choices:
@@ -123,7 +123,7 @@ def generate_ids(
     the caller's choice (close the generator, e.g. by `break`-ing out of the loop).
 
     >>> prompt = torch.tensor([[1, 2, 3]])
-    >>> [t.tolist() for t in generate_ids(model, prompt, 2, SamplingConfig(temperature=0))]
+    >>> [t.tolist() for t in generate_ids(model, prompt, 2, SamplingConfig(temperature=0))]  # doctest: +SKIP
     [[4], [5]]
     """
     sampling = sampling or SamplingConfig()

@@ -1,9 +1,9 @@
 """Load a checkpoint folder for sampling or evaluation: the model plus its tokenizer.
 
-    >>> model, tokenizer = load_for_inference("runs/shakespeare/best")
+    >>> model, tokenizer = load_for_inference("runs/shakespeare/best")  # doctest: +SKIP
 
 A checkpoint folder holds `model.safetensors` + `config.json` (written by
-`byollm.model.save_model`) and `tokenizer.json`. A run folder (`runs/<name>/`, holding
+`byollm.model.save_model`) and `byollm-tokenizer.json` (`tokenizer.json` in older ones). A run folder (`runs/<name>/`, holding
 `best/` and `checkpoint/`) is accepted too: its `best/` checkpoint is used, else `checkpoint/`.
 """
 
@@ -14,8 +14,7 @@ from pathlib import Path
 
 from byollm.device import pick_device
 from byollm.errors import ByollmError
-
-TOKENIZER_FILE = "tokenizer.json"
+from byollm.tokenizer import TOKENIZER_FILE, find_tokenizer_file
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -50,7 +49,7 @@ def load_for_inference(checkpoint_dir: str | Path, device: str = "auto"):
     from byollm.model import load_model
     from byollm.tokenizer import load_tokenizer
 
-    tokenizer_path = checkpoint / TOKENIZER_FILE
+    tokenizer_path = find_tokenizer_file(checkpoint)
     if not tokenizer_path.exists():
         raise ByollmError(
             f"{tokenizer_path} is missing: a checkpoint folder needs the tokenizer it was "

@@ -73,7 +73,7 @@ def register(subparsers) -> None:
     convert.add_argument("--out", type=user_path, required=True, help="folder to write")
     convert.add_argument(
         "--tokenizer",
-        help="with --from-hf/--from-hub: save this tokenizer (e.g. gpt2) as tokenizer.json "
+        help="with --from-hf/--from-hub: save this tokenizer (e.g. gpt2) as byollm-tokenizer.json "
         "instead of the folder's own vocab.json + merges.txt or tokenizer.json",
     )
     convert.add_argument(
@@ -130,6 +130,7 @@ def _convert(args) -> int:
         convert_to_hf,
         hf_folder_tokenizer,
     )
+    from byollm.tokenizer import TOKENIZER_FILE
 
     hub_only = [f for f, given in (("--revision", args.revision != "main"),
                                    ("--mirror", args.mirror), ("--via", args.via != "byollm"))
@@ -161,7 +162,7 @@ def _convert(args) -> int:
         print(f"note: no tokenizer saved ({why_not}); pass --tokenizer NAME or FILE "
               "(--tokenizer gpt2 for OpenAI's GPT-2 checkpoints)")  # fmt: skip
     elif isinstance(tokenizer, str):
-        print(f"wrote {args.out}/tokenizer.json ({tokenizer})")
+        print(f"wrote {args.out}/{TOKENIZER_FILE} ({tokenizer})")
     else:
-        print(f"wrote {args.out}/tokenizer.json (the model's own tokenizer)")
+        print(f"wrote {args.out}/{TOKENIZER_FILE} (the model's own tokenizer)")
     return 0

@@ -1,7 +1,7 @@
 """Hugging Face <-> byollm: load GPT-2 / Llama checkpoints, export ours for `from_pretrained`.
 
-    >>> model = from_hf("path/to/gpt2")          # a folder with config.json + model.safetensors
-    >>> to_hf(model, "exported")                  # AutoModelForCausalLM.from_pretrained("exported")
+    >>> model = from_hf("path/to/gpt2")  # a folder: config.json + model.safetensors  # doctest: +SKIP
+    >>> to_hf(model, "exported")  # AutoModelForCausalLM.from_pretrained("exported")  # doctest: +SKIP
 
 Nothing here imports `transformers`: a Hugging Face folder is just a `config.json` and weight
 files, and the mapping is a table of names. What differs between the two layouts:
@@ -45,6 +45,7 @@ from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
 from byollm.model.io import check_weights_match, expected_weight_shapes, load_state, unwrap
+from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE
 
 # Hugging Face GPT-2 activation_function -> our mlp kind: the tanh approximation (three spellings
 # of one formula) or the exact erf GELU (PyTorch's kernel, or the same written out in Python)
@@ -382,15 +383,22 @@ def _ours_to_llama(sd: dict, c: GPTConfig) -> dict[str, torch.Tensor]:
 WRITTEN_BY = "byollm convert"  # the config.json marker of a folder this module wrote
 GENERATION_CONFIG = "generation_config.json"
 # every file either direction writes (tokenizer.json: byollm's or Hugging Face's format)
-CONVERT_FILES = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json", GENERATION_CONFIG}  # fmt: skip
+CONVERT_FILES = {
+    "config.json",
+    "model.safetensors",
+    TOKENIZER_FILE,  # byollm's own format, in a byollm checkpoint
+    LEGACY_TOKENIZER_FILE,  # Hugging Face's format in an export (byollm's, in old checkpoints)
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    GENERATION_CONFIG,
+}
 
 
 def convert_from_hf(
     source: str | Path, out: str | Path, tokenizer=None, *, origin: dict | None = None
 ) -> GPT:
     """`from_hf(source)` saved as a byollm checkpoint in `out` (with `tokenizer`, a name, a path
-    or a Tokenizer, as tokenizer.json); refuses an unsafe `out` and writes nothing unless every
+    or a Tokenizer, as byollm-tokenizer.json); refuses an unsafe `out` and writes nothing unless every
     input is good. `origin` is recorded as the checkpoint's "source" (default: the folder)."""
     from byollm.model.io import save_model
     from byollm.tokenizer import Tokenizer, load_tokenizer
@@ -411,7 +419,7 @@ def convert_from_hf(
         extra = {"source": origin or {"hf": str(source)}, "written_by": WRITTEN_BY}
         save_model(model, folder, extra=extra)
         if tok is not None:
-            tok.save(folder / "tokenizer.json")
+            tok.save(folder / TOKENIZER_FILE)
 
     _write_folder(out, write)
     return model
@@ -476,8 +484,8 @@ def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:
     """The byollm checkpoint `checkpoint` written as a Hugging Face folder `out`, safely: the
     weights, and with the checkpoint's tokenizer the files `AutoTokenizer` and `pipeline` read.
     Returns the names of the files written."""
-    from byollm.model.io import TOKENIZER_FILE, load_model
-    from byollm.tokenizer import load_tokenizer
+    from byollm.model.io import load_model
+    from byollm.tokenizer import find_tokenizer_file, load_tokenizer
     from byollm.tokenizer.export import to_huggingface_folder
 
     checkpoint, out = Path(checkpoint), Path(out)
@@ -485,8 +493,8 @@ def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:
     model = load_model(checkpoint)
     hf_kind(model.config)  # an architecture Hugging Face cannot express is refused before writing
     tok = None
-    if (checkpoint / TOKENIZER_FILE).is_file():
-        tok = load_tokenizer(checkpoint / TOKENIZER_FILE)
+    if find_tokenizer_file(checkpoint).is_file():
+        tok = load_tokenizer(find_tokenizer_file(checkpoint))
     written = ["config.json", "model.safetensors"]
 
     def write(folder: Path) -> None:

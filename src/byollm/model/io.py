@@ -1,6 +1,8 @@
 """Save and load a model as a directory: `model.safetensors` + `config.json`.
 
+    >>> model = GPT(GPTConfig.from_preset("nanogpt-cpu"))
     >>> save_model(model, "ckpt", extra={"train": {"step": 100}})
+    PosixPath('ckpt')
     >>> model = load_model("ckpt")
 
 `config.json` is `{"format": "byollm-model", "version": 1, "model": {...GPTConfig...},
@@ -9,10 +11,10 @@
 A tied output head is stored once (under `transformer.wte.weight`) and re-tied on load.
 
 Checksums: `sha256` lists the digest of `model.safetensors` and of any other file the caller
-wrote beside it (the trainer adds `tokenizer.json` and `train_state.pt`). `load_model` checks the
-weights and `tokenizer.json` against it, so a bit-flipped file is refused with one line instead
-of being sampled from or trained on. `config.json` itself is not listed: it is the list, readable
-and checked field by field when parsed. A folder saved before checksums existed (no `sha256`
+wrote beside it (the trainer adds `byollm-tokenizer.json` and `train_state.pt`). `load_model`
+checks the weights and the tokenizer file against it, so a bit-flipped file is refused with one
+line instead of being sampled from or trained on. `config.json` itself is not listed: it is the
+list, readable and checked field by field when parsed. A folder saved before checksums existed (no `sha256`
 key) loads as before. The checksums catch damage (a bad disk, a truncated copy), not an attacker
 who can rewrite `config.json` too.
 
@@ -38,12 +40,12 @@ from byollm.download import sha256_file
 from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
+from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE
 
 FORMAT = "byollm-model"
 VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def unwrap(model: torch.nn.Module) -> GPT:
@@ -149,7 +151,7 @@ def load_model(
     load_state(model, tensors, str(path))
     # After the structural checks, which name a mismatch more precisely: weights that fit the
     # config but whose bytes changed since saving are damaged (or not this checkpoint's).
-    verify_checksums(directory, [WEIGHTS_FILE, TOKENIZER_FILE])
+    verify_checksums(directory, [WEIGHTS_FILE, TOKENIZER_FILE, LEGACY_TOKENIZER_FILE])
     return model.to(device=device, dtype=dtype)
 
 

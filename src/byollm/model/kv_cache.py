@@ -5,9 +5,15 @@ which never change (attention is causal). The cache keeps them: a "prefill" pass
 fills positions 0..P-1, then each decode step feeds only the newest token, computes its query, key
 and value, appends the key/value, and attends over everything cached so far.
 
+    >>> import torch
+    >>> from byollm.model import GPT, GPTConfig
+    >>> model = GPT(GPTConfig.from_preset("nanogpt-cpu")).eval()
+    >>> prompt, next_token = torch.randint(65, (2, 10)), torch.randint(65, (2, 1))
     >>> cache = model.new_kv_cache(batch_size=2)
     >>> logits, _ = model(prompt, kv_cache=cache)       # prefill, cache.pos == prompt length
     >>> logits, _ = model(next_token, kv_cache=cache)   # decode one step, cache.pos += 1
+    >>> cache.pos
+    11
 
 Memory: 2 (k and v) x n_layer x batch x n_kv_head x max_seq_len x head_dim numbers, which is
 why grouped-query attention (fewer key/value heads) matters for long contexts.

@@ -2,11 +2,11 @@
 
 A checkpoint is a folder:
 
-    model.safetensors   the weights (safetensors: plain tensors, no code can hide in them)
-    config.json         {"format": "byollm-model", "version": 1, "model": {...}, "train": {...},
-                         "data": {...}, "sha256": {file: digest}}
-    tokenizer.json      the tokenizer, so the folder alone can turn text into ids and back
-    train_state.pt      optimizer moments, step, RNG states, data position, best val loss
+    model.safetensors      the weights (safetensors: plain tensors, no code can hide in them)
+    config.json            {"format": "byollm-model", "version": 1, "model": {...}, "train":
+                            {...}, "data": {...}, "sha256": {file: digest}}
+    byollm-tokenizer.json  the tokenizer, so the folder alone can turn text into ids and back
+    train_state.pt         optimizer moments, step, RNG states, data position, best val loss
 
 `train` is the run's config, `data` what the run was trained on (the corpus actually used, its
 sha256, the tokenizer's hash, the split): `--resume` compares both with the new command.

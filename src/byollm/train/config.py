@@ -80,7 +80,7 @@ class TrainConfig:
     name: str = DEFAULT_PRESET  # the run folder is out_dir/name
     out_dir: str = "runs"
     corpus: str = "tinyshakespeare"  # a registered corpus name, or a file or folder path
-    tokenizer: str = "char"  # char | bpe:N | gpt2 | cl100k_base | ... | path/to/tokenizer.json
+    tokenizer: str = "char"  # a spec: char | bpe:N | gpt2 | ... | a tokenizer file (see specs.py)
     data_dir: str = ""  # prepared tokens; "" = $BYOLLM_HOME/data/<corpus>-<tokenizer>
     val_fraction: float = 0.1
     mirror: str = ""  # download mirror for the corpus (see `byollm data`)

@@ -12,7 +12,7 @@ Design choices:
 - **The model is the checkpoint's.** Its config (width, depth, block size, ...) replaces the
   preset's `[model]` section, since the weights only fit their own shapes.
 - **The tokenizer comes with it.** Token ids only mean something to the embedding table they
-  were trained with, so the corpus is prepared with the checkpoint's `tokenizer.json` (into a
+  were trained with, so the corpus is prepared with the checkpoint's tokenizer file (into a
   data folder named by that tokenizer's hash). Prepared data given with `data_dir` must have
   been made with the same tokenizer: a different one is refused, naming both hashes.
 """
@@ -23,8 +23,7 @@ import dataclasses
 from pathlib import Path
 
 from byollm.errors import ByollmError
-
-TOKENIZER_FILE = "tokenizer.json"
+from byollm.tokenizer import find_tokenizer_file
 
 
 def init_checkpoint(path: str | Path) -> Path:
@@ -43,9 +42,9 @@ def init_checkpoint(path: str | Path) -> Path:
         read_checkpoint_meta(directory)
     except ByollmError as e:
         raise ByollmError(f"init_from: {e}") from None
-    if not (directory / TOKENIZER_FILE).is_file():
+    if not (find_tokenizer_file(directory)).is_file():
         raise ByollmError(
-            f"init_from: {directory / TOKENIZER_FILE} is missing; a checkpoint to start from "
+            f"init_from: {find_tokenizer_file(directory)} is missing; a checkpoint to start from "
             "needs the tokenizer its weights were trained with"
         )
     return directory
@@ -56,7 +55,7 @@ def with_init_tokenizer(config):
     from byollm.tokenizer import load_tokenizer
 
     directory = init_checkpoint(config.init_from)
-    tokenizer_path = directory / TOKENIZER_FILE
+    tokenizer_path = find_tokenizer_file(directory)
     own_hash = load_tokenizer(tokenizer_path).content_hash
     changes = {"tokenizer": str(tokenizer_path)}
     if not config.data_dir:
@@ -65,7 +64,7 @@ def with_init_tokenizer(config):
         changes["data_dir"] = str(default_data_dir(config.corpus, f"tokenizer-{own_hash[:12]}"))
     elif (Path(config.data_dir) / "meta.json").exists():
         # Prepared data is never silently re-tokenized (and so lost) with another vocabulary.
-        from byollm.data.prepare import read_meta
+        from byollm.data.tokens import read_meta
 
         check_same_tokenizer(directory, own_hash, read_meta(config.data_dir)["tokenizer_hash"])
     return dataclasses.replace(config, **changes)
@@ -76,7 +75,7 @@ def check_same_tokenizer(directory: Path, own_hash: str, data_hash: str) -> None
         raise ByollmError(
             f"init_from={directory}: its tokenizer (hash {own_hash[:12]}) differs from the "
             f"prepared data's (hash {data_hash[:12]}); prepare the corpus with "
-            f"{directory / TOKENIZER_FILE} or leave data_dir empty"
+            f"{find_tokenizer_file(directory)} or leave data_dir empty"
         )
 
 
@@ -86,6 +85,6 @@ def load_init_model(config, data_tokenizer, device):
     from byollm.tokenizer import load_tokenizer
 
     directory = init_checkpoint(config.init_from)
-    own = load_tokenizer(directory / TOKENIZER_FILE)
+    own = load_tokenizer(find_tokenizer_file(directory))
     check_same_tokenizer(directory, own.content_hash, data_tokenizer.content_hash)
     return load_model(directory, device=str(device))

@@ -206,7 +206,7 @@ def _checkpoint_config(run_dir: Path) -> dict:
 
 def _data_meta(train_cfg: dict, data_record: dict, data_dir) -> dict:
     """meta.json of the data the run trained on, or {} when it cannot be found any more."""
-    from byollm.data.loader import read_meta
+    from byollm.data.tokens import read_meta
 
     if data_dir is None:  # where `prepare_data` in trainer.py puts it
         from byollm.train.trainer import default_data_dir

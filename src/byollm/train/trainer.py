@@ -42,7 +42,8 @@ import torch
 
 from byollm.config import to_dict
 from byollm.cpu_fast_paths import keep_freed_cpu_memory
-from byollm.data.loader import BatchLoader, open_tokens, read_meta
+from byollm.data.loader import BatchLoader
+from byollm.data.tokens import open_tokens, read_meta
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
 from byollm.train import distributed
@@ -112,7 +113,7 @@ def prepare_data(
     falls back to python-stdlib (`fallback=True`, and the corpus returned says so); a resumed
     run never does.
     """
-    from byollm.data.corpora import OfflineError, get_corpus
+    from byollm.corpora import OfflineError, get_corpus
     from byollm.data.prepare import prepare
 
     corpus = corpus or config.corpus
@@ -220,7 +221,7 @@ class Trainer:
 
     def _setup(self, data_dir: Path, corpus: str) -> None:
         from byollm.model import GPT, load_model
-        from byollm.tokenizer import load_tokenizer
+        from byollm.tokenizer import find_tokenizer_file, load_tokenizer
 
         cfg = self.config
         torch.manual_seed(cfg.seed)
@@ -231,10 +232,11 @@ class Trainer:
         if self.device.type == "cpu":
             keep_freed_cpu_memory()  # no page faults for each step's activations
         self.meta = read_meta(data_dir)
-        self.tokenizer = load_tokenizer(data_dir / "tokenizer.json")
+        tokenizer_path = find_tokenizer_file(data_dir)
+        self.tokenizer = load_tokenizer(tokenizer_path)
         if self.tokenizer.content_hash != self.meta["tokenizer_hash"]:
             raise ByollmError(
-                f"{data_dir}: tokenizer.json does not match meta.json (hash differs); "
+                f"{tokenizer_path}: does not match meta.json (hash differs); "
                 "re-run `byollm prepare`"
             )
         init_model = None

@@ -6,7 +6,7 @@
 
 Design choices:
 - **A task is a file plus a kind.** `TASKS` maps a name to the registered download holding it
-  (`byollm.data.corpora`: URL, sha256, size, licence, mirror path), the members to read when it
+  (`byollm.corpora`: URL, sha256, size, licence, mirror path), the members to read when it
   is an archive, and the kind of scoring: minimal pairs, multiple choice or cloze. Downloads go
   through the same verified, mirrorable path as every corpus (`--mirror`, `$BYOLLM_MIRROR`).
 - **A file's kind is told by its fields** (`detect_kind`): `sentence_good` -> minimal pairs;
@@ -49,7 +49,7 @@ TRAINING_LIMIT = 1000  # items per task at each training evaluation, unless told
 class TaskSpec:
     name: str
     kind: str  # minimal_pairs | multiple_choice | cloze
-    asset: str  # the registered download (byollm.data.corpora.CORPORA) holding the items
+    asset: str  # the registered download (byollm.corpora.CORPORA) holding the items
     description: str
     members: str = "*.jsonl"  # which files of an archive hold the items (a glob)
     labels: str | None = None  # a separate label list in the archive (PIQA)
@@ -82,7 +82,7 @@ def load_task(
     """(kind, name, items) for a registered task name or a task file (see `detect_kind`)."""
     spec = TASKS.get(task)
     if spec is not None:
-        from byollm.data.corpora import get_asset
+        from byollm.corpora import get_asset
 
         path = get_asset(spec.asset, mirror=mirror, progress=progress)
         records = read_records(path, spec.members)
