@@ -65,7 +65,7 @@ def test_init_from_refuses_prepared_data_of_another_tokenizer(tmp_path, base_run
     other = tmp_path / "other.txt"
     other.write_text("entirely different characters: 0123456789 {}[]<>@#$%^&*\n" * 50)
     run(tmp_path, other, "other")  # prepares data with another char vocabulary
-    from byollm.train.trainer import default_data_dir
+    from byollm.train.config import default_data_dir
 
     other_data = default_data_dir(str(other), "char")
     with pytest.raises(ByollmError, match="tokenizer .* differs from the prepared data"):

@@ -3,11 +3,12 @@
 A GPT-style language model built from scratch, one readable stage at a time. The stages, each a
 subpackage, in the one order they may import each other:
 
-    corpora -> tokenizer -> data -> model -> train | generate | evaluate
+    corpora -> tokenizer -> data -> model -> generate | evaluate -> train
             -> finetune | scaling | serve | exercises
 
 A stage imports only itself and the stages before it, never a later one; stages on one rung
-(`train | generate | evaluate`) do not import each other, and the rung above may use all of them.
+(`generate | evaluate`) do not import each other; training uses both (it samples and evaluates
+as it goes), and the stages built on a trained model sit above it.
 Below every stage sit the plumbing modules (`errors`, `paths`, `download`, `config`, `device`,
 `cpu_fast_paths`); above all of them, the `byollm` command (`cli`). `tests/test_structure.py`
 checks every import in the package (also those inside functions) against `STAGE_ORDER`.
@@ -22,7 +23,7 @@ from byollm.errors import ByollmError
 
 # The order above, as data: `->` separates rungs, `|` stages on one rung.
 STAGE_ORDER = (
-    "corpora -> tokenizer -> data -> model -> train | generate | evaluate"
+    "corpora -> tokenizer -> data -> model -> generate | evaluate -> train"
     " -> finetune | scaling | serve | exercises"
 )
 # The top-level modules below every stage (and `byollm` itself); `cli` and `__main__` are above.

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from byollm.errors import ByollmError
+from byollm.finetune.heads import Classifier
 from byollm.finetune.lora import LoRAConfig, is_adapter, load_adapter, read_adapter, save_adapter
 from byollm.tokenizer import TOKENIZER_FILE
 
@@ -95,8 +96,6 @@ def load_finetuned(path: str | Path, device: str = "auto"):
 
 def _build_root(gpt, meta: dict) -> nn.Module:
     if "classifier" in meta:
-        from byollm.finetune.classify import Classifier
-
         return Classifier(gpt, len(meta["classifier"]["labels"]))
     return gpt
 

@@ -29,33 +29,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import load_finetuned, save_finetuned
+from byollm.finetune.heads import Classifier
 from byollm.finetune.loop import choose_trainable, fit
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import classification_report
 
 MAX_CLASSES = 100
 FORMAT_VERSION = 1
-
-
-class Classifier(nn.Module):
-    """A GPT body and a linear head on the hidden state of each row's last real token."""
-
-    def __init__(self, gpt: nn.Module, num_classes: int):
-        super().__init__()
-        self.gpt = gpt
-        weight = gpt.transformer.wte.weight
-        self.head = nn.Linear(gpt.config.n_embd, num_classes).to(weight.device, weight.dtype)
-
-    def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Class logits (B, classes) for right-padded token ids (B, T) of `lengths` (B,)."""
-        hidden = self.gpt.hidden_states(idx)  # (B, T, C)
-        last = hidden[torch.arange(idx.size(0), device=idx.device), lengths - 1]  # (B, C)
-        return self.head(last).float()
 
 
 def encode_texts(tokenizer, texts: list[str], max_length: int, source: str) -> tuple[list, int]:

@@ -262,3 +262,13 @@ def load_train_config(
     if overrides:
         config = apply_overrides(config, overrides, "command line")  # validated once, at the end
     return config
+
+
+def default_data_dir(corpus: str, tokenizer: str) -> Path:
+    """Where prepared data lives by default: $BYOLLM_HOME/data/<corpus>-<tokenizer>."""
+    from byollm.paths import byollm_home
+
+    def slug(text: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(text).name) or "x"
+
+    return byollm_home() / "data" / f"{slug(corpus)}-{slug(tokenizer)}"

@@ -59,7 +59,7 @@ def with_init_tokenizer(config):
     own_hash = load_tokenizer(tokenizer_path).content_hash
     changes = {"tokenizer": str(tokenizer_path)}
     if not config.data_dir:
-        from byollm.train.trainer import default_data_dir
+        from byollm.train.config import default_data_dir
 
         changes["data_dir"] = str(default_data_dir(config.corpus, f"tokenizer-{own_hash[:12]}"))
     elif (Path(config.data_dir) / "meta.json").exists():

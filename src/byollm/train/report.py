@@ -209,7 +209,7 @@ def _data_meta(train_cfg: dict, data_record: dict, data_dir) -> dict:
     from byollm.data.tokens import read_meta
 
     if data_dir is None:  # where `prepare_data` in trainer.py puts it
-        from byollm.train.trainer import default_data_dir
+        from byollm.train.config import default_data_dir
 
         corpus = data_record.get("corpus") or train_cfg.get("corpus")
         if train_cfg.get("data_dir") and corpus == train_cfg.get("corpus"):

@@ -55,7 +55,7 @@ from byollm.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from byollm.train.config import TrainConfig
+from byollm.train.config import TrainConfig, default_data_dir
 from byollm.train.init_from import load_init_model, with_init_tokenizer
 from byollm.train.metrics import (
     ExternalLoggers,
@@ -87,16 +87,6 @@ def train(
 ) -> dict:
     """Run `config` end to end (data, training, checkpoints) and return a summary dict."""
     return Trainer(config, resume=resume, overwrite=overwrite, progress=progress, log=log).run()
-
-
-def default_data_dir(corpus: str, tokenizer: str) -> Path:
-    """Where prepared data lives by default: $BYOLLM_HOME/data/<corpus>-<tokenizer>."""
-    from byollm.paths import byollm_home
-
-    def slug(text: str) -> str:
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(text).name) or "x"
-
-    return byollm_home() / "data" / f"{slug(corpus)}-{slug(tokenizer)}"
 
 
 def prepare_data(
