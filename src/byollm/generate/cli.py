@@ -189,15 +189,13 @@ def _run_beam(args, engine, prompt) -> int:
 
 
 def run_chat(args) -> int:
-    from byollm.generate.chat import ChatSession
-    from byollm.generate.loading import read_checkpoint_extras, resolve_checkpoint
+    from byollm.generate.chat import ChatSession, checkpoint_chat_mode
 
     sampling = sampling_from_args(args)
     engine = _engine(args)
     mode = args.mode
     if mode == "auto":
-        extras = read_checkpoint_extras(resolve_checkpoint(checkpoint_from_args(args)))
-        mode = "instruct" if extras.get("instruct") else "continue"
+        mode = checkpoint_chat_mode(checkpoint_from_args(args))
     session = ChatSession(engine, mode=mode, sampling=sampling,
                           max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
     interactive = sys.stdin.isatty()
