@@ -1,7 +1,7 @@
 """A live byollm server for tests: a tiny random-weight checkpoint, uvicorn on 127.0.0.1.
 
-    >>> with live_server(tiny_checkpoint(tmp_path)) as url:
-    ...     openai.OpenAI(base_url=url + "/v1", api_key="-").completions.create(...)
+    >>> with live_server(tiny_checkpoint(tmp_path)) as live:
+    ...     openai.OpenAI(base_url=live.url + "/v1", api_key="-").completions.create(...)
 
 The server runs in a thread of the test process on a socket bound to 127.0.0.1:0 (a free port
 chosen by the kernel, no race), and stops when the block ends.
@@ -13,6 +13,7 @@ import contextlib
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,19 @@ def tiny_checkpoint(folder: Path, block_size: int = 64, **overrides) -> Path:
     return folder
 
 
+@dataclass
+class Live:
+    url: str  # http://127.0.0.1:PORT
+    app: object  # the Starlette app, for looking at its batcher from the test
+
+    @property
+    def batcher(self):
+        return self.app.state.server.batcher
+
+
 @contextlib.contextmanager
 def live_server(checkpoint: Path, **app_options):
-    """Serve `checkpoint` on a free loopback port; yields the base URL."""
+    """Serve `checkpoint` on a free loopback port; yields a `Live` (its URL and app)."""
     model, tokenizer = load_for_inference(checkpoint, device="cpu")
     app = create_app(model, tokenizer, model_name="tiny", **app_options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -62,7 +73,7 @@ def live_server(checkpoint: Path, **app_options):
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Live(f"http://127.0.0.1:{port}", app)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
