@@ -17,7 +17,8 @@ const state = {
   controller: null, // AbortController of the request being generated
   steps: [], // the live generation: [{token, logprob, top: [{token, logprob}]}]
   inspectInput: null, // the {text} or {messages} the panel shows
-  promptTokens: 0, // tokens of the inspected text that were the prompt (the rest: generated)
+  rawPromptTokens: 0, // the prompt's tokens, as the generation request counted them
+  promptTokens: 0, // ... of those, the ones inspected (a text longer than the window is cut)
   report: null, // the last /v1/byollm/inspect answer
   selected: null, // the selected token position (or tokens.length: "what comes next")
   head: 0,
@@ -232,13 +233,18 @@ function renderMessages() {
 }
 
 // ---- look inside -----------------------------------------------------------------------------
-async function inspect(input, promptTokens) {
-  state.inspectInput = input;
-  state.promptTokens = promptTokens;
+// Inspect `input` ({text} or {messages}); the first `promptTokens` tokens were the prompt.
+// `keepSelection` (another layer of the same text) keeps the selected token.
+async function inspect(input, promptTokens, keepSelection = false) {
   const layer = parseInt($("layer").value || "0", 10);
-  state.report = await api("/v1/byollm/inspect", { ...input, model: state.modelName, top_k: TOP_K, layer });
-  state.promptTokens = Math.max(0, promptTokens - state.report.truncated);
-  state.selected = state.report.tokens.length; // "what comes next" after the whole text
+  const report = await api("/v1/byollm/inspect", { ...input, model: state.modelName, top_k: TOP_K, layer });
+  state.inspectInput = input;
+  state.rawPromptTokens = promptTokens;
+  state.report = report;
+  state.promptTokens = Math.max(0, promptTokens - report.truncated);
+  if (!keepSelection || state.selected === null || state.selected > report.tokens.length) {
+    state.selected = report.tokens.length; // "what comes next" after the whole text
+  }
   state.head = Math.min(state.head, state.report.n_head - 1);
   renderInside();
   document.body.dataset.state = "inspected";
@@ -499,7 +505,7 @@ for (const id of ["prompt", "chat-input"]) {
 }
 $("token-colour").addEventListener("change", () => state.report && renderTokens());
 $("layer").addEventListener("change", () => {
-  if (state.inspectInput) inspect(state.inspectInput, state.promptTokens + state.report.truncated).catch((e) => setStatus(e.message, true));
+  if (state.inspectInput) inspect(state.inspectInput, state.rawPromptTokens, true).catch((e) => setStatus(e.message, true));
 });
 $("attention").addEventListener("mousemove", hoverAttention);
 $("attention").addEventListener("click", (event) => {
