@@ -302,23 +302,12 @@ async def completions(request: Request) -> Response:
         return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}
 
     if req.stream:
-
-        async def chunks():
-            for index, text in echo.items():
-                yield head.sse({"choices": [choice(index, text)]})
-            async for index, event in generation.events():
-                if isinstance(event, Piece):
-                    yield head.sse({"choices": [choice(index, event.text, None, event.logprobs)]})
-                elif isinstance(event, Finished):
-                    usage.add(event)
-                    yield head.sse({"choices": [choice(index, "", event.reason)]})
-                else:
-                    yield sse_error(event)
-            if req.include_usage():
-                yield head.sse({"choices": [], "usage": usage.json()})
-            yield "data: [DONE]\n\n"
-
-        return stream(chunks(), generation)
+        return sse_response(
+            generation, head, usage, req.include_usage(),
+            opening=[choice(index, text) for index, text in echo.items()],
+            piece=lambda index, event: choice(index, event.text, None, event.logprobs),
+            finish=lambda index, event: choice(index, "", event.reason),
+        )  # fmt: skip
     choices = []
     for index, (pieces, reason) in enumerate(await collect(generation, request, usage)):
         text = echo.get(index, "") + "".join(p.text for p in pieces)
@@ -350,26 +339,14 @@ async def chat_completions(request: Request) -> Response:
         return {"content": [server.logprobs_entry(e) for e in entries]}
 
     if req.stream:
-
-        async def chunks():
-            for index in range(generation.n):  # the role, once per choice, first
-                delta = {"role": "assistant", "content": ""}
-                yield head.sse({"choices": [chat_choice(index, delta, None, None)]})
-            async for index, event in generation.events():
-                if isinstance(event, Piece):
-                    delta = {"content": event.text}
-                    yield head.sse({"choices": [chat_choice(index, delta, None,
-                                                            logprobs(event.logprobs))]})  # fmt: skip
-                elif isinstance(event, Finished):
-                    usage.add(event)
-                    yield head.sse({"choices": [chat_choice(index, {}, event.reason, None)]})
-                else:
-                    yield sse_error(event)
-            if req.include_usage():
-                yield head.sse({"choices": [], "usage": usage.json()})
-            yield "data: [DONE]\n\n"
-
-        return stream(chunks(), generation)
+        role = {"role": "assistant", "content": ""}  # once per choice, in its first chunk
+        return sse_response(
+            generation, head, usage, req.include_usage(),
+            opening=[chat_choice(index, role, None, None) for index in range(generation.n)],
+            piece=lambda index, event: chat_choice(index, {"content": event.text}, None,
+                                                   logprobs(event.logprobs)),
+            finish=lambda index, event: chat_choice(index, {}, event.reason, None),
+        )  # fmt: skip
     choices = []
     for index, (pieces, reason) in enumerate(await collect(generation, request, usage)):
         message = {"role": "assistant", "content": "".join(p.text for p in pieces)}
@@ -453,18 +430,34 @@ def sse_error(failed: Failed) -> str:
     return f"data: {json.dumps({'error': error})}\n\n"
 
 
-def stream(chunks, generation: Generation) -> StreamingResponse:
-    """An SSE response; when the client goes away Starlette cancels it and we free the slots."""
+def sse_response(generation: Generation, head: Head, usage: Usage, include_usage: bool, *,
+                 opening: list[dict], piece, finish) -> StreamingResponse:  # fmt: skip
+    """Server-Sent Events: the `opening` choices, then a chunk per `piece(index, Piece)` and
+    per `finish(index, Finished)`, the usage if asked for, and `data: [DONE]`.
 
-    async def body():
+    When the client goes away Starlette cancels the body; `finally` frees the slots.
+    """
+
+    async def chunks():
         try:
-            async for chunk in chunks:
-                yield chunk
+            for choice in opening:
+                yield head.sse({"choices": [choice]})
+            async for index, event in generation.events():
+                if isinstance(event, Piece):
+                    yield head.sse({"choices": [piece(index, event)]})
+                elif isinstance(event, Finished):
+                    usage.add(event)
+                    yield head.sse({"choices": [finish(index, event)]})
+                else:
+                    yield sse_error(event)
+            if include_usage:
+                yield head.sse({"choices": [], "usage": usage.json()})
+            yield "data: [DONE]\n\n"
         finally:
             generation.close()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(chunks(), media_type="text/event-stream", headers=headers)
 
 
 async def collect(generation: Generation, request: Request, usage: Usage):
