@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from byollm.errors import ByollmError
 from byollm.model import GPT, GPTConfig
@@ -19,6 +21,9 @@ def tiny_model(variant: str) -> GPT:
     config = GPTConfig(vocab_size=40, block_size=24, n_layer=2, n_head=2, n_embd=16,
                        **VARIANTS[variant])  # fmt: skip
     return GPT(config).eval()
+
+
+MODELS = {name: tiny_model(name) for name in VARIANTS}
 
 
 def alone(model: GPT, ids: list[int]) -> torch.Tensor:
@@ -94,3 +99,41 @@ def test_attention_maps_are_the_weights_the_model_uses(variant):
         _, _, v = attn.queries_keys_values(x, model.rotary)
         y = (maps[0] @ attn.share_kv_heads(v)).transpose(1, 2).reshape(1, 6, -1)
         torch.testing.assert_close(attn.c_proj(y), attn(x, model.rotary), atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["join", "step", "leave"]), st.integers(1, 6)),
+                min_size=1, max_size=12))  # fmt: skip
+def test_join_step_leave_in_any_order_matches_decoding_alone(program):
+    """Sequences join (prefill into the next free slot), step together, and leave (the last
+    slot moves into the hole), in any order: every row's logits stay those of its sequence."""
+    model = MODELS["llama"]
+    cache = model.new_batch_kv_cache(n_slots=3)
+    live: list[list[int]] = []  # live[slot] = that slot's tokens so far
+    with torch.no_grad():
+        for op, n in program:
+            if op == "join" and len(live) < 3:
+                prompt = [(7 * n + i) % 40 for i in range(n)]
+                cache.select(len(live), 1, n)
+                logits, _ = model(torch.tensor([prompt]), kv_cache=cache)
+                torch.testing.assert_close(
+                    logits[0, -1], alone(model, prompt), atol=1e-5, rtol=1e-5
+                )
+                live.append(prompt)
+            elif op == "step" and live and max(map(len, live)) < 24:
+                new = [[(seq[-1] * 3 + n) % 40] for seq in live]
+                cache.select(0, len(live), 1)
+                logits, _ = model(torch.tensor(new), kv_cache=cache)
+                for row, (seq, token) in enumerate(zip(live, new)):
+                    seq += token
+                    torch.testing.assert_close(logits[row, -1], alone(model, seq),
+                                               atol=1e-5, rtol=1e-5)  # fmt: skip
+            elif op == "leave" and live:
+                hole, last = n % len(live), len(live) - 1
+                if hole != last:
+                    cache.move(src=last, dst=hole)
+                    live[hole] = live[last]
+                else:
+                    cache.clear(last)
+                live.pop()
+    assert cache.lengths[: len(live)] == [len(seq) for seq in live]

@@ -25,6 +25,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 
 from serve_helpers import live_server, tiny_checkpoint  # noqa: E402
 
+from byollm.model import read_model_config  # noqa: E402
+from byollm.tokenizer import load_tokenizer  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_SCREENSHOT = ROOT / "docs" / "assets" / "09-playground.png"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -61,10 +64,12 @@ def canvas_is_drawn(page, selector: str) -> bool:
 def test_playground_streams_and_looks_inside(page, tmp_path):
     checkpoint = os.environ.get("BYOLLM_PLAYGROUND_CHECKPOINT")
     checkpoint = Path(checkpoint) if checkpoint else tiny_checkpoint(tmp_path / "tiny", 128)
+    config = read_model_config(checkpoint)
+    t_id = load_tokenizer(checkpoint / "tokenizer.json").encode("T")[0]
     with live_server(checkpoint) as live:
         page.goto(live.url + "/")
         page.wait_for_selector("body[data-state=idle]")
-        assert "2 layers" in page.inner_text("#model-info") or checkpoint.name != "tiny"
+        assert f"{config.n_layer} layers × {config.n_head} heads" in page.inner_text("#model-info")
         # A completion, streamed: the text grows, then the panel fills in.
         page.fill("#prompt", "To be, or not to be")
         page.fill("#max_tokens", "40")
@@ -77,9 +82,9 @@ def test_playground_streams_and_looks_inside(page, tmp_path):
         tokens = page.locator("#tokens .token")
         assert tokens.count() == 19 + 40 + 1  # prompt + generated + "what comes next"
         assert page.locator("#tokens .token.generated").count() == 40
-        assert page.locator("#tokens .token .id").first.inner_text() == "6"  # 'T' in this vocab
+        assert page.locator("#tokens .token .id").first.inner_text() == str(t_id)
         assert page.locator("#candidates .bar-row").count() == 10
-        assert page.locator("#heads canvas").count() == 2  # one map per head of layer 0
+        assert page.locator("#heads canvas").count() == config.n_head  # a map per head of layer 0
         assert canvas_is_drawn(page, "#attention") and canvas_is_drawn(page, "#heads canvas")
         # Select a generated token: its candidates mark the one that was drawn.
         tokens.nth(25).click()

@@ -491,7 +491,7 @@ $("reset").addEventListener("click", () => {
   state.messages = [];
   state.report = null;
   for (const id of ["messages", "completion-output", "tokens", "candidates", "heads"]) $(id).replaceChildren();
-  $("attention").getContext("2d").clearRect(0, 0, 360, 360);
+  $("attention").getContext("2d").clearRect(0, 0, $("attention").width, $("attention").height);
   $("step-label").textContent = "";
   setStatus("");
 });
