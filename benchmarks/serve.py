@@ -161,9 +161,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(command: list[str], port: int) -> subprocess.Popen:
+def start_server(command: list[str], port: int, threads: int | None) -> subprocess.Popen:
+    env = dict(os.environ) if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
+                               text=True, env=env)  # fmt: skip
     deadline = time.monotonic() + 300
     while True:
         try:
@@ -191,6 +192,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2, help="requests per client")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for both servers (default: PyTorch's choice, one "
+                        "per core; 1 is far faster on a machine busy with other jobs)")  # fmt: skip
     parser.add_argument("--skip-hf", action="store_true", help="leave out the Hugging Face run")
     parser.add_argument("--hf-server", help=argparse.SUPPRESS)  # internal: run the HF server
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -216,7 +220,7 @@ def main() -> None:
         port = free_port()
         server = start_server(env_python + ["-m", "byollm", "serve", str(ours), "--port",
                                             str(port), "--max-batch", str(args.clients),
-                                            "--device", args.device], port)  # fmt: skip
+                                            "--device", args.device], port, args.threads)  # fmt: skip
         try:
             stream_completion(port, prompts[0], 4)  # warm up
             rows.append(("byollm serve, batched", run_clients(port, prompts, args.clients,
@@ -228,7 +232,8 @@ def main() -> None:
         if not args.skip_hf:
             port = free_port()
             server = start_server(env_python + [__file__, "--hf-server", str(theirs), "--port",
-                                                str(port), "--device", args.device], port)  # fmt: skip
+                                                str(port), "--device", args.device], port,
+                                  args.threads)  # fmt: skip
             try:
                 stream_completion(port, prompts[0], 4)
                 rows.append(("HF generate() per request", run_clients(port, prompts, args.clients,
@@ -238,7 +243,8 @@ def main() -> None:
 
     print(f"\n{args.model}: {model.num_params() / 1e6:.1f}M parameters, {len(prompts)} requests "
           f"of {args.new_tokens} tokens (prompts 16-64 tokens), {args.device}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}, {platform.processor() or '?'}\n")  # fmt: skip
+          f"{os.cpu_count()} CPUs, {args.threads or 'default'} threads, torch {torch.__version__}, "
+          f"{platform.machine()}\n")  # fmt: skip
     print("| server | clients | tokens | seconds | tokens/s | TTFT p50 | TTFT p95 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows:

@@ -57,9 +57,9 @@ class Live:
 
 @contextlib.contextmanager
 def live_server(checkpoint: Path, **app_options):
-    """Serve `checkpoint` on a free loopback port; yields a `Live` (its URL and app)."""
+    """Serve `checkpoint` (named after its folder) on a free loopback port; yields a `Live`."""
     model, tokenizer = load_for_inference(checkpoint, device="cpu")
-    app = create_app(model, tokenizer, model_name="tiny", **app_options)
+    app = create_app(model, tokenizer, model_name=checkpoint.name, **app_options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -97,6 +97,8 @@ def test_playground_streams_and_looks_inside(page, tmp_path):
         )
         assert "for position 25" in page.inner_text("#step-label")  # the selection stays
         page.screenshot(path=str(tmp_path / "playground-completion.png"), full_page=True)
+        if os.environ.get("BYOLLM_UPDATE_SCREENSHOTS") == "1":
+            page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
         # A chat turn, streamed, inspected with the chat template around it.
         page.click("#tab-chat")
         page.fill("#chat-input", "To be")
@@ -105,7 +107,4 @@ def test_playground_streams_and_looks_inside(page, tmp_path):
         assert page.locator("#messages .message.assistant").count() == 1
         assert page.inner_text("#messages .message.user .text") == "To be"
         page.screenshot(path=str(tmp_path / "playground-chat.png"), full_page=True)
-        if os.environ.get("BYOLLM_UPDATE_SCREENSHOTS") == "1":
-            page.click("#tab-completion")
-            page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
     assert (tmp_path / "playground-completion.png").stat().st_size > 10_000

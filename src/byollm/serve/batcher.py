@@ -12,8 +12,9 @@ all running requests advance together, one forward pass per step for the whole b
 
 Design choices:
 - **A thread owns the model.** `submit` only appends to a waiting list; a background thread
-  runs the loop: admit waiting sequences into free slots (one prefill each), sample one token
-  for every running sequence, let finished ones leave, then one decode pass for all that stay.
+  runs the loop: admit waiting sequences into free slots (one prefill each, and their first
+  token), then one decode pass for every running sequence and one token each; finished ones
+  leave at once.
   A request joins at the next step and leaves the moment it finishes (continuous batching).
 - **Slots, kept dense.** The KV cache has `max_batch` slots of the full context window. Live
   sequences always occupy slots 0..n-1, so one pass feeds a contiguous batch; when a sequence
@@ -211,21 +212,22 @@ class Batcher:
             self._finish(job, Failed("the server is shutting down"))
 
     def _step(self) -> None:
-        """Admit, sample, let finished sequences leave, decode: one token for everyone."""
+        """Admit newcomers (prefill, first token), then one decode pass and one token for all."""
         for job in self.running:
             if job.cancelled:
                 job.done = True
         self._leave()
-        self._admit()
         with torch.inference_mode():
-            self._sample()
-        self._leave()
-        if self.running:
-            with torch.inference_mode():
+            self._admit()
+            if self.running:
                 self._decode()
+                self._draw(self.running)
+        self._leave()
 
     def _admit(self) -> None:
-        """Prefill waiting sequences into free slots, one prompt per forward pass."""
+        """Prefill waiting sequences into free slots, one prompt per forward pass, and draw
+        each one's first token at once (its time to first token is its own prefill, not the
+        whole burst's)."""
         while self.waiting and len(self.running) < self.max_batch:
             with self._wakeup:
                 job = self.waiting.popleft()
@@ -235,19 +237,19 @@ class Batcher:
             self.cache.clear(job.slot)
             self.cache.select(job.slot, 1, len(job.prompt))
             try:
-                with torch.inference_mode():
-                    job.logits = next_token_logits(self.model, job.ids[:, : job.length],
-                                                   self.cache)  # fmt: skip
+                job.logits = next_token_logits(self.model, job.ids[:, : job.length], self.cache)
             except Exception as e:
                 log.exception("prefill failed")
                 self._finish(job, Failed(f"prefill failed: {type(e).__name__}: {e}"))
                 continue
-            self.running.append(job)
+            self._draw([job])
+            if not job.done:  # (max_tokens=1 or a stop at once: done, the slot stays free)
+                self.running.append(job)
 
-    def _sample(self) -> None:
-        """Draw each running sequence's next token from its own logits and random stream."""
+    def _draw(self, jobs: list[Job]) -> None:
+        """Draw each job's next token from its own logits and random stream; emit its text."""
         drawn, choices = [], []
-        for job in self.running:
+        for job in jobs:
             context = job.ids[:, : job.length]
             try:
                 choices.append(choose_next_token(job.logits, context, job.sampling,
