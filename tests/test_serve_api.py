@@ -86,6 +86,15 @@ def test_completion_equals_the_engine(client, engine):
     assert choice.text == expected(engine, "To be", 12, 7, temperature=0.9)
     assert choice.finish_reason == "length" and len(choice.text) == 12  # 1 char = 1 token
     assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (5, 12, 17)
+    echoed = client.completions.create(model="tiny", prompt="To be", max_tokens=12, seed=7,
+                                       temperature=0.9, echo=True)  # fmt: skip
+    assert echoed.choices[0].text == "To be" + choice.text
+    # several prompts, n samples each: choice p * n + j is prompt p's sample j (seed + j)
+    many = client.completions.create(model="tiny", prompt=["To be", "or"], n=2, max_tokens=6,
+                                     seed=1)  # fmt: skip
+    assert [c.text for c in many.choices] == [expected(engine, p, 6, seed) for p in ("To be", "or")
+                                              for seed in (1, 2)]  # fmt: skip
+    assert many.usage.prompt_tokens == 5 + 2 and many.usage.completion_tokens == 24
 
 
 def test_completion_stream_joins_to_the_same_text(client):

@@ -89,8 +89,8 @@ class APIError(Exception):
 class Server:
     """What the routes share: the model, its tokenizer, the batcher and the limits."""
 
-    def __init__(self, model, tokenizer, *, model_name: str, chat_mode: str, api_key: str | None,
-                 max_batch: int, max_waiting: int, max_body_bytes: int, max_messages: int,
+    def __init__(self, model, tokenizer, *, model_name: str, chat_mode: str, max_batch: int,
+                 max_waiting: int, max_body_bytes: int, max_messages: int,
                  max_prompts: int):  # fmt: skip
         self.model = model
         self.tokenizer = tokenizer
@@ -98,7 +98,6 @@ class Server:
         self.batcher = Batcher(model, tokenizer, max_batch=max_batch, max_waiting=max_waiting)
         self.model_name = model_name
         self.chat_mode = chat_mode
-        self.api_key = api_key
         self.max_body_bytes = max_body_bytes
         self.max_messages = max_messages
         self.max_prompts = max_prompts
@@ -522,9 +521,8 @@ def create_app(model, tokenizer, *, model_name: str = "byollm", chat_mode: str =
                max_prompts: int = 16) -> Starlette:  # fmt: skip
     """The ASGI app serving `model`. The batcher's thread starts and stops with the app."""
     server = Server(model, tokenizer, model_name=model_name, chat_mode=chat_mode,
-                    api_key=api_key, max_batch=max_batch, max_waiting=max_waiting,
-                    max_body_bytes=max_body_bytes, max_messages=max_messages,
-                    max_prompts=max_prompts)  # fmt: skip
+                    max_batch=max_batch, max_waiting=max_waiting, max_body_bytes=max_body_bytes,
+                    max_messages=max_messages, max_prompts=max_prompts)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
