@@ -23,8 +23,9 @@ At batch 1 there are also int8 rows: ours with int8 weight-only matrices
 row; their "same tokens" column says how long the greedy text stays equal to our fp32 text.
 
 It checks that both produce the same tokens (greedy, fp32) and reports tokens/s, and for batch 1
-with the cache the weight bytes read per second against the memory bandwidth (~30-44 GB/s on the
-reference machine): every decoded token reads every weight matrix once.
+with the cache the weight bytes read per second against the memory bandwidth (~11-13 GB/s on the
+2-core development box of RESULTS.md, ~30-44 GB/s on a desktop with two channels of DDR4): every
+decoded token reads every weight matrix once.
 
 Models: "shakespeare" is the `small-10m` preset (nanoGPT's shakespeare-char model: 6 layers,
 6 heads, 384 wide, 65 tokens) with block_size raised to 512 so that 16 + 256 tokens fit Hugging

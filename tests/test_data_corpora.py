@@ -268,3 +268,33 @@ def test_text_is_read_exactly_without_newline_translation(tmp_path):
     path = tmp_path / "crlf.txt"
     path.write_bytes(b"line one\r\nline two\r\n")
     assert read_corpus_text(path) == "line one\r\nline two\r\n"
+
+
+def test_text_blocks_name_the_exact_offset_of_the_first_bad_byte(tmp_path):
+    from byollm.data.corpora import read_text_blocks
+
+    good = "naïve café ✓ θάλασσα\n" * 30  # multi-byte characters cut by every block edge
+    path = tmp_path / "t.txt"
+    path.write_bytes(good.encode())
+    for block in (1, 2, 3, 7, 4096):
+        blocks = list(read_text_blocks(path, block))
+        assert b"".join(raw for raw, _ in blocks) == good.encode()
+        assert "".join(text for _, text in blocks) == good
+    bad_at = len(good.encode()) - 5
+    data = bytearray(good.encode())
+    data[bad_at] = 0xFF
+    path.write_bytes(bytes(data))
+    for block in (1, 3, 7, 4096):
+        with pytest.raises(ByollmError, match=f"byte 0xff at offset {bad_at}"):
+            list(read_text_blocks(path, block))
+    path.write_bytes(good.encode()[:-2])  # ends inside a character
+    with pytest.raises(ByollmError, match=f"offset {len(good.encode()) - 3}"):
+        list(read_text_blocks(path, 5))
+
+
+def test_read_corpus_text_refuses_binary_files_as_the_streaming_reader_does(tmp_path):
+    (tmp_path / "blob.txt").write_bytes(b"looks like text\x00\x00\x00")
+    with pytest.raises(
+        ByollmError, match=r"blob\.txt is binary, not text \(a NUL byte at offset 15"
+    ):
+        read_corpus_text(tmp_path / "blob.txt")

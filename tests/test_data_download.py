@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from urllib.parse import urlparse
 
 import pytest
 from data_server import LoopbackServer
+from full_disk import fill_disk_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +19,18 @@ from byollm.errors import ByollmError
 
 PAYLOAD = bytes(range(256)) * 400 + "é∑ the end\n".encode()  # 102 KB, several chunks
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+# Beginnings of mirror strings, right and nearly right, for the property test to build on.
+SCHEMES = [
+    "http://",
+    "https://",
+    "file://",
+    "file:",
+    "htp://",
+    "http:/",
+    "http://[",
+    "HTTP://",
+    "~",
+]
 
 
 @pytest.fixture
@@ -243,3 +257,113 @@ def test_any_leftover_part_file_ends_in_the_right_file_or_a_clean_error(
         assert not dest.exists() and not dest.with_name("f.bin.part").exists()
         fetch(*args, **kwargs)  # the next run starts from scratch and succeeds
     assert dest.read_bytes() == payload
+
+
+# --- size cap, full disk, malformed mirrors -----------------------------------------------------
+
+
+@pytest.mark.parametrize("behaviour", ["normal", "no-length"])
+def test_a_source_larger_than_the_registered_size_is_cut_off(server, tmp_path, behaviour):
+    # "normal" announces too many bytes in Content-Length; "no-length" just keeps sending.
+    server.behaviour["sub/payload.bin"] = behaviour
+    dest = tmp_path / "cache" / "payload.bin"
+    registered = len(PAYLOAD) - 100
+    with pytest.raises(ByollmError, match=f"{registered:,} bytes") as info:
+        fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, size=registered, progress=False)
+    assert "\n" not in str(info.value) and "registered" in str(info.value)
+    assert os.listdir(dest.parent) == [".byollm-download.lock"]  # no file, no .part
+
+
+def test_a_file_mirror_larger_than_the_registered_size_is_cut_off(tmp_path):
+    (tmp_path / "big.bin").write_bytes(PAYLOAD)
+    with pytest.raises(ByollmError, match="registered"):
+        fetch(
+            "http://127.0.0.1:9/x",
+            PAYLOAD_SHA,
+            tmp_path / "cache" / "big.bin",
+            mirror=str(tmp_path),
+            mirror_path="big.bin",
+            size=1000,
+            progress=False,
+        )
+    assert os.listdir(tmp_path / "cache") == [".byollm-download.lock"]
+
+
+def test_a_source_of_exactly_the_registered_size_is_accepted(server, tmp_path):
+    server.behaviour["sub/payload.bin"] = "no-length"
+    dest = tmp_path / "payload.bin"
+    fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, size=len(PAYLOAD), progress=False)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_disk_full_while_downloading_is_one_line_and_leaves_no_part_file(
+    server, tmp_path, monkeypatch
+):
+    fill_disk_after(monkeypatch, download, writes=1)
+    dest = tmp_path / "payload.bin"
+    with pytest.raises(ByollmError, match="No space left on device") as info:
+        fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, progress=False)
+    assert "\n" not in str(info.value) and "payload.bin.part" in str(info.value)
+    assert not dest.exists() and not dest.with_name("payload.bin.part").exists()
+    monkeypatch.undo()
+    fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, progress=False)  # space again
+    assert dest.read_bytes() == PAYLOAD
+
+
+BAD_MIRRORS = [
+    ("htp://x", "unsupported scheme"),
+    ("file:", "not a file URL"),
+    ("file:relative/path", "not a file URL"),
+    ("file://otherhost/srv/data", "names the host"),
+    ("file://", "names no folder"),
+    ("", "is empty"),
+    ("   ", "is empty"),
+    ("http://[::1", "not a valid URL"),
+    ("http://[::1]:99999/", "not a valid URL"),
+    ("http://host:port/", "not a valid URL"),
+    ("http://", "names no host"),
+    ("https:///data", "names no host"),
+    ("http://my mirror/data", "spaces"),
+    ("http://a..b/data", "invalid host name"),
+    ("http://mirrör.example/", "non-ASCII"),
+    ("http://m/data?x=1", "query or fragment"),
+    ("http://m/data\n", "control characters"),
+    ("/srv/da\0ta", "control characters"),
+    ("ftp://example.org/data", "unsupported scheme"),
+]
+
+
+@pytest.mark.parametrize("mirror, message", BAD_MIRRORS)
+def test_malformed_mirrors_are_one_line_errors(mirror, message, tmp_path):
+    with pytest.raises(ByollmError, match=message) as info:
+        fetch("http://127.0.0.1:9/x", PAYLOAD_SHA, tmp_path / "x", mirror=mirror, progress=False)
+    assert "\n" not in str(info.value) and repr(mirror) in str(info.value)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_malformed_mirror_in_the_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("BYOLLM_MIRROR", "htp://x")
+    with pytest.raises(ByollmError, match=r"\$BYOLLM_MIRROR 'htp://x'"):
+        resolve_mirror(None)
+    monkeypatch.setenv("BYOLLM_MIRROR", "")  # empty: no mirror, as for any unset variable
+    assert resolve_mirror(None) is None
+
+
+def test_a_malformed_mirror_is_reported_even_when_the_file_is_cached(server, tmp_path):
+    dest = tmp_path / "payload.bin"
+    fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, progress=False)
+    with pytest.raises(ByollmError, match="unsupported scheme"):
+        fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, mirror="htp://x")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60) | st.builds("{}{}".format, st.sampled_from(SCHEMES), st.text()))
+def test_any_mirror_string_is_a_url_or_a_one_line_error(text):
+    try:
+        url = resolve_mirror(text)
+    except ByollmError as e:
+        assert "\n" not in str(e) and repr(text) in str(e)
+        return
+    parsed = urlparse(url)
+    assert parsed.scheme in ("http", "https", "file")
+    assert parsed.netloc if parsed.scheme != "file" else parsed.path

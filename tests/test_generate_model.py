@@ -166,7 +166,7 @@ def test_sample_cli_streams_and_is_reproducible(checkpoint, capsys, tmp_path):
         (["--prompt", "a" * 40], "context window"),
         (["--prompt", "Z"], "not in this character vocabulary"),
         (["--prompt-file", "/nonexistent/prompt.txt"], "prompt file not found"),
-        (["--num-samples", "0"], "num-samples"),
+        (["--num-samples", "0"], "num_samples=0"),
         (["--speculative", "-2"], "speculative=-2"),
         (["--ban-token", "999"], "outside the vocabulary"),
     ],

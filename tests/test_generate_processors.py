@@ -155,7 +155,7 @@ def test_sampling_follows_the_processed_distribution():
         ({"temperature": -1.0}, "temperature"),
         ({"top_p": 1.5}, "top_p"),
         ({"top_p": 0.0}, "top_p"),
-        ({"top_k": 0}, "top_k"),
+        ({"top_k": -1}, "top_k"),
         ({"min_p": -0.1}, "min_p"),
         ({"typical_p": 2.0}, "typical_p"),
         ({"repetition_penalty": 0.0}, "repetition_penalty"),

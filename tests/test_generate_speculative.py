@@ -14,7 +14,6 @@ from byollm.generate.engine import Engine, generate_ids
 from byollm.generate.processors import SamplingConfig, apply_processors, build_processors
 from byollm.generate.speculative import prompt_lookup, speculative_ids
 from byollm.model import GPT, GPTConfig
-from byollm.model.layers import Linear
 from byollm.tokenizer import CharTokenizer
 
 GREEDY = SamplingConfig(temperature=0)
@@ -167,18 +166,3 @@ def test_bad_arguments_are_one_line_errors():
     cache = model.new_kv_cache(1, 8)
     with pytest.raises(ByollmError, match="truncate"):
         cache.truncate(1)  # nothing cached yet
-
-
-# -- the few-rows matrix product it relies on -----------------------------------------------------
-@pytest.mark.parametrize("rows", [1, 2, 5, 16, 17, 300])
-@pytest.mark.parametrize("bias", [True, False])
-def test_linear_few_rows_path_equals_nn_linear(rows, bias):
-    torch.manual_seed(0)
-    layer = Linear(24, 40, bias=bias)
-    x = torch.randn(1, rows, 24, requires_grad=True)
-    y = layer(x)
-    reference = torch.nn.functional.linear(x, layer.weight, layer.bias)
-    assert y.shape == (1, rows, 40)
-    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-6)
-    y.sum().backward()  # gradients flow through either path
-    torch.testing.assert_close(x.grad, layer.weight.sum(0).expand(1, rows, 24))

@@ -196,7 +196,7 @@ def test_generate_with_and_without_cache_agree(variant):
     sampled = model.generate(prompt, 4, temperature=0.8, top_k=3)
     assert sampled.shape == (2, 9) and torch.equal(sampled[:, :5], prompt)
     with pytest.raises(ByollmError, match="top_k"):
-        model.generate(prompt, 1, top_k=0)
+        model.generate(prompt, 1, top_k=-1)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -276,11 +276,11 @@ def test_property_any_config_round_trips_and_counts_params(n_head, kv_div, mlp, 
     [
         (dict(n_embd=30, n_head=4), "n_embd=30 is not divisible by n_head=4"),
         (dict(n_head=4, n_kv_head=3), "n_kv_head=3 must divide n_head=4"),
-        (dict(mlp="gelu2"), "mlp='gelu2' is not one of"),
+        (dict(mlp="gelu2"), "mlp='gelu2' is invalid: choose one of gelu, "),
         (dict(norm="batchnorm"), "norm="),
         (dict(pos="alibi"), "pos="),
         (dict(dropout=1.0), "dropout"),
-        (dict(n_layer=0), "n_layer must be a positive integer"),
+        (dict(n_layer=0), r"n_layer=0 is out of range: must be an integer in \[1, 1024\]"),
         (dict(n_embd=36, n_head=12, pos="rope"), "must be even"),
     ],
 )

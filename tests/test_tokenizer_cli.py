@@ -9,15 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, shared_file
+from conftest import shared_file, shared_mirror
 
 from byollm.cli import main
+
+GPT2_FILES = ("gpt2/encoder.json", "gpt2/vocab.bpe")
 
 
 @pytest.fixture
 def mirror(monkeypatch):
-    shared_file("gpt2/encoder.json")
-    monkeypatch.setenv("BYOLLM_MIRROR", f"file://{SHARED_DATA}")
+    folder = shared_mirror(*GPT2_FILES, "tiktoken/cl100k_base.tiktoken")
+    monkeypatch.setenv("BYOLLM_MIRROR", folder.as_uri())
 
 
 def test_encode_prints_ids_on_one_line(mirror, capsys):
@@ -42,9 +44,12 @@ def test_encode_decode_files(mirror, tmp_path, capsysbinary):
 
 
 def test_pipe_round_trip(tmp_path):
-    shared_file("gpt2/encoder.json")
-    env = {**os.environ, "BYOLLM_MIRROR": f"file://{SHARED_DATA}", "BYOLLM_HOME": str(tmp_path),
-           "PYTHONPATH": str(Path(__file__).parents[1] / "src")}  # fmt: skip
+    env = {
+        **os.environ,
+        "BYOLLM_MIRROR": shared_mirror(*GPT2_FILES).as_uri(),
+        "BYOLLM_HOME": str(tmp_path),
+        "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+    }
     byollm = f"{sys.executable} -m byollm tokenizer"
     text = "Tabs\tand  spaces, émoji 😀\n\nend"
     result = subprocess.run(

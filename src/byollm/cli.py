@@ -34,10 +34,17 @@ VERBS: dict[str, tuple[str, str]] = {
     "sample": ("byollm.generate.cli", "generate text from a checkpoint"),
     "chat": ("byollm.generate.cli", "talk to a checkpoint in the terminal"),
     "eval": ("byollm.evaluate.cli", "loss, perplexity and bits per byte on a corpus"),
+    "finetune": (
+        "byollm.finetune.cli",
+        "fine-tune a checkpoint: classify texts or follow instructions (LoRA optional)",
+    ),
+    "classify": ("byollm.finetune.cli", "label texts with a fine-tuned classifier"),
+    "merge-lora": ("byollm.finetune.cli", "fold a LoRA adapter into its base's weights"),
     "serve": (
         "byollm.serve.cli",
         "serve a checkpoint over an OpenAI-compatible HTTP API, with a playground page",
     ),
+    "exercise": ("byollm.exercises.cli", "build each stage yourself and check it against byollm"),
 }
 # The stages that contribute verbs, in the order a newcomer meets them.
 STAGE_CLIS: list[str] = list(dict.fromkeys(module for module, _ in VERBS.values()))

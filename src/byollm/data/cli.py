@@ -12,7 +12,9 @@ import shutil
 from pathlib import Path
 
 from byollm.data import corpora
+from byollm.download import resolve_mirror, sha256_file
 from byollm.errors import ByollmError
+from byollm.paths import replaced_atomically, user_path
 
 _SECTIONS = {
     "text": "Text corpora (for tokenizers and pretraining)",
@@ -67,13 +69,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mirror",
         metavar="URL",
         help="fetch from this mirror instead of the origin: an http(s):// or file:// URL or a "
-        "folder laid out like shared/data (default: $BYOLLM_MIRROR)",
+        "folder holding each file at its mirror path (`byollm data info NAME` shows it, e.g. "
+        "tinyshakespeare.txt, gpt2/encoder.json) (default: $BYOLLM_MIRROR)",
     )
     get_parser.add_argument(
         "--out",
         metavar="PATH",
-        type=Path,
-        help="also copy the file here (a file name, or a folder; a folder for several names)",
+        type=user_path,
+        help="also copy the file here (a file name, or a folder; a folder for several names); "
+        "an existing different file is refused unless --overwrite is given",
+    )
+    get_parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let --out replace an existing file whose content differs",
     )
     get_parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (it only shows on a terminal)"
@@ -118,30 +127,60 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    if args.out is not None and len(args.names) > 1:
-        args.out.mkdir(parents=True, exist_ok=True)  # several files: --out is a folder
-    for name in args.names:
-        path = corpora.get_corpus(name, mirror=args.mirror, progress=not args.no_progress)
-        if args.out is not None:
-            path = _copy_to(path, args.out)
+    resolve_mirror(args.mirror)  # a malformed mirror is reported before anything is fetched
+    paths = [
+        corpora.get_corpus(name, mirror=args.mirror, progress=not args.no_progress)
+        for name in args.names
+    ]
+    if args.out is not None:
+        # Every target is checked before the first copy: a refused one leaves nothing half done.
+        targets = _copy_targets(paths, args.out, overwrite=args.overwrite)
+        for path, target in zip(paths, targets):
+            _copy(path, target)
+        paths = targets
+    for path in paths:
         print(path, flush=True)
     return 0
 
 
-def _copy_to(path: Path, out: Path) -> Path:
-    if not path.is_file():
-        raise ByollmError(f"--out copies one file, but {path} is a folder")
-    target = out / path.name if out.is_dir() else out
-    if target.resolve() == path.resolve():
-        return target
+def _copy_targets(paths: list[Path], out: Path, *, overwrite: bool) -> list[Path]:
+    """Where each file goes under `--out`, refusing to replace a user's different file."""
+    several = len(paths) > 1
+    if several and out.exists() and not out.is_dir():
+        raise ByollmError(f"--out {out} is a file; with several names --out must be a folder")
+    targets: list[Path] = []
+    for path in paths:
+        if not path.is_file():
+            raise ByollmError(f"--out copies one file, but {path} is a folder")
+        target = out / path.name if several or out.is_dir() else out
+        if target in targets:
+            raise ByollmError(f"two of the names are both called {path.name}; copy them one by one")
+        targets.append(target)
+        if target.is_dir():
+            raise ByollmError(f"{target} is a folder; the file {path.name} cannot replace it")
+        same_file = target.exists() and target.resolve() == path.resolve()
+        if target.is_file() and not same_file and not overwrite and not _same_bytes(target, path):
+            raise ByollmError(
+                f"{target} exists and differs from {path}; pass --overwrite to replace it, "
+                "or choose another --out"
+            )
+    return targets
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and sha256_file(a) == sha256_file(b)
+
+
+def _copy(path: Path, target: Path) -> None:
+    """Copy `path` to `target` whole or not at all (never a half copy at `target`)."""
+    if target.exists() and (target.resolve() == path.resolve() or _same_bytes(target, path)):
+        return  # already there: nothing to write
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)  # never a half copy at `target`
     except OSError as e:
-        raise ByollmError(f"cannot write {target}: {e.strerror}") from None
-    return target
+        raise ByollmError(f"cannot create {target.parent}: {e.strerror or e}") from None
+    with replaced_atomically(target) as tmp:
+        shutil.copyfile(path, tmp)
 
 
 def format_size(n: int) -> str:

@@ -20,25 +20,30 @@ Design choices:
 - **Paths are corpora too**: an existing file or folder is used as is; a folder means its text
   files (no NUL byte in the first 8 KB, not hidden) in sorted order. A registered name wins
   over a same-named folder in the current directory; write `./name` to mean the folder.
-- **Downloads and their failure modes** (`OfflineError`, checksums, resume) live in
+- **Text means UTF-8 text**: both readers of corpus files here (`read_corpus_text`, used by
+  `eval`, and `read_text_blocks`, used by the streaming `prepare`) refuse a file that is not
+  valid UTF-8 or holds a NUL byte (binary), naming the file, the byte and its offset, rather than
+  quietly turning it into U+FFFD characters.
+- **Downloads and their failure modes** (`OfflineError`, checksums, resume, size cap) live in
   `byollm.download`; this module only knows *what* to fetch.
 """
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import hashlib
 import os
 import platform
 import re
 import sysconfig
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from byollm.download import OfflineError, fetch, resolve_mirror, sha256_file
 from byollm.errors import ByollmError
-from byollm.paths import data_home
+from byollm.paths import data_home, replaced_atomically
 
 __all__ = [
     "CORPORA",
@@ -50,6 +55,7 @@ __all__ = [
     "get_corpus",
     "parse_size",
     "read_corpus_text",
+    "read_text_blocks",
 ]
 
 KINDS = ("text", "finetune", "tokenizer")
@@ -60,9 +66,9 @@ STDLIB = "python-stdlib"
 class Corpus:
     """One downloadable file and everything needed to fetch and trust it.
 
-    `origin_sha256` and `repair` exist for the rare source whose published bytes differ from the
-    canonical file: the download is checked against `origin_sha256`, the named repair is applied,
-    and the result must then match `sha256` (mirrors serve the canonical file directly).
+    `origin_sha256`, `origin_size` and `repair` exist for the rare source whose published bytes
+    differ from the canonical file: the download is checked against `origin_sha256`, the named
+    repair is applied, and the result must then match `sha256` (mirrors serve the canonical file).
     """
 
     name: str
@@ -74,6 +80,7 @@ class Corpus:
     mirror_path: str
     kind: str = "text"
     origin_sha256: str | None = None
+    origin_size: int | None = None
     repair: str | None = None
 
     @property
@@ -187,6 +194,7 @@ _REGISTRY = [
         kind="finetune",
         # this copy adds a 'Label\tSMS' header line to the original file
         origin_sha256="fae7ea7d915ef73903e5c2f46ffa2f4a39909a574e20fda4f2b81f7cb1e15e1f",
+        origin_size=477_917,
         repair="drop-first-line",
     ),
     Corpus(
@@ -330,6 +338,35 @@ def read_corpus_text(
     return "".join(t if t.endswith("\n") else t + "\n" for t in texts)
 
 
+def read_text_blocks(path: str | Path, block_bytes: int = 1 << 22) -> Iterator[tuple[bytes, str]]:
+    """Stream a corpus file as (raw bytes, their text) blocks, checking that it is UTF-8 text.
+
+    A block's text may stop short of a character cut by the block end: it comes with the next
+    block. Raises `ByollmError` naming the file and offset at the first byte that is not UTF-8,
+    or the first NUL byte (binary data), so no caller ever sees U+FFFD made up by a decoder.
+    """
+    path = Path(path)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0  # of the current block in the file
+    try:
+        with path.open("rb") as f:
+            while True:
+                block = f.read(block_bytes)
+                if b"\0" in block:  # checked first: "binary" says more than "byte 0x89"
+                    raise _binary(path, offset + block.index(b"\0"))
+                pending = len(decoder.getstate()[0])  # bytes of a character the last block cut
+                try:
+                    text = decoder.decode(block, final=not block)
+                except UnicodeDecodeError as e:
+                    raise _not_utf8(path, e, offset - pending) from None
+                if not block:
+                    return
+                yield block, text
+                offset += len(block)
+    except OSError as e:
+        raise ByollmError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def corpus_info(name: str) -> dict:
     """Everything known about a registered name, plus where it is cached and whether it is."""
     kind, value = _lookup(name)
@@ -398,10 +435,12 @@ def build_python_stdlib(max_bytes: int | None = None) -> Path:
     dest = _stdlib_cache_path(max_bytes)
     if dest.is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ByollmError(f"cannot create {dest.parent}: {e.strerror or e}") from None
     used = 0
-    with open(tmp, "wb") as out:
+    with replaced_atomically(dest) as tmp, open(tmp, "wb") as out:
         for rel, path in _stdlib_files():
             try:
                 text = path.read_bytes().decode("utf-8")
@@ -419,7 +458,6 @@ def build_python_stdlib(max_bytes: int | None = None) -> Path:
                 break
             out.write(piece)
             used += len(piece)
-    os.replace(tmp, dest)
     return dest
 
 
@@ -501,6 +539,7 @@ def _fetch_registered(corpus: Corpus, *, mirror: str | None, progress: bool) -> 
             mirror=mirror,
             mirror_path=corpus.mirror_path,
             progress=progress,
+            size=corpus.size,
         )
     if dest.is_file() and sha256_file(dest) == corpus.sha256:
         return dest
@@ -510,6 +549,7 @@ def _fetch_registered(corpus: Corpus, *, mirror: str | None, progress: bool) -> 
         corpus.origin_sha256,
         dest.with_name(dest.name + ".origin"),
         progress=progress,
+        size=corpus.origin_size,
     )
     data = REPAIRS[corpus.repair](published.read_bytes())
     actual = hashlib.sha256(data).hexdigest()
@@ -518,9 +558,8 @@ def _fetch_registered(corpus: Corpus, *, mirror: str | None, progress: bool) -> 
             f"checksum mismatch for {corpus.name} after the {corpus.repair!r} repair of "
             f"{published}: expected sha256 {corpus.sha256}, got {actual}"
         )
-    tmp = dest.with_name(dest.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, dest)
+    with replaced_atomically(dest) as tmp:
+        tmp.write_bytes(data)
     published.unlink()
     return dest
 
@@ -537,14 +576,29 @@ def _is_corpus_file(path: Path, root: Path) -> bool:
 
 def _read_utf8(path: Path) -> str:
     try:
-        return path.read_bytes().decode("utf-8")  # exact text: no newline translation
-    except UnicodeDecodeError as e:
-        raise ByollmError(
-            f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
-            "convert it to UTF-8 or leave it out of the corpus"
-        ) from None
+        data = path.read_bytes()
     except OSError as e:
         raise ByollmError(f"cannot read {path}: {e.strerror}") from None
+    if b"\0" in data:
+        raise _binary(path, data.index(b"\0"))
+    try:
+        return data.decode("utf-8")  # exact text: no newline translation
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e, 0) from None
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError, offset: int) -> ByollmError:
+    """The error for bytes that are not UTF-8; `offset` is where `error.object` starts in the file."""
+    return ByollmError(
+        f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+        f"{offset + error.start}); convert it to UTF-8 or leave it out of the corpus"
+    )
+
+
+def _binary(path: Path, offset: int) -> ByollmError:
+    return ByollmError(
+        f"{path} is binary, not text (a NUL byte at offset {offset}); leave it out of the corpus"
+    )
 
 
 def _record(corpus: Corpus) -> dict:

@@ -56,10 +56,9 @@ def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -
 
 
 def run_eval(args) -> int:
-    from byollm.evaluate.perplexity import evaluate_text
+    from byollm.evaluate.perplexity import check_eval_args, evaluate_text
 
-    if args.batch_size < 1:
-        raise ByollmError(f"--batch-size {args.batch_size} is invalid: must be >= 1")
+    check_eval_args(stride=args.stride, batch_size=args.batch_size, max_tokens=args.max_tokens)
     checkpoint = checkpoint_from_args(args)
     text = read_eval_text(args.corpus, args.split, args.val_fraction)
     model, tokenizer = load_model_and_tokenizer(args)

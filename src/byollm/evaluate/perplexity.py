@@ -32,10 +32,25 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
+from byollm.config import check_number
 from byollm.errors import ByollmError
 from byollm.generate.engine import model_block_size, model_device
 
 LN2 = math.log(2)
+# Windows per forward pass; the logits alone are batch x block_size x vocabulary floats.
+MAX_BATCH_SIZE = 1024
+
+
+def check_eval_args(*, stride=None, batch_size=8, max_tokens=None, block_size=None) -> None:
+    """Refuse settings out of range before any work; `stride` is checked against the window
+    again once the window is known (`plan_windows`)."""
+    if stride is not None:
+        check_number("stride", stride, 1, block_size, integer=True, hint="tokens between windows")
+    check_number("batch_size", batch_size, 1, MAX_BATCH_SIZE, integer=True)
+    if max_tokens is not None:
+        check_number("max_tokens", max_tokens, 2, integer=True, hint="the first is only context")
+    if block_size is not None:
+        check_number("block_size", block_size, 1, integer=True)
 
 
 def plan_windows(n_tokens: int, block_size: int, stride: int) -> list[tuple[int, int, int]]:
@@ -74,15 +89,20 @@ def evaluate_ids(
 ) -> dict:
     """Loss, perplexity (and bits per byte when `token_bytes[i]`, the UTF-8 length of token i,
     is given) of `model` on the token sequence `ids`."""
+    check_eval_args(stride=stride, batch_size=batch_size, block_size=block_size)
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     if ids.numel() < 2:
         raise ByollmError(
             f"the evaluation text has {ids.numel()} token(s); at least 2 are needed (the first "
             "one is only context)"
         )
-    block_size = block_size or model_block_size(model)
+    model_window = model_block_size(model)
+    block_size = block_size or model_window
     if block_size is None:
         raise ByollmError("the model does not say its context window; pass block_size=")
+    if model_window is not None:
+        check_number("block_size", block_size, 1, model_window, integer=True,
+                     hint="at most the model's context window")  # fmt: skip
     if stride is None:
         stride = max(1, block_size // 2)
     windows = plan_windows(ids.numel(), block_size, stride)
@@ -149,10 +169,11 @@ def evaluate_text(
 
     `max_tokens` evaluates only the first that many tokens (a quick estimate).
     """
-    ids = tokenizer.encode(text, allowed_special="all")
+    check_eval_args(
+        stride=stride, batch_size=batch_size, max_tokens=max_tokens, block_size=block_size
+    )
+    ids = tokenizer.encode(text)  # text is text: "<|endoftext|>" in it is not the control token
     if max_tokens is not None:
-        if max_tokens < 2:
-            raise ByollmError(f"max_tokens={max_tokens} is invalid: must be >= 2")
         ids = ids[:max_tokens]
     token_bytes = _token_byte_lengths(tokenizer, ids)
     return evaluate_ids(model, ids, token_bytes=token_bytes, block_size=block_size,

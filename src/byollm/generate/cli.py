@@ -105,6 +105,9 @@ def register(subparsers) -> None:
     p.add_argument("--num-beams", type=int, default=None,
                    help="beam search with this many beams instead of sampling")  # fmt: skip
     p.add_argument("--length-penalty", type=float, default=1.0, help="for beam search")
+    p.add_argument("--template", choices=("auto", "none"), default="auto",
+                   help="auto: the prompt of an instruction-tuned checkpoint goes into its "
+                   "instruction template (as in chat); none: the prompt as given")  # fmt: skip
     add_sampling_arguments(p)
     p.set_defaults(func=run_sample)
 
@@ -147,11 +150,20 @@ def _write(text: str) -> None:
 
 
 def run_sample(args) -> int:
-    sampling = sampling_from_args(args)  # validate before the (slow) load
-    if args.num_samples < 1:
-        raise ByollmError(f"--num-samples {args.num_samples} is invalid: must be >= 1")
+    from byollm.generate.beam import check_beam_args
+    from byollm.generate.engine import check_generation_args
+
+    sampling = sampling_from_args(args)  # validate everything before the (slow) load
+    check_generation_args(args.max_new_tokens, num_samples=args.num_samples, seed=args.seed)
+    if args.num_beams is not None:
+        check_beam_args(args.num_beams, args.length_penalty)
     prompt = _read_prompt(args)
     engine = _engine(args)
+    if args.template == "auto" and prompt and _instruction_tuned(args):
+        from byollm.generate.chat import format_instruct
+
+        prompt = format_instruct([], prompt)
+        args.stop = [*args.stop, "\n### "]
     if args.num_beams is not None:
         return _run_beam(args, engine, prompt)
     import torch
@@ -173,6 +185,13 @@ def run_sample(args) -> int:
     return 0
 
 
+def _instruction_tuned(args) -> bool:
+    """Whether the checkpoint's config.json has the "instruct" key fine-tuning writes."""
+    from byollm.generate.chat import checkpoint_chat_mode
+
+    return checkpoint_chat_mode(checkpoint_from_args(args)) == "instruct"
+
+
 def _run_beam(args, engine, prompt) -> int:
     from byollm.generate.beam import beam_search
 
@@ -190,8 +209,10 @@ def _run_beam(args, engine, prompt) -> int:
 
 def run_chat(args) -> int:
     from byollm.generate.chat import ChatSession, checkpoint_chat_mode
+    from byollm.generate.engine import check_generation_args
 
-    sampling = sampling_from_args(args)
+    sampling = sampling_from_args(args)  # validate everything before the (slow) load
+    check_generation_args(args.max_new_tokens, seed=args.seed)
     engine = _engine(args)
     mode = args.mode
     if mode == "auto":

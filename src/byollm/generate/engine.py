@@ -29,6 +29,8 @@ Design choices:
   equal length at a time. Finished rows keep their slot until the whole batch is done.
 - **Empty prompt**: generation starts from the tokenizer's `<|endoftext|>` token if it has one
   (the GPT-2 convention for "start of a document"), else from a newline.
+- **Prompts are text**: `<|endoftext|>` typed in a prompt is encoded as its characters, never
+  as the control token (a user cannot end the document or forge a turn).
 - **Speculative decoding** (`Engine(..., speculative=4)`, off by default): guess up to 4
   tokens by prompt lookup and check them in one forward pass (`speculative.py`). Same greedy
   output, same sampling distribution, fewer weight reads when the text repeats. It applies to
@@ -44,6 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
+from byollm.config import check_number, check_seed
 from byollm.errors import ByollmError
 from byollm.generate.processors import SamplingConfig, build_processors, choose_next_token
 from byollm.generate.speculative import speculative_ids
@@ -51,6 +54,19 @@ from byollm.generate.stopping import TextStream
 from byollm.model import GPT
 
 CONTEXT_POLICIES = ("slide", "error")
+# Limits of one request. Prompt + new tokens are preallocated (8 bytes per token per row) and
+# each row of a batch has its own KV cache: without a bound, a typo asks for terabytes.
+MAX_NEW_TOKENS = 2**20  # about a million tokens (4 MB of text); longer texts go in parts
+MAX_BATCH_ROWS = 1024  # rows decoded together (prompts x num_samples of equal length)
+
+
+def check_generation_args(max_new_tokens: int, *, num_samples: int = 1, seed=None) -> None:
+    """Refuse request sizes and seeds out of range, before any work; one line naming the value."""
+    check_number("max_new_tokens", max_new_tokens, 0, MAX_NEW_TOKENS, integer=True,
+                 hint="tokens are preallocated; generate longer texts in parts")  # fmt: skip
+    check_number("num_samples", num_samples, 1, MAX_BATCH_ROWS, integer=True)
+    if seed is not None:
+        check_seed("seed", seed)
 
 
 def model_block_size(model) -> int | None:
@@ -73,8 +89,7 @@ def check_context(prompt_len: int, max_new_tokens: int, block_size: int | None, 
     """Raise a one-line error for a prompt or a request that cannot fit the model's window."""
     if context not in CONTEXT_POLICIES:
         raise ByollmError(f"unknown context policy {context!r}; choose one of {CONTEXT_POLICIES}")
-    if max_new_tokens < 0:
-        raise ByollmError(f"max_new_tokens={max_new_tokens} is invalid: must be >= 0")
+    check_generation_args(max_new_tokens)
     if prompt_len == 0:
         raise ByollmError("the prompt is empty (no tokens)")
     if block_size is None:
@@ -116,6 +131,7 @@ def generate_ids(
     batch_size, prompt_len = prompt.shape
     block_size = model_block_size(model)
     check_context(prompt_len, max_new_tokens, block_size, context)
+    check_number("rows in one batch", batch_size, 1, MAX_BATCH_ROWS)
     if max_new_tokens == 0:
         return
     # One preallocated buffer holds prompt + generated tokens: no concatenation per step.
@@ -154,8 +170,10 @@ def generate_ids(
 
 
 def seeded_generator(seed: int | None, device) -> torch.Generator | None:
+    """A private random stream seeded with `seed` (an integer in [0, 2**64 - 1]), or None."""
     if seed is None:
         return None
+    check_seed("seed", seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     return generator
@@ -195,7 +213,8 @@ class Engine:
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of `prompt`; an empty prompt starts from `<|endoftext|>` or a newline."""
         if prompt:
-            ids = self.tokenizer.encode(prompt, allowed_special="all")
+            # A prompt is text: "<|endoftext|>" typed by a user is not the control token.
+            ids = self.tokenizer.encode(prompt)
             if ids:
                 return ids
         if self.tokenizer.eot_id is not None:
@@ -236,8 +255,7 @@ class Engine:
         """
         if isinstance(prompts, str):
             prompts = [prompts]
-        if num_samples < 1:
-            raise ByollmError(f"num_samples={num_samples} is invalid: must be >= 1")
+        check_generation_args(max_new_tokens, num_samples=num_samples, seed=seed)
         rows = [ids for ids in map(self.encode_prompt, prompts) for _ in range(num_samples)]
         stop_tokens = self.default_stop_tokens() if stop_tokens is None else list(stop_tokens)
         if generator is None:
@@ -272,6 +290,7 @@ class Engine:
 
         Generation is lazy: a `break` in the caller's loop stops it at the next token.
         """
+        check_generation_args(max_new_tokens, seed=seed)
         ids = self.encode_prompt(prompt)
         stop_tokens = self.default_stop_tokens() if stop_tokens is None else list(stop_tokens)
         if generator is None:

@@ -3,8 +3,9 @@
 At batch 1 a decode step reads every weight of the model to produce a single token, so its
 speed is memory bandwidth, not arithmetic. A forward pass over k + 1 tokens reads the weights
 once too: checking k guessed tokens costs little more than generating one (on a 2-core CPU,
-with `byollm.model.layers.Linear`, 2-4 rows even cost less than 1; see benchmarks/RESULTS.md).
-Every guess that matches what the model would have produced anyway is a token for free.
+with `byollm.cpu_fast_paths.FewRowsLinear`, 2-4 rows even cost less than 1; see
+benchmarks/RESULTS.md). Every guess that matches what the model would have produced anyway is a
+token for free.
 
 Where the guesses come from: **prompt lookup** (Saxena 2023; `prompt_lookup_num_tokens` in
 Hugging Face). Find the most recent earlier occurrence of the last few tokens and propose what

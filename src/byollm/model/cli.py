@@ -15,6 +15,7 @@ from byollm import config as config_lib
 from byollm.errors import ByollmError
 from byollm.model.config import PRESETS, GPTConfig
 from byollm.model.info import format_info, model_info
+from byollm.paths import user_path
 
 
 def register(subparsers) -> None:
@@ -49,12 +50,16 @@ def register(subparsers) -> None:
         help="import a Hugging Face GPT-2/Llama folder, or export a checkpoint to one",
         description="--from-hf DIR --out CKPT reads a Hugging Face folder (config.json + "
         "model.safetensors, e.g. OpenAI's GPT-2) into a byollm checkpoint; --to-hf CKPT --out DIR "
-        "writes a folder that transformers' AutoModelForCausalLM.from_pretrained loads.",
+        "writes a folder that transformers' AutoModelForCausalLM.from_pretrained loads. The input "
+        "is read and checked whole before anything is written; --out must be a new or empty "
+        "folder, or one an earlier convert wrote (which is then replaced whole).",
     )
     direction = convert.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from-hf", type=Path, metavar="DIR", help="Hugging Face folder")
-    direction.add_argument("--to-hf", type=Path, metavar="CKPT", help="byollm checkpoint folder")
-    convert.add_argument("--out", type=Path, required=True, help="folder to write")
+    direction.add_argument("--from-hf", type=user_path, metavar="DIR", help="Hugging Face folder")
+    direction.add_argument(
+        "--to-hf", type=user_path, metavar="CKPT", help="byollm checkpoint folder"
+    )
+    convert.add_argument("--out", type=user_path, required=True, help="folder to write")
     convert.add_argument(
         "--tokenizer",
         help="with --from-hf: also save this tokenizer (e.g. gpt2) as tokenizer.json",
@@ -92,23 +97,21 @@ def _info(args) -> int:
 
 
 def _convert(args) -> int:
-    from byollm.model.convert import from_hf, to_hf
-    from byollm.model.io import load_model, save_model
+    from byollm.model.convert import convert_from_hf, convert_to_hf
 
     if args.to_hf is not None:
         if args.tokenizer:
             raise ByollmError("--tokenizer only applies to --from-hf")
-        to_hf(load_model(args.to_hf), args.out)
+        convert_to_hf(args.to_hf, args.out)
         print(f"wrote {args.out}/config.json and model.safetensors (Hugging Face layout)")
         return 0
-    model = from_hf(args.from_hf)
-    save_model(model, args.out, extra={"source": {"hf": str(args.from_hf)}})
+    tokenizer = args.tokenizer
+    if tokenizer and tokenizer.startswith("~"):
+        tokenizer = str(user_path(tokenizer))
+    model = convert_from_hf(args.from_hf, args.out, tokenizer)
     print(f"wrote {args.out}: {model.num_params():,} parameters")
-    if args.tokenizer:
-        from byollm.tokenizer import load_tokenizer
-
-        load_tokenizer(args.tokenizer).save(args.out / "tokenizer.json")
-        print(f"wrote {args.out}/tokenizer.json ({args.tokenizer})")
+    if tokenizer:
+        print(f"wrote {args.out}/tokenizer.json ({tokenizer})")
     else:
         print("note: no tokenizer saved; pass --tokenizer gpt2 for OpenAI's GPT-2 checkpoints")
     return 0

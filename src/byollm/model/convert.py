@@ -12,12 +12,23 @@ files, and the mapping is a table of names. What differs between the two layouts
 - Llama keeps q, k, v and gate, up as separate matrices; we fuse each group into one matrix
   (`c_attn`, `c_fc`) so a block does one multiply instead of three or two. Both use the
   "rotate_half" RoPE layout, so no rows need permuting.
+
+`convert_from_hf` and `convert_to_hf` (the `byollm convert` verb) add the folder safety a command
+needs: the whole input is read and checked (weights against config, tokenizer against vocabulary)
+before anything is written; the result is written into a temporary folder beside `out` and
+renamed into place, so `out` is never a mix of new weights and an old tokenizer. `out` may not be
+the input (or hold it), and an existing non-empty `out` is replaced only if it is a folder this
+command wrote earlier: its `config.json` says `"written_by": "byollm convert"` and it holds
+nothing else.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
-from byollm.model.io import load_state, unwrap
+from byollm.model.io import check_weights_match, expected_weight_shapes, load_state, unwrap
 
 # Hugging Face GPT-2 activation_function -> our mlp kind: the tanh approximation (three spellings
 # of one formula) or the exact erf GELU (PyTorch's kernel, or the same written out in Python)
@@ -229,8 +240,12 @@ def from_hf(directory: str | Path) -> GPT:
     except ByollmError as e:
         raise ByollmError(f"{directory}: {e}") from None
     tensors = {k: v.float() for k, v in tensors.items()}
+    source = f"{directory} (weights vs config.json)"
+    # shapes first: a config.json that does not fit the weights never allocates its model
+    check_weights_match(expected_weight_shapes(config),
+                        {k: tuple(v.shape) for k, v in tensors.items()}, source)  # fmt: skip
     model = GPT(config)
-    load_state(model, tensors, f"{directory} (weights vs config.json)")
+    load_state(model, tensors, source)
     return model.eval()
 
 
@@ -316,6 +331,7 @@ def to_hf(model: torch.nn.Module, directory: str | Path) -> Path:
         }
         tensors = _ours_to_llama(sd, c)
     hf_config["torch_dtype"] = "float32"
+    hf_config["written_by"] = WRITTEN_BY  # lets a later `byollm convert` replace this folder
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "model.safetensors"),
@@ -343,3 +359,106 @@ def _ours_to_llama(sd: dict, c: GPTConfig) -> dict[str, torch.Tensor]:
             out[dst + f"mlp.gate_proj.{s}"], out[dst + f"mlp.up_proj.{s}"] = gate, up
             out[dst + f"mlp.down_proj.{s}"] = sd[src + f"mlp.c_proj.{s}"]
     return out
+
+
+# --- the `byollm convert` verb: check everything, then write a whole folder --------------------
+
+WRITTEN_BY = "byollm convert"  # the config.json marker of a folder this module wrote
+CONVERT_FILES = {"config.json", "model.safetensors", "tokenizer.json"}
+
+
+def convert_from_hf(source: str | Path, out: str | Path, tokenizer: str | None = None) -> GPT:
+    """`from_hf(source)` saved as a byollm checkpoint in `out` (with `tokenizer` as
+    tokenizer.json); refuses an unsafe `out` and writes nothing unless every input is good."""
+    from byollm.model.io import save_model
+
+    source, out = Path(source), Path(out)
+    check_convert_out(out, source)
+    model = from_hf(source)
+    tok = None
+    if tokenizer is not None:
+        from byollm.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(tokenizer)
+        if tok.vocab_size > model.config.vocab_size:
+            raise ByollmError(
+                f"tokenizer {tokenizer} has {tok.vocab_size} tokens but the model in {source} "
+                f"only knows {model.config.vocab_size}: the tokenizer does not belong to it"
+            )
+
+    def write(folder: Path) -> None:
+        save_model(model, folder, extra={"source": {"hf": str(source)}, "written_by": WRITTEN_BY})
+        if tok is not None:
+            tok.save(folder / "tokenizer.json")
+
+    _write_folder(out, write)
+    return model
+
+
+def convert_to_hf(checkpoint: str | Path, out: str | Path) -> Path:
+    """The byollm checkpoint `checkpoint` written as a Hugging Face folder `out`, safely."""
+    from byollm.model.io import load_model
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    check_convert_out(out, checkpoint)
+    model = load_model(checkpoint)
+    hf_kind(model.config)  # an architecture Hugging Face cannot express is refused before writing
+    _write_folder(out, lambda folder: to_hf(model, folder))
+    return out
+
+
+def check_convert_out(out: Path, source: Path) -> None:
+    """Refuse an `out` that is the input or holds it, a file, or a non-empty folder that
+    `byollm convert` did not write (see the module docstring)."""
+    out_real, source_real = out.resolve(), source.resolve()
+    if out_real == source_real:
+        raise ByollmError(f"--out {out} is the input {source} itself; write to a new folder")
+    if out_real in source_real.parents:
+        raise ByollmError(f"--out {out} holds the input {source}; write to a new folder")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ByollmError(f"--out {out} is a file; give a new or empty folder")
+    names = {entry.name for entry in out.iterdir()}
+    if names and not (names <= CONVERT_FILES and _written_by_convert(out)):
+        raise ByollmError(
+            f"--out {out} is a non-empty folder that byollm convert did not write "
+            f"({', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''}); "
+            "give a new or empty folder, or delete it first"
+        )
+
+
+def _written_by_convert(folder: Path) -> bool:
+    try:
+        meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("written_by") == WRITTEN_BY
+
+
+def _write_folder(out: Path, write: Callable[[Path], None]) -> None:
+    """Run `write(folder)` on a temporary folder beside `out`, then swap it in for `out`.
+
+    A failure (disk full included) deletes the temporary folder and leaves `out` as it was."""
+    target = out.resolve()  # through a symlink: replace the folder it names, not the link
+    tmp = target.with_name(f".{target.name}.convert-{os.getpid()}")
+    old = target.with_name(f".{target.name}.convert-old-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write(tmp)
+        if target.exists():
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if old.exists():
+                os.replace(old, target)  # put the previous folder back
+            raise
+    except OSError as e:
+        raise ByollmError(
+            f"cannot write {out}: {e.strerror or e}; {out} was left as it was"
+        ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)  # reached only once the new folder is in place

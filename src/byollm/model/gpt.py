@@ -16,7 +16,9 @@ Design choices (all switched by `GPTConfig`, one module for GPT-2 and Llama-styl
 - a KV cache for decoding (`new_kv_cache`; `new_batch_kv_cache` for a server's batch of
   sequences of different lengths), and nanoGPT's simple `generate` sampler;
 - `attention_maps(idx)`, an explicit slower pass that returns every head's attention weights
-  (for looking inside; the fast path never materialises them).
+  (for looking inside; the fast path never materialises them);
+- the linear layers are plain `nn.Linear`; the last line of `__init__` lets them take a faster
+  CPU path for the few rows of decoding (`byollm/cpu_fast_paths.py`: same products, measured).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from byollm.cpu_fast_paths import use_few_rows_linear
 from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
 from byollm.model.kv_cache import BatchKVCache, KVCache
-from byollm.model.layers import Block, Linear, Rotary, make_norm
+from byollm.model.layers import Block, Rotary, make_norm
 
 
 class GPT(nn.Module):
@@ -54,11 +57,12 @@ class GPT(nn.Module):
         self.transformer["drop"] = nn.Dropout(config.dropout)
         self.transformer["h"] = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.transformer["ln_f"] = make_norm(config)
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             # One matrix both reads tokens in and scores them out (saves vocab x C parameters).
             self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
+        use_few_rows_linear(self)  # decoding speed on the CPU only; see cpu_fast_paths.py
 
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-2 init: N(0, 0.02), zero biases, residual projections N(0, 0.02/sqrt(2L))."""
@@ -87,6 +91,25 @@ class GPT(nn.Module):
         logits of the last position only, (B, 1, vocab): all that generation needs, and it
         skips the output head (often the largest matrix) for the other T - 1 positions.
         """
+        x = self.hidden_states(idx, kv_cache=kv_cache)  # (B, T, C)
+        if last_only:
+            if targets is not None:
+                raise ByollmError("last_only=True gives no loss: the targets need every position")
+            x = x[:, -1:, :]
+        logits = self.lm_head(x).float()  # (B, T, vocab); float even under bf16 autocast
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
+            )
+        return logits, loss
+
+    def hidden_states(self, idx: torch.Tensor, *, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """The residual stream after the final norm, (B, T, C): what the head reads.
+
+        `forward` is this plus the linear head; a classifier reads these vectors with a head of
+        its own (`byollm.finetune.classify`).
+        """
         B, T = idx.shape
         longest = 0  # positions already cached (in the longest row, for a BatchKVCache)
         if kv_cache is not None:
@@ -103,17 +126,7 @@ class GPT(nn.Module):
         if kv_cache is not None:
             kv_cache.advance(T)
         x = self.transformer.ln_f(x)
-        if last_only:
-            if targets is not None:
-                raise ByollmError("last_only=True gives no loss: the targets need every position")
-            x = x[:, -1:, :]
-        logits = self.lm_head(x).float()  # (B, T, vocab); float even under bf16 autocast
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
-            )
-        return logits, loss
+        return x
 
     def embed(self, idx: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
         """Token ids (B, T) -> the residual stream (B, T, C) entering the first block.
@@ -172,14 +185,14 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """Append `max_new_tokens` sampled tokens to `idx` (B, T) and return the longer tensor.
 
-        temperature 0 means greedy; top_k keeps only the k most likely tokens. With the cache, a
+        temperature 0 means greedy; top_k keeps only the k most likely tokens (0 or None: all);
+        both are checked as `byollm.generate.SamplingConfig` checks them. With the cache, a
         context that outgrows block_size is cropped to the last block_size tokens and
         re-prefilled, exactly what the uncached path computes.
         """
-        if temperature < 0:
-            raise ByollmError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ByollmError(f"top_k must be a positive integer, got {top_k}")
+        from byollm.generate.processors import SamplingConfig
+
+        top_k = SamplingConfig(temperature=temperature, top_k=top_k).top_k  # the same checks
         block = self.config.block_size
         cache = self.new_kv_cache(idx.size(0)) if use_cache else None
         for _ in range(max_new_tokens):

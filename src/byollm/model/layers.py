@@ -1,6 +1,5 @@
 """The parts of a transformer block, each small enough to read in one sitting.
 
-- `Linear`: `nn.Linear` with a faster path for the few rows of decoding on the CPU.
 - `LayerNorm` (GPT-2) and `RMSNorm` (Llama): keep the residual stream at a sane scale.
 - `Rotary`: rotary position embeddings (RoPE), the "rotate_half" convention of Llama/HF, so
   Llama weights load without permuting rows.
@@ -24,31 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from byollm.model.config import GPTConfig
-
-
-class Linear(nn.Linear):
-    """y = x W^T + b, exactly `nn.Linear`, but a few rows on the CPU are computed as W @ x^T.
-
-    Why: decoding multiplies one row per sequence (or a few, when checking draft tokens) by
-    every weight matrix, so its speed is how fast W streams from memory. For a handful of rows
-    MKL streams W far faster when W is the big left operand: over GPT-2 124M's matrices on a
-    2-core AVX2 CPU, 2 rows took 27 ms instead of 60 and 4 rows 30 ms instead of 71
-    (benchmarks/RESULTS.md). Same product up to float rounding; training (hundreds of rows)
-    and GPUs take the usual path.
-    """
-
-    few_rows: int = 16  # the W @ x^T path won up to 16 rows in the measurement above
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // x.size(-1)
-        if x.device.type != "cpu" or not 0 < rows <= self.few_rows:
-            return F.linear(x, self.weight, self.bias)
-        # Both layouts matter: MKL takes the fast path only for a row-major x (seen transposed),
-        # and the next layer needs a row-major y again (so .contiguous(), a copy of a few rows).
-        y = torch.mm(self.weight, x.reshape(rows, -1).contiguous().t()).t().contiguous()
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], -1)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -164,8 +138,8 @@ class CausalSelfAttention(nn.Module):
         self.layer_idx = layer_idx
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
         qkv_dim = (self.n_head + 2 * self.n_kv_head) * self.head_dim
-        self.c_attn = Linear(config.n_embd, qkv_dim, bias=config.bias)
-        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = nn.Linear(config.n_embd, qkv_dim, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.c_proj.is_residual_projection = True  # GPT-2 init scales these down, see gpt.py
         self.q_norm = make_norm(config, self.head_dim) if config.qk_norm else None
         self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else None
@@ -248,8 +222,8 @@ class MLP(nn.Module):
         self.kind = config.mlp
         hidden = config.hidden_dim
         fc_out = 2 * hidden if self.kind == "swiglu" else hidden
-        self.c_fc = Linear(config.n_embd, fc_out, bias=config.bias)
-        self.c_proj = Linear(hidden, config.n_embd, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, fc_out, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.c_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.dropout)
 

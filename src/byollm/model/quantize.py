@@ -67,7 +67,7 @@ class Int8Linear(nn.Module):
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """Replace every `nn.Linear` of `model` (our `Linear` included) by an `Int8Linear`, in place.
+    """Replace every `nn.Linear` of `model` (`FewRowsLinear` too) by an `Int8Linear`, in place.
 
     Embeddings stay as they are: decoding looks up one row of them per token, so they cost no
     bandwidth. A tied output head gets its own int8 copy; the input embedding keeps fp32.

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from byollm.config import MAX_SEED
 from byollm.generate.processors import SamplingConfig
 
 StopText = Annotated[str, StringConstraints(min_length=1)]
@@ -53,11 +54,11 @@ class SamplingFields(Strict):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: StopText | list[StopText] | None = Field(None, max_length=16)
-    seed: int | None = Field(None, ge=-(2**63), lt=2**64)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)  # byollm's (and torch's) seed range
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     # byollm's other samplers (extra fields in the openai client: extra_body={...})
-    top_k: int | None = Field(None, ge=1)
+    top_k: int | None = Field(None, ge=0)  # 0 or None: no limit, as everywhere in byollm
     min_p: float = Field(0.0, ge=0.0, le=1.0)
     typical_p: float = Field(1.0, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.0, gt=0.0, le=100.0)

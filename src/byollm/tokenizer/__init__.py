@@ -6,6 +6,7 @@ The ladder, one idea per file:
 - `patterns.py`   regex pre-tokenization (GPT-2 / GPT-4 split patterns)
 - `training.py`   learning BPE merges with incremental pair counts and a heap
 - `bpe.py`        byte-level BPE: rank-based merging, a piece cache for speed
+- `long_pieces.py` merging a huge piece (a 50 MB "word") in compact numpy arrays
 - `parallel.py`   encoding large inputs on all cores
 - `pretrained.py` OpenAI's vocabularies (GPT-2, r50k, p50k, cl100k, o200k)
 - `streaming.py`  decoding token by token without breaking UTF-8 characters

@@ -13,6 +13,7 @@ nothing added, so the two compose in pipes. Handlers only parse and call the pac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -176,20 +177,25 @@ def parse_ids(text: str) -> list[int]:
     if stripped.startswith("["):
         try:
             ids = json.loads(stripped)
-        except json.JSONDecodeError as e:
+        except (ValueError, RecursionError) as e:  # also: numbers past int's digit limit
             raise ByollmError(f"ids look like JSON but are not valid JSON: {e}") from None
     else:
-        ids = stripped.replace(",", " ").split()
+        ids = [_digits_to_int(word) for word in stripped.replace(",", " ").split()]
     out = []
     for item in ids:
-        try:
-            value = int(item)
-        except (TypeError, ValueError):
-            raise ByollmError(f"not a token id: {item!r} (expected integers)") from None
-        if isinstance(item, float) or value < 0:
-            raise ByollmError(f"not a token id: {item!r} (expected integers >= 0)")
-        out.append(value)
+        if type(item) is not int or item < 0:  # no 1e400, 1.0, true, null, "5" or -1
+            shown = repr(item) if len(repr(item)) <= 40 else f"{repr(item)[:37]}..."
+            raise ByollmError(f"not a token id: {shown} (expected integers >= 0)")
+        out.append(item)
     return out
+
+
+def _digits_to_int(word: str) -> int | str:
+    """A word of plain decimal digits as an int (not "1_000", "١" or "+1"), else the word."""
+    if word.isascii() and word.isdigit():
+        with contextlib.suppress(ValueError):  # past Python's digit limit: stays a word
+            return int(word)
+    return word
 
 
 def _read_input(args) -> str:

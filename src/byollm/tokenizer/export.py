@@ -32,6 +32,7 @@ import re
 from pathlib import Path
 
 from byollm.errors import ByollmError
+from byollm.tokenizer.base import write_file_atomically
 from byollm.tokenizer.bpe import BPETokenizer
 from byollm.tokenizer.pretrained import bytes_to_unicode
 
@@ -139,7 +140,8 @@ def to_huggingface(tokenizer, path: str | Path) -> Path:
         },
     }
     path = Path(path)
-    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    data = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    write_file_atomically(path, data, what="Hugging Face tokenizer file")
     return path
 
 
@@ -151,5 +153,5 @@ def to_tiktoken(tokenizer, path: str | Path) -> Path:
         for token, rank in sorted(tok.ranks.items(), key=lambda item: item[1])
     ]
     path = Path(path)
-    path.write_bytes(b"\n".join(lines) + b"\n")
+    write_file_atomically(path, b"\n".join(lines) + b"\n", what="tiktoken rank file")
     return path

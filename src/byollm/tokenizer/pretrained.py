@@ -13,7 +13,9 @@ Two file formats carry the same kind of vocabulary:
 
 Design choices:
 - Files are found by `byollm.data.corpora.get_asset` (download once with a sha256 check, or a
-  mirror such as `BYOLLM_MIRROR=file:///path/to/shared/data`), or passed as explicit paths.
+  mirror such as `BYOLLM_MIRROR=file:///path/to/mirror`, a folder holding `gpt2/encoder.json`,
+  `gpt2/vocab.bpe`, `tiktoken/cl100k_base.tiktoken`... at the paths `byollm data info NAME`
+  shows), or passed as explicit paths.
 - The special tokens and split patterns are those of tiktoken's `openai_public.py`.
 - GPT-2's two files must agree (merge k is id 256 + k); a mismatch is reported, not ignored.
 """

@@ -18,7 +18,11 @@ Design choices:
 - The loop is a plain `for` over steps; everything is a function of the step (data windows,
   learning rate), which is what makes resume exact and DDP equal to one big batch.
 - A run folder `runs/<name>/` is never silently overwritten: an existing run needs `resume=True`
-  (continue it) or `overwrite=True` (delete it and start over).
+  (continue it) or `overwrite=True` (delete it and start over); a folder that is not a byollm run
+  is never touched, and one process at a time trains a run (see `rundir`).
+- `resume=True` continues the same experiment or refuses: the seed, corpus, tokenizer and split
+  must be the run's own, the data is the very data the run was trained on (never a fallback
+  corpus), and every file of the checkpoint is checksum-verified.
 - A NaN or infinite loss stops the run at once with the step and the learning rate, keeping the
   last good checkpoint.
 - Evaluation, sampling and checkpoints leave the training RNG untouched, so when they happen does
@@ -30,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,8 +41,9 @@ from pathlib import Path
 import torch
 
 from byollm.config import to_dict
+from byollm.cpu_fast_paths import keep_freed_cpu_memory
 from byollm.data.loader import BatchLoader, open_tokens, read_meta
-from byollm.device import autocast, keep_freed_cpu_memory, pick_dtype
+from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
 from byollm.train import distributed
 from byollm.train.checkpoint import (
@@ -51,11 +55,21 @@ from byollm.train.checkpoint import (
     set_rng_state,
 )
 from byollm.train.config import TrainConfig
-from byollm.train.metrics import ExternalLoggers, MetricsLog, measure_peak_flops, plot_losses
+from byollm.train.init_from import load_init_model, with_init_tokenizer
+from byollm.train.metrics import (
+    ExternalLoggers,
+    MetricsLog,
+    format_mfu,
+    peak_flops,
+    plot_losses,
+)
 from byollm.train.optim import build_optimizers, set_lr
+from byollm.train.rundir import RunFolder
 from byollm.train.schedule import lr_multiplier
 
 FALLBACK_CORPUS = "python-stdlib:4MB"  # capped: about the size of Tiny Shakespeare
+# What defines a run besides the model's shape: a resume must keep all of them.
+RUN_IDENTITY = ("seed", "corpus", "tokenizer", "val_fraction")
 
 
 class TrainingDiverged(ByollmError):
@@ -84,16 +98,30 @@ def default_data_dir(corpus: str, tokenizer: str) -> Path:
     return byollm_home() / "data" / f"{slug(corpus)}-{slug(tokenizer)}"
 
 
-def prepare_data(config: TrainConfig, *, progress: bool = True, log=print) -> Path:
-    """Fetch the corpus (falling back to python-stdlib when offline) and prepare it; the data dir."""
+def prepare_data(
+    config: TrainConfig,
+    *,
+    corpus: str | None = None,
+    fallback: bool = True,
+    progress: bool = True,
+    log=print,
+) -> tuple[Path, str]:
+    """Fetch the corpus and prepare it; the data dir and the corpus it holds.
+
+    `corpus` defaults to the config's. When it is not cached and cannot be downloaded, a new run
+    falls back to python-stdlib (`fallback=True`, and the corpus returned says so); a resumed
+    run never does.
+    """
     from byollm.data.corpora import OfflineError, get_corpus
     from byollm.data.prepare import prepare
 
-    corpus = config.corpus
+    corpus = corpus or config.corpus
     mirror = config.mirror or None
     try:
         get_corpus(corpus, mirror=mirror, progress=progress)
     except OfflineError as e:
+        if not fallback:
+            raise
         log(f"byollm: {e}")
         log(
             f"byollm: corpus {corpus!r} is not cached and cannot be downloaded; falling back to "
@@ -101,7 +129,7 @@ def prepare_data(config: TrainConfig, *, progress: bool = True, log=print) -> Pa
         )
         corpus = FALLBACK_CORPUS
     if config.data_dir and corpus == config.corpus:
-        data_dir = Path(config.data_dir)
+        data_dir = Path(config.data_dir).expanduser()
     else:
         data_dir = default_data_dir(corpus, config.tokenizer)
     prepare(
@@ -113,7 +141,7 @@ def prepare_data(config: TrainConfig, *, progress: bool = True, log=print) -> Pa
         progress=progress,
         mirror=mirror,
     )
-    return data_dir
+    return data_dir, corpus
 
 
 class Trainer:
@@ -122,6 +150,9 @@ class Trainer:
     ):
         if resume and overwrite:
             raise ByollmError("choose one of resume (continue the run) and overwrite (start over)")
+        config.validate()  # again: fields may have been changed since the config was built
+        if config.init_from:  # the checkpoint's tokenizer prepares the corpus (init_from.py)
+            config = with_init_tokenizer(config)
         self.config = config
         self.resume = resume
         self.overwrite = overwrite
@@ -133,36 +164,62 @@ class Trainer:
     # --- set-up --------------------------------------------------------------------------------
 
     def run(self) -> dict:
-        self._check_run_dir()
-        data_dir = None
-        if self.dist.is_main:
-            data_dir = prepare_data(self.config, progress=self.progress, log=self.log)
-        data_dir = Path(distributed.broadcast_object(str(data_dir) if data_dir else None))
-        distributed.barrier()
-        self._setup(data_dir)
+        # Rank 0 checks the run folder and takes its lock; if it refuses, every rank stops.
+        folder = distributed.on_main(
+            RunFolder.open, self.run_dir, resume=self.resume, overwrite=self.overwrite
+        )
         try:
-            return self._loop()
+            data_dir, corpus = distributed.on_main(self._prepare_data, share=True)
+            self._setup(Path(data_dir), corpus)
+            if self.step >= self.config.max_steps:
+                return self._already_finished()
+            self._open_outputs(folder)
+            try:
+                return self._loop()
+            finally:
+                self.external.close()
         finally:
-            self.external.close()
+            if folder is not None:
+                folder.release()
 
-    def _check_run_dir(self) -> None:
+    def _prepare_data(self) -> tuple[str, str]:
+        """Prepare the corpus; on resume, exactly the data the run has been training on."""
+        cfg = self.config
+        if not self.resume:
+            data_dir, corpus = prepare_data(cfg, progress=self.progress, log=self.log)
+            return str(data_dir), corpus
         checkpoint = resolve_checkpoint(self.run_dir / "checkpoint")
-        if self.resume:
-            if checkpoint is None:
-                raise ByollmError(f"{self.run_dir}: no checkpoint to resume from")
-            return
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            if not self.overwrite:
+        saved = read_checkpoint_config(checkpoint)
+        saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
+        for key in RUN_IDENTITY:
+            if key in saved_train and saved_train[key] != getattr(cfg, key):
                 raise ByollmError(
-                    f"{self.run_dir} already holds a run; pass --resume to continue it, "
-                    "--overwrite to delete it and start over, or --name to start another"
+                    f"{checkpoint}: this run was trained with {key} = {saved_train[key]!r}, this "
+                    f"command has {getattr(cfg, key)!r}; resume with the run's own {key} or start "
+                    "a new run (--name)"
                 )
-            if self.dist.is_main:
-                shutil.rmtree(self.run_dir)
-        distributed.barrier()
+        saved_data = saved.get("data") if isinstance(saved.get("data"), dict) else {}
+        corpus = saved_data.get("corpus") or cfg.corpus
+        if corpus != cfg.corpus:
+            self.log(
+                f"byollm train: resuming on {corpus!r}, the corpus this run fell back to when "
+                f"{cfg.corpus!r} was not available"
+            )
+        data_dir, _ = prepare_data(
+            cfg, corpus=corpus, fallback=False, progress=self.progress, log=self.log
+        )
+        meta = read_meta(data_dir)
+        for key, what in (("corpus_sha256", "corpus text"), ("tokenizer_hash", "tokenizer")):
+            if saved_data.get(key) and saved_data[key] != meta.get(key):
+                raise ByollmError(
+                    f"{checkpoint}: the run was trained on a {what} with {key} "
+                    f"{saved_data[key][:12]}..., {data_dir} now has {str(meta.get(key))[:12]}...; "
+                    f"resume needs the run's own data (did {corpus} change?)"
+                )
+        return str(data_dir), corpus
 
-    def _setup(self, data_dir: Path) -> None:
-        from byollm.model import GPT, load_model, model_info
+    def _setup(self, data_dir: Path, corpus: str) -> None:
+        from byollm.model import GPT, load_model
         from byollm.tokenizer import load_tokenizer
 
         cfg = self.config
@@ -180,7 +237,12 @@ class Trainer:
                 f"{data_dir}: tokenizer.json does not match meta.json (hash differs); "
                 "re-run `byollm prepare`"
             )
-        self.model_config = dataclasses.replace(cfg.model, vocab_size=self.tokenizer.vocab_size)
+        init_model = None
+        if cfg.init_from:  # weights only: the optimizer and the schedule start fresh
+            init_model = load_init_model(cfg, self.tokenizer, self.device)
+            self.model_config = init_model.config
+        else:
+            self.model_config = dataclasses.replace(cfg.model, vocab_size=self.tokenizer.vocab_size)
         block = self.model_config.block_size
 
         rows_per_micro = cfg.batch_size * self.dist.world_size
@@ -217,11 +279,18 @@ class Trainer:
         }
         val_split = self.meta["splits"]["val"]
         self.val_bytes_per_token = val_split["bytes"] / max(1, val_split["tokens"])
+        # what this run trains on, saved with each checkpoint for --resume to compare
+        self.data_record = {"corpus": corpus}
+        for key in ("corpus_sha256", "tokenizer", "tokenizer_hash", "val_fraction"):
+            self.data_record[key] = self.meta.get(key)
+        self.data_dir = data_dir
 
         checkpoint = resolve_checkpoint(self.run_dir / "checkpoint") if self.resume else None
         if checkpoint is not None:
             self._check_checkpoint_config(checkpoint)
             self.model = load_model(checkpoint, device=str(self.device))
+        elif init_model is not None:
+            self.model = init_model
         else:
             self.model = GPT(self.model_config).to(self.device)
         self.raw_model = self.model
@@ -246,6 +315,13 @@ class Trainer:
         self.elapsed_before = 0.0
         if checkpoint is not None:
             self._load_train_state(checkpoint)
+
+    def _open_outputs(self, folder: RunFolder | None) -> None:
+        """Wrap the model for speed and processes; open the metrics log and the loggers."""
+        from byollm.model import model_info
+
+        cfg = self.config
+        block = self.model_config.block_size
         if cfg.compile:
             self.model = torch.compile(self.model)
         if self.dist.distributed:
@@ -257,9 +333,11 @@ class Trainer:
         info = model_info(self.model_config, seq_len=block)
         self.flops_per_token = info["flops_per_token_train"]
         self.n_params = info["params"]
-        self.peak_flops = measure_peak_flops(self.device, self.dtype)
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        # every process runs on a device of its own: the job's peak is world_size of them
+        peak = peak_flops(self.device, self.dtype)
+        self.peak_flops = peak * self.dist.world_size if peak else None
+        if folder is not None:
+            folder.mark(cfg.name)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.dist.is_main)
         if self.resume:
             self.metrics.truncate_after(self.step)
@@ -270,14 +348,31 @@ class Trainer:
             cfg.wandb and self.dist.is_main,
             cfg.name,
         )
-        self.data_dir = data_dir
         self.log(
             f"byollm train: {cfg.name}: {self.n_params / 1e6:.2f}M parameters, "
-            f"{self.meta['splits']['train']['tokens']:,} training tokens ({data_dir}), "
-            f"{tokens_per_step:,} tokens/step (batch {cfg.batch_size} x {block} x "
+            f"{self.meta['splits']['train']['tokens']:,} training tokens ({self.data_dir}), "
+            f"{self.tokens_per_step:,} tokens/step (batch {cfg.batch_size} x {block} x "
             f"{self.grad_accum} micro-steps x {self.dist.world_size} processes), "
             f"{self.device.type} {str(self.dtype).replace('torch.', '')}"
         )
+
+    def _already_finished(self) -> dict:
+        """`--resume` of a run that has done its max_steps: nothing to train; say so."""
+        self.log(
+            f"byollm train: {self.run_dir} is finished: its checkpoint is at step {self.step} "
+            f"and max_steps is {self.config.max_steps}, so there is nothing to do (pass a larger "
+            "--max_steps to train further)"
+        )
+        return {
+            "already_finished": True,
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(self.run_dir / "checkpoint"),
+            "best": str(self.run_dir / "best"),
+            "steps": self.step,
+            "tokens_seen": self.tokens_seen,
+            "best_val_loss": self.best_val_loss,
+            "data_dir": str(self.data_dir),
+        }
 
     def _check_checkpoint_config(self, directory: Path) -> None:
         """Refuse to resume a checkpoint made with another model shape."""
@@ -307,14 +402,24 @@ class Trainer:
                 f"config ({self.config.optimizer}) has {len(self.optimizers)}; resume with the "
                 "same optimizer"
             )
+        source = directory / "train_state.pt"
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             peaks = [g["peak_lr"] for g in opt.param_groups]
-            opt.load_state_dict(opt_state)
+            try:
+                opt.load_state_dict(opt_state)
+            except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
+                raise ByollmError(f"{source}: the optimizer state does not fit ({e})") from None
+            _check_optimizer_state(opt, source)
             for group, peak in zip(opt.param_groups, peaks):
                 group["peak_lr"] = peak  # the config's lr wins over the saved one
-        set_rng_state(state["rng"])
-        if state.get("grad_scaler"):
-            self.scaler.load_state_dict(state["grad_scaler"])
+        try:
+            set_rng_state(state["rng"])
+            if state.get("grad_scaler"):
+                self.scaler.load_state_dict(state["grad_scaler"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise ByollmError(
+                f"{source}: the RNG or loss-scaler state is malformed ({e})"
+            ) from None
         self.step = state["step"]
         self.tokens_seen = state["tokens_seen"]
         self.best_val_loss = state["best_val_loss"]
@@ -338,7 +443,7 @@ class Trainer:
         )
         started = time.perf_counter()
         window_start, window_tokens = time.perf_counter(), 0
-        tokens_per_second, mfu = 0.0, 0.0
+        tokens_per_second, mfu = 0.0, None
         last_eval = None
         try:
             while self.step < cfg.max_steps:
@@ -350,7 +455,8 @@ class Trainer:
                 if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
                     now = time.perf_counter()
                     tokens_per_second = window_tokens / max(1e-9, now - window_start)
-                    mfu = tokens_per_second * self.flops_per_token / self.peak_flops
+                    if self.peak_flops:  # None where the device's peak is unknown
+                        mfu = tokens_per_second * self.flops_per_token / self.peak_flops
                     window_start, window_tokens = now, 0
                     self._record(
                         {
@@ -360,12 +466,12 @@ class Trainer:
                             "loss": loss,
                             "lr": cfg.lr * lr_mult,
                             "tokens_per_s": round(tokens_per_second, 1),
-                            "mfu": round(mfu, 4),
+                            "mfu": None if mfu is None else round(mfu, 4),
                             "elapsed": round(self._elapsed(started), 2),
                         }
                     )
                 bar.set_postfix_str(
-                    f"loss {loss:.3f} | {tokens_per_second:,.0f} tok/s | MFU {100 * mfu:.0f}%"
+                    f"loss {loss:.3f} | {tokens_per_second:,.0f} tok/s | {format_mfu(mfu)}"
                     + (f" | val {last_eval['val_loss']:.3f}" if last_eval else ""),
                     refresh=False,
                 )
@@ -399,7 +505,7 @@ class Trainer:
             "final_val_bpb": last_eval["val_bpb"] if last_eval else None,
             "params": self.n_params,
             "tokens_per_s": round(tokens_per_second, 1),
-            "mfu": round(mfu, 4),
+            "mfu": None if mfu is None else round(mfu, 4),
             "data_dir": str(self.data_dir),
             "sample": last_eval.get("sample", "") if last_eval else "",
         }
@@ -488,30 +594,34 @@ class Trainer:
         improved = losses["val"] < self.best_val_loss
         if improved:
             self.best_val_loss = losses["val"]
-        if self.dist.is_main:
-            self._record(record)
-            record["sample"] = self.sample()
-            with (self.run_dir / "samples.txt").open("a") as f:
-                f.write(f"=== step {self.step}, val loss {losses['val']:.4f} ===\n")
-                f.write(record["sample"] + "\n\n")
-            state = self._train_state(started)
+        # rank 0 writes; a failed write (a full disk) stops every rank with its one line
+        sample = distributed.on_main(self._write_evaluation, record, improved, started)
+        if sample is not None:
+            record["sample"] = sample
+        return record
+
+    def _write_evaluation(self, record: dict, improved: bool, started: float) -> str:
+        """Log the evaluation, sample, and save `checkpoint/` (and `best/`); the sample."""
+        self._record(record)
+        sample = self.sample()
+        path = self.run_dir / "samples.txt"
+        try:
+            with path.open("a") as f:
+                f.write(f"=== step {self.step}, val loss {record['val_loss']:.4f} ===\n")
+                f.write(sample + "\n\n")
+        except OSError as e:
+            raise ByollmError(f"{path}: cannot write ({e.strerror})") from None
+        state = self._train_state(started)
+        for name in ("checkpoint", "best") if improved else ("checkpoint",):
             save_checkpoint(
-                self.run_dir / "checkpoint",
+                self.run_dir / name,
                 self.raw_model,
                 self.tokenizer,
                 state,
                 train_config=to_dict(self.config),
+                data=self.data_record,
             )
-            if improved:
-                save_checkpoint(
-                    self.run_dir / "best",
-                    self.raw_model,
-                    self.tokenizer,
-                    state,
-                    train_config=to_dict(self.config),
-                )
-        distributed.barrier()
-        return record
+        return sample
 
     def sample(self) -> str:
         """A sample from the model, drawn without disturbing the training RNG."""
@@ -561,3 +671,15 @@ class Trainer:
 
 def _norm(value):
     return list(value) if isinstance(value, tuple) else value
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, source: Path) -> None:
+    """Each saved moment has its parameter's shape (load_state_dict does not check)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    raise ByollmError(
+                        f"{source}: optimizer state {key!r} has shape {tuple(value.shape)} for a "
+                        f"parameter of shape {tuple(param.shape)}; the file does not fit the model"
+                    )
