@@ -82,7 +82,10 @@ def test_registry_has_the_required_names_and_sane_records():
     for corpus in CORPORA.values():
         assert corpus.kind in corpora.KINDS and corpus.license and corpus.description
         if corpus.name != "python-stdlib":
-            assert corpus.url.startswith("https://raw.githubusercontent.com/")
+            # pinned to a git commit, except benchmarks whose publishers serve them elsewhere
+            outside_git = {"arc", "piqa", "lambada-openai"}
+            github = corpus.url.startswith("https://raw.githubusercontent.com/")
+            assert github != (corpus.name in outside_git) and corpus.url.startswith("https://")
             assert len(corpus.sha256) == 64 and corpus.size > 0
             assert corpus.filename == corpus.mirror_path.rsplit("/", 1)[-1]
     assert {c.name for c in CORPORA.values() if c.kind == "tokenizer"} == {
@@ -93,6 +96,11 @@ def test_registry_has_the_required_names_and_sane_records():
         "cl100k_base",
         "o200k_base",
     }
+    evals = {c.name for c in CORPORA.values() if c.kind == "eval"}
+    assert evals == {"blimp", "blimp-paper-results", "hellaswag-val", "arc", "piqa",
+                     "lambada-openai"}  # fmt: skip
+    assert CORPORA["lambada-openai"].size == 1_819_752  # the sizes their publishers list
+    assert CORPORA["hellaswag-val"].size == 12_246_618
 
 
 @pytest.mark.parametrize("name", [n for n, c in CORPORA.items() if c.url])

@@ -40,7 +40,7 @@ def test_rows_of_different_lengths_decode_as_if_alone(variant):
     seqs = [list(p) for p in prompts]
     with torch.no_grad():
         for slot, prompt in enumerate(prompts):  # prefill each prompt into its own slot
-            cache.select(slot, 1, len(prompt))
+            cache.feed(slot, 1, len(prompt))
             logits, _ = model(torch.tensor([prompt]), kv_cache=cache)
             torch.testing.assert_close(logits[0, -1], alone(model, prompt), atol=1e-5, rtol=1e-5)
         assert cache.lengths == [7, 2, 4, 0]
@@ -48,7 +48,7 @@ def test_rows_of_different_lengths_decode_as_if_alone(variant):
             new = [[20 + step + row] for row in range(3)]
             for seq, token in zip(seqs, new):
                 seq += token
-            cache.select(0, 3, 1)
+            cache.feed(0, 3, 1)
             logits, _ = model(torch.tensor(new), kv_cache=cache)
             for row, seq in enumerate(seqs):
                 torch.testing.assert_close(logits[row, -1], alone(model, seq),
@@ -60,11 +60,11 @@ def test_moving_a_slot_keeps_its_sequence():
     model = tiny_model("llama")
     cache = model.new_batch_kv_cache(n_slots=3)
     with torch.no_grad():
-        cache.select(2, 1, 3)
+        cache.feed(2, 1, 3)
         model(torch.tensor([[3, 4, 5]]), kv_cache=cache)
         cache.move(src=2, dst=0)
         assert cache.lengths == [3, 0, 0]
-        cache.select(0, 1, 1)
+        cache.feed(0, 1, 1)
         logits, _ = model(torch.tensor([[6]]), kv_cache=cache)
     torch.testing.assert_close(logits[0, -1], alone(model, [3, 4, 5, 6]), atol=1e-5, rtol=1e-5)
 
@@ -72,14 +72,14 @@ def test_moving_a_slot_keeps_its_sequence():
 def test_batch_cache_refuses_a_pass_it_was_not_prepared_for():
     model = tiny_model("gpt2")
     cache = model.new_batch_kv_cache(n_slots=2, max_seq_len=4)
-    cache.select(0, 2, 1)
-    with pytest.raises(ByollmError, match="select"):
+    cache.feed(0, 2, 1)
+    with pytest.raises(ByollmError, match="feed"):
         model(torch.tensor([[1, 2]]), kv_cache=cache)
-    cache.select(0, 1, 5)
+    cache.feed(0, 1, 5)
     with pytest.raises(ByollmError, match="full"):
         model(torch.tensor([[1, 2, 3, 4, 5]]), kv_cache=cache)
     with pytest.raises(ByollmError, match="outside"):
-        cache.select(1, 2, 1)
+        cache.feed(1, 2, 1)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -114,7 +114,7 @@ def test_join_step_leave_in_any_order_matches_decoding_alone(program):
         for op, n in program:
             if op == "join" and len(live) < 3:
                 prompt = [(7 * n + i) % 40 for i in range(n)]
-                cache.select(len(live), 1, n)
+                cache.feed(len(live), 1, n)
                 logits, _ = model(torch.tensor([prompt]), kv_cache=cache)
                 torch.testing.assert_close(
                     logits[0, -1], alone(model, prompt), atol=1e-5, rtol=1e-5
@@ -122,7 +122,7 @@ def test_join_step_leave_in_any_order_matches_decoding_alone(program):
                 live.append(prompt)
             elif op == "step" and live and max(map(len, live)) < 24:
                 new = [[(seq[-1] * 3 + n) % 40] for seq in live]
-                cache.select(0, len(live), 1)
+                cache.feed(0, len(live), 1)
                 logits, _ = model(torch.tensor(new), kv_cache=cache)
                 for row, (seq, token) in enumerate(zip(live, new)):
                     seq += token

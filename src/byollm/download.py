@@ -222,6 +222,35 @@ def fetch(
     return dest
 
 
+def read_url(url: str, *, max_bytes: int) -> bytes:
+    """The whole body of a small resource (an http(s):// or file:// URL), at most `max_bytes`.
+
+    For files whose checksum is not a sha256 known in advance (a server's file listing, a file
+    the caller checks another way); the same errors as `fetch`, nothing written to disk.
+    """
+    try:
+        stream, remaining, _ = _open(url, 0)
+    except _CutShort as e:
+        raise OfflineError(f"cannot read {url} ({e}): {OFFLINE_HINT}") from None
+    if remaining is not None and remaining > max_bytes:
+        stream.close()
+        raise ByollmError(
+            f"{url} announces {remaining:,} bytes, more than the {max_bytes:,} expected"
+        )
+    with stream:
+        try:
+            data = stream.read(max_bytes + 1)
+        except (http.client.HTTPException, OSError) as e:
+            raise OfflineError(
+                f"reading {url} failed ({type(e).__name__}): {OFFLINE_HINT}"
+            ) from None
+    if len(data) > max_bytes:
+        raise ByollmError(f"{url} sent more than the {max_bytes:,} bytes expected")
+    if remaining is not None and len(data) != remaining:
+        raise OfflineError(f"reading {url} was cut short ({len(data)} of {remaining} bytes)")
+    return data
+
+
 # --- internals ---------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ _SECTIONS = {
     "text": "Text corpora (for tokenizers and pretraining)",
     "finetune": "Fine-tuning and evaluation sets",
     "tokenizer": "Tokenizer files (pretrained vocabularies, fetched by `byollm tokenizer`)",
+    "eval": "Benchmarks (fetched by `byollm eval --task`)",
 }
 
 

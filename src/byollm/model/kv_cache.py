@@ -18,7 +18,7 @@ Two kinds:
 - `BatchKVCache`: each row (a *slot*) is an independent sequence with its own length, as in a
   server's decode loop where requests join and leave at any step. The model then gets per-row
   positions (`start` is a (B, 1) tensor) and a padding mask (`mask`) so that a row never attends
-  to the unused tail of its slot. The caller `select`s which slots a forward pass feeds.
+  to the unused tail of its slot. The caller says which slots a forward pass `feed`s.
 """
 
 from __future__ import annotations
@@ -85,6 +85,21 @@ class KVCache:
         """Called by the model once every layer has stored the chunk."""
         self.pos += T
 
+    def select_rows(self, rows: torch.Tensor) -> KVCache:
+        """A new cache holding rows `rows` of this one, in that order (a row may repeat).
+
+        Scoring several continuations of one prompt computes the prompt once, then continues
+        each copy: `cache.select_rows(torch.tensor([0, 0, 0, 1, 1]))` gives prompt 0 three
+        rows and prompt 1 two.
+        """
+        selected = KVCache.__new__(KVCache)
+        selected.k = self.k.index_select(1, rows)
+        selected.v = self.v.index_select(1, rows)
+        selected.batch_size = len(rows)
+        selected.max_seq_len = self.max_seq_len
+        selected.pos = self.pos
+        return selected
+
     def truncate(self, pos: int) -> None:
         """Forget every position from `pos` on (speculative decoding drops rejected guesses)."""
         if not 0 <= pos <= self.pos:
@@ -95,15 +110,15 @@ class KVCache:
 class BatchKVCache:
     """Keys and values for `n_slots` independent sequences of different lengths.
 
-    A forward pass feeds a contiguous range of slots (`select(first, count, T)`): T new tokens
-    per selected row. Row b's tokens sit at positions lengths[b] .. lengths[b]+T-1 and attend to
-    the keys at positions <= their own in the same row. Keys are read up to the longest selected
+    A forward pass feeds a contiguous range of slots (`feed(first, count, T)`): T new tokens
+    per fed row. Row b's tokens sit at positions lengths[b] .. lengths[b]+T-1 and attend to
+    the keys at positions <= their own in the same row. Keys are read up to the longest fed
     row; the shorter rows' tails are masked out, so what is stored there never matters.
 
         >>> cache = BatchKVCache(n_layer=2, n_slots=4, n_kv_head=2, max_seq_len=16, head_dim=8)
-        >>> cache.select(first=1, count=1, T=5)      # prefill a 5-token prompt into slot 1
+        >>> cache.feed(first=1, count=1, T=5)          # prefill a 5-token prompt into slot 1
         >>> logits, _ = model(prompt, kv_cache=cache)  # cache.lengths == [0, 5, 0, 0]
-        >>> cache.select(first=0, count=2, T=1)      # one decode step for slots 0 and 1
+        >>> cache.feed(first=0, count=2, T=1)          # one decode step for slots 0 and 1
 
     `move(src, dst)` copies a slot, so that a server can keep its live sequences in slots
     0..n-1 (one contiguous batch) when one in the middle finishes.
@@ -126,9 +141,9 @@ class BatchKVCache:
         self.n_slots = n_slots
         self.max_seq_len = max_seq_len
         self.lengths = [0] * n_slots  # positions filled in each slot (host side: no GPU syncs)
-        self.select(0, 0, 0)
+        self.feed(0, 0, 0)
 
-    def select(self, first: int, count: int, T: int) -> None:
+    def feed(self, first: int, count: int, T: int) -> None:
         """Feed slots first .. first+count-1 in the next forward pass, T new tokens each."""
         if first < 0 or first + count > self.n_slots:
             raise ByollmError(
@@ -137,7 +152,7 @@ class BatchKVCache:
         self.rows = slice(first, first + count)
         self.T = T
         lengths = self.lengths[self.rows]
-        self.pos = max(lengths, default=0)  # the longest selected row (for the window check)
+        self.pos = max(lengths, default=0)  # the longest fed row (for the window check)
         device = self.k.device
         self.start = torch.tensor(lengths, device=device, dtype=torch.long).view(-1, 1)  # (B, 1)
         self.positions = self.start + torch.arange(T, device=device)  # (B, T)
@@ -147,11 +162,11 @@ class BatchKVCache:
         self.mask = keys.view(1, 1, 1, -1) <= self.positions[:, None, :, None]
 
     def check_room(self, batch_size: int, T: int) -> None:
-        """Raise a clear error before a pass that does not match `select` or would overflow."""
+        """Raise a clear error before a pass that does not match `feed` or would overflow."""
         count = self.rows.stop - self.rows.start
         if (batch_size, T) != (count, self.T):
             raise ByollmError(f"BatchKVCache: selected {count} slots x {self.T} tokens, "
-                              f"got a batch of {batch_size} x {T}; call select() first")  # fmt: skip
+                              f"got a batch of {batch_size} x {T}; call feed() first")  # fmt: skip
         if self.pos + T > self.max_seq_len:
             raise ByollmError(
                 f"BatchKVCache is full: a slot holds {self.pos} positions + {T} new > "
@@ -175,7 +190,7 @@ class BatchKVCache:
         """Called by the model once every layer has stored the chunk."""
         for slot in range(self.rows.start, self.rows.stop):
             self.lengths[slot] += T
-        self.select(self.rows.start, self.rows.stop - self.rows.start, self.T)
+        self.feed(self.rows.start, self.rows.stop - self.rows.start, self.T)
 
     def clear(self, slot: int) -> None:
         """Free a slot (its stale keys are never read: a new sequence starts at length 0)."""

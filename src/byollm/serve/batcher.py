@@ -235,7 +235,7 @@ class Batcher:
                 continue
             job.slot = len(self.running)
             self.cache.clear(job.slot)
-            self.cache.select(job.slot, 1, len(job.prompt))
+            self.cache.feed(job.slot, 1, len(job.prompt))
             try:
                 job.logits = next_token_logits(self.model, job.ids[:, : job.length], self.cache)
             except Exception as e:
@@ -281,7 +281,7 @@ class Batcher:
         """One forward pass: every running sequence's newest token, (n, 1) -> logits (n, V)."""
         n = len(self.running)
         newest = [[job.generated[-1]] for job in self.running]
-        self.cache.select(0, n, 1)
+        self.cache.feed(0, n, 1)
         logits = next_token_logits(self.model, torch.tensor(newest, device=self.device),
                                    self.cache)  # fmt: skip
         for i, job in enumerate(self.running):

@@ -118,6 +118,9 @@ class TrainConfig:
     sample_prompt: str = "\n"
     sample_temperature: float = 0.8
     sample_top_k: int = 0  # 0 = no top-k filter
+    eval_tasks: str = (
+        ""  # benchmarks at each evaluation: "blimp" (1000 pairs), "blimp:all,lambada:200"
+    )
 
     # --- system ------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -131,6 +134,10 @@ class TrainConfig:
 
     def __post_init__(self):
         self.validate()
+        if self.eval_tasks:  # a typo in a task name fails now, not at the first evaluation
+            from byollm.evaluate.tasks import parse_eval_tasks
+
+            parse_eval_tasks(self.eval_tasks)
         # A plain folder name: no path separators, and no '.', '..' or hidden names (a leading
         # dot), so that out_dir/name is always a new folder inside out_dir.
         if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}", self.name):

@@ -513,6 +513,18 @@ class Trainer:
             plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", self.config.name)
             summary["loss_plot"] = str(self.run_dir / "loss.png")
             summary["samples"] = str(self.run_dir / "samples.txt")
+            from byollm.train.report import write_report  # the run's card, report.md
+
+            report = write_report(
+                self.run_dir,
+                device=self.device,
+                dtype=self.dtype,
+                processes=self.dist.world_size,
+                data_dir=self.data_dir,
+                log=self.log,
+            )
+            if report is not None:
+                summary["report"] = str(report)
         return summary
 
     def _lr_multiplier(self, step: int) -> float:
@@ -602,6 +614,18 @@ class Trainer:
 
     def _write_evaluation(self, record: dict, improved: bool, started: float) -> str:
         """Log the evaluation, sample, and save `checkpoint/` (and `best/`); the sample."""
+        if self.config.eval_tasks:  # benchmark accuracy beside the loss, e.g. blimp_acc
+            from byollm.evaluate.tasks import training_metrics
+
+            record.update(
+                training_metrics(
+                    self.raw_model,
+                    self.tokenizer,
+                    self.config.eval_tasks,
+                    mirror=self.config.mirror or None,
+                    log=self.log,
+                )
+            )
         self._record(record)
         sample = self.sample()
         path = self.run_dir / "samples.txt"
