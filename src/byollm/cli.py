@@ -43,6 +43,10 @@ VERBS: dict[str, tuple[str, str]] = {
     ),
     "classify": ("byollm.finetune.cli", "label texts with a fine-tuned classifier"),
     "merge-lora": ("byollm.finetune.cli", "fold a LoRA adapter into its base's weights"),
+    "serve": (
+        "byollm.serve.cli",
+        "serve a checkpoint over an OpenAI-compatible HTTP API, with a playground page",
+    ),
     "exercise": ("byollm.exercises.cli", "build each stage yourself and check it against byollm"),
 }
 # The stages that contribute verbs, in the order a newcomer meets them.

@@ -187,11 +187,9 @@ def run_sample(args) -> int:
 
 def _instruction_tuned(args) -> bool:
     """Whether the checkpoint's config.json has the "instruct" key fine-tuning writes."""
-    from byollm.generate.loading import read_checkpoint_extras, resolve_checkpoint
+    from byollm.generate.chat import checkpoint_chat_mode
 
-    return bool(
-        read_checkpoint_extras(resolve_checkpoint(checkpoint_from_args(args))).get("instruct")
-    )
+    return checkpoint_chat_mode(checkpoint_from_args(args)) == "instruct"
 
 
 def _run_beam(args, engine, prompt) -> int:
@@ -210,17 +208,15 @@ def _run_beam(args, engine, prompt) -> int:
 
 
 def run_chat(args) -> int:
-    from byollm.generate.chat import ChatSession
+    from byollm.generate.chat import ChatSession, checkpoint_chat_mode
     from byollm.generate.engine import check_generation_args
-    from byollm.generate.loading import read_checkpoint_extras, resolve_checkpoint
 
     sampling = sampling_from_args(args)  # validate everything before the (slow) load
     check_generation_args(args.max_new_tokens, seed=args.seed)
     engine = _engine(args)
     mode = args.mode
     if mode == "auto":
-        extras = read_checkpoint_extras(resolve_checkpoint(checkpoint_from_args(args)))
-        mode = "instruct" if extras.get("instruct") else "continue"
+        mode = checkpoint_chat_mode(checkpoint_from_args(args))
     session = ChatSession(engine, mode=mode, sampling=sampling,
                           max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
     interactive = sys.stdin.isatty()

@@ -16,11 +16,12 @@ from byollm.model.config import PRESETS, GPTConfig
 from byollm.model.gpt import GPT
 from byollm.model.info import format_info, model_info
 from byollm.model.io import load_model, read_model_config, save_model
-from byollm.model.kv_cache import KVCache
+from byollm.model.kv_cache import BatchKVCache, KVCache
 from byollm.model.quantize import Int8Linear, quantize_int8
 
 __all__ = [
     "GPT",
+    "BatchKVCache",
     "PRESETS",
     "GPTConfig",
     "Int8Linear",

@@ -13,7 +13,10 @@ Design choices (all switched by `GPTConfig`, one module for GPT-2 and Llama-styl
 - GPT-2's initialisation: N(0, 0.02) everywhere, and the two projections that write into the
   residual stream scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth;
 - the loss is the mean cross-entropy over all positions with targets != -1 (-1 = ignore);
-- a KV cache for decoding (`new_kv_cache`), and nanoGPT's simple `generate` sampler;
+- a KV cache for decoding (`new_kv_cache`; `new_batch_kv_cache` for a server's batch of
+  sequences of different lengths), and nanoGPT's simple `generate` sampler;
+- `attention_maps(idx)`, an explicit slower pass that returns every head's attention weights
+  (for looking inside; the fast path never materialises them);
 - the linear layers are plain `nn.Linear`; the last line of `__init__` lets them take a faster
   CPU path for the few rows of decoding (`byollm/cpu_fast_paths.py`: same products, measured).
 """
@@ -29,7 +32,7 @@ from torch import nn
 from byollm.cpu_fast_paths import use_few_rows_linear
 from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
-from byollm.model.kv_cache import KVCache
+from byollm.model.kv_cache import BatchKVCache, KVCache
 from byollm.model.layers import Block, Rotary, make_norm
 
 
@@ -108,20 +111,16 @@ class GPT(nn.Module):
         its own (`byollm.finetune.classify`).
         """
         B, T = idx.shape
-        start = 0
+        longest = 0  # positions already cached (in the longest row, for a BatchKVCache)
         if kv_cache is not None:
             kv_cache.check_room(B, T)
-            start = kv_cache.pos
-        if start + T > self.config.block_size:
+            longest = kv_cache.pos
+        if longest + T > self.config.block_size:
             raise ByollmError(
-                f"sequence of {start + T} positions is longer than the model's block_size "
+                f"sequence of {longest + T} positions is longer than the model's block_size "
                 f"{self.config.block_size}"
             )
-        x = self.transformer.wte(idx)  # (B, T, C)
-        if self.rotary is None:  # learned absolute positions are added once, here
-            positions = torch.arange(start, start + T, device=idx.device)
-            x = x + self.transformer.wpe(positions)
-        x = self.transformer.drop(x)
+        x = self.embed(idx, 0 if kv_cache is None else kv_cache.start)
         for block in self.transformer.h:
             x = block(x, self.rotary, kv_cache)
         if kv_cache is not None:
@@ -129,8 +128,41 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         return x
 
+    def embed(self, idx: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
+        """Token ids (B, T) -> the residual stream (B, T, C) entering the first block.
+
+        `start` is the position of idx's first token: an int, or (B, 1) when rows differ.
+        """
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if self.rotary is None:  # learned absolute positions are added once, here
+            positions = start + torch.arange(idx.size(1), device=idx.device)  # (T,) or (B, T)
+            x = x + self.transformer.wpe(positions)
+        return self.transformer.drop(x)
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits (B, T, vocab) and every layer's attention weights, each (B, H, T, T).
+
+        weights[layer][b, h, i, j] is how much token i (the query) attends to token j <= i in
+        head h. An explicit, slower pass for looking inside; `forward` never computes these.
+        """
+        x = self.embed(idx)
+        maps = []
+        for block in self.transformer.h:
+            maps.append(block.attn.attention_weights(block.ln_1(x), self.rotary))
+            x = block(x, self.rotary)
+        logits = self.lm_head(self.transformer.ln_f(x)).float()
+        return logits, maps
+
     def new_kv_cache(self, batch_size: int, max_seq_len: int | None = None) -> KVCache:
         """An empty cache for `batch_size` sequences, on this model's device and dtype."""
+        return self._new_cache(KVCache, batch_size, max_seq_len)
+
+    def new_batch_kv_cache(self, n_slots: int, max_seq_len: int | None = None) -> BatchKVCache:
+        """An empty cache for `n_slots` sequences of independent lengths (a server's batch)."""
+        return self._new_cache(BatchKVCache, n_slots, max_seq_len)
+
+    def _new_cache(self, kind, rows: int, max_seq_len: int | None):
         max_seq_len = self.config.block_size if max_seq_len is None else max_seq_len
         if not 0 < max_seq_len <= self.config.block_size:
             raise ByollmError(
@@ -139,15 +171,8 @@ class GPT(nn.Module):
             )
         weight = self.transformer.wte.weight
         c = self.config
-        return KVCache(
-            c.n_layer,
-            batch_size,
-            c.kv_heads,
-            max_seq_len,
-            c.head_dim,
-            device=weight.device,
-            dtype=weight.dtype,
-        )
+        return kind(c.n_layer, rows, c.kv_heads, max_seq_len, c.head_dim,
+                    device=weight.device, dtype=weight.dtype)  # fmt: skip
 
     @torch.no_grad()
     def generate(
