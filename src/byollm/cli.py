@@ -48,6 +48,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "serve a checkpoint over an OpenAI-compatible HTTP API, with a playground page",
     ),
     "exercise": ("byollm.exercises.cli", "build each stage yourself and check it against byollm"),
+    "scaling": (
+        "byollm.scaling.cli",
+        "sweep model sizes at fixed compute, fit scaling laws, predict a bigger run",
+    ),
 }
 # The stages that contribute verbs, in the order a newcomer meets them.
 STAGE_CLIS: list[str] = list(dict.fromkeys(module for module, _ in VERBS.values()))
