@@ -27,8 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from byollm.errors import ByollmError
-from byollm.generate.engine import Engine, model_block_size, model_device, seeded_generator
+from byollm.generate.engine import Engine, seeded_generator
 from byollm.generate.processors import SamplingConfig
+from byollm.model.interface import model_block_size, model_device
 
 ALPACA_PREAMBLE = (
     "Below is an instruction that describes a task. "

@@ -25,10 +25,7 @@ nothing else.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,9 +33,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from byollm.errors import ByollmError
+from byollm.model.checkpoint import (
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    save_checkpoint,
+    write_folder_atomically,
+)
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
-from byollm.model.io import check_weights_match, expected_weight_shapes, load_state, unwrap
+from byollm.model.weights import check_weights_match, expected_weight_shapes, load_state, unwrap
 
 # Hugging Face GPT-2 activation_function -> our mlp kind: the tanh approximation (three spellings
 # of one formula) or the exact erf GELU (PyTorch's kernel, or the same written out in Python)
@@ -364,14 +369,12 @@ def _ours_to_llama(sd: dict, c: GPTConfig) -> dict[str, torch.Tensor]:
 # --- the `byollm convert` verb: check everything, then write a whole folder --------------------
 
 WRITTEN_BY = "byollm convert"  # the config.json marker of a folder this module wrote
-CONVERT_FILES = {"config.json", "model.safetensors", "tokenizer.json"}
+CONVERT_FILES = {CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE}
 
 
 def convert_from_hf(source: str | Path, out: str | Path, tokenizer: str | None = None) -> GPT:
-    """`from_hf(source)` saved as a byollm checkpoint in `out` (with `tokenizer` as
-    tokenizer.json); refuses an unsafe `out` and writes nothing unless every input is good."""
-    from byollm.model.io import save_model
-
+    """`from_hf(source)` saved as a byollm checkpoint in `out` (with `tokenizer` as its
+    tokenizer file); refuses an unsafe `out` and writes nothing unless every input is good."""
     source, out = Path(source), Path(out)
     check_convert_out(out, source)
     model = from_hf(source)
@@ -385,25 +388,18 @@ def convert_from_hf(source: str | Path, out: str | Path, tokenizer: str | None =
                 f"tokenizer {tokenizer} has {tok.vocab_size} tokens but the model in {source} "
                 f"only knows {model.config.vocab_size}: the tokenizer does not belong to it"
             )
-
-    def write(folder: Path) -> None:
-        save_model(model, folder, extra={"source": {"hf": str(source)}, "written_by": WRITTEN_BY})
-        if tok is not None:
-            tok.save(folder / "tokenizer.json")
-
-    _write_folder(out, write)
+    extra = {"source": {"hf": str(source)}, "written_by": WRITTEN_BY}
+    save_checkpoint(out, model, tok, extra=extra)
     return model
 
 
 def convert_to_hf(checkpoint: str | Path, out: str | Path) -> Path:
     """The byollm checkpoint `checkpoint` written as a Hugging Face folder `out`, safely."""
-    from byollm.model.io import load_model
-
     checkpoint, out = Path(checkpoint), Path(out)
     check_convert_out(out, checkpoint)
     model = load_model(checkpoint)
     hf_kind(model.config)  # an architecture Hugging Face cannot express is refused before writing
-    _write_folder(out, lambda folder: to_hf(model, folder))
+    write_folder_atomically(out, lambda folder: to_hf(model, folder))
     return out
 
 
@@ -434,31 +430,3 @@ def _written_by_convert(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("written_by") == WRITTEN_BY
-
-
-def _write_folder(out: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(folder)` on a temporary folder beside `out`, then swap it in for `out`.
-
-    A failure (disk full included) deletes the temporary folder and leaves `out` as it was."""
-    target = out.resolve()  # through a symlink: replace the folder it names, not the link
-    tmp = target.with_name(f".{target.name}.convert-{os.getpid()}")
-    old = target.with_name(f".{target.name}.convert-old-{os.getpid()}")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        write(tmp)
-        if target.exists():
-            os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if old.exists():
-                os.replace(old, target)  # put the previous folder back
-            raise
-    except OSError as e:
-        raise ByollmError(
-            f"cannot write {out}: {e.strerror or e}; {out} was left as it was"
-        ) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)  # reached only once the new folder is in place

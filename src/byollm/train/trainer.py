@@ -45,13 +45,13 @@ from byollm.cpu_fast_paths import keep_freed_cpu_memory
 from byollm.data.loader import BatchLoader, open_tokens, read_meta
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
+from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
 from byollm.train import distributed
 from byollm.train.checkpoint import (
+    STATE_FILE,
     load_train_state,
-    read_checkpoint_config,
-    resolve_checkpoint,
     rng_state,
-    save_checkpoint,
+    save_train_checkpoint,
     set_rng_state,
 )
 from byollm.train.config import TrainConfig
@@ -185,7 +185,7 @@ class Trainer:
         if not self.resume:
             data_dir, corpus = prepare_data(cfg, progress=self.progress, log=self.log)
             return str(data_dir), corpus
-        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint")
+        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint", require=STATE_FILE)
         saved = read_checkpoint_config(checkpoint)
         saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
         for key in RUN_IDENTITY:
@@ -277,7 +277,9 @@ class Trainer:
             self.data_record[key] = self.meta.get(key)
         self.data_dir = data_dir
 
-        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint") if self.resume else None
+        checkpoint = None
+        if self.resume:
+            checkpoint = resolve_checkpoint(self.run_dir / "checkpoint", require=STATE_FILE)
         if checkpoint is not None:
             self._check_checkpoint_config(checkpoint)
             self.model = load_model(checkpoint, device=str(self.device))
@@ -392,7 +394,7 @@ class Trainer:
                 f"config ({self.config.optimizer}) has {len(self.optimizers)}; resume with the "
                 "same optimizer"
             )
-        source = directory / "train_state.pt"
+        source = directory / STATE_FILE
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             peaks = [g["peak_lr"] for g in opt.param_groups]
             try:
@@ -603,7 +605,7 @@ class Trainer:
             raise ByollmError(f"{path}: cannot write ({e.strerror})") from None
         state = self._train_state(started)
         for name in ("checkpoint", "best") if improved else ("checkpoint",):
-            save_checkpoint(
+            save_train_checkpoint(
                 self.run_dir / name,
                 self.raw_model,
                 self.tokenizer,
