@@ -1,5 +1,5 @@
 """The checkpoint folder's owner: which folder a path means, its config.json, atomic saves,
-load_for_inference; and the shared header check."""
+load_for_inference; and the shared header check and worker-pool helper."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from byollm.model.checkpoint import (
     save_checkpoint,
 )
 from byollm.tokenizer import CharTokenizer
+from byollm.workers import worker_pool
 
 TEXT = "to be or not to be\n"
 
@@ -115,3 +116,17 @@ def test_save_checkpoint_adds_checksummed_files_and_refuses_reserved_names(tmp_p
         with pytest.raises(ByollmError, match="cannot add a file named"):
             save_checkpoint(tmp_path / "ck", model, files={name: lambda p: None})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_worker_pool_only_when_worth_it():
+    assert worker_pool(1, tasks=100) is None
+    assert worker_pool(8, tasks=1) is None
+    assert worker_pool(8, tasks=8, work=10, min_work=11) is None
+    pool = worker_pool(2, tasks=8, work=11, min_work=11)
+    assert pool is not None
+    with pool:
+        assert pool.map(_square, range(8)) == [x * x for x in range(8)]
