@@ -106,7 +106,7 @@ def run_hf(task: dict, threads: int) -> dict:
 def training_benchmark(args, rows: list[str], tmp: Path) -> None:
     from tokenizer_oracle import naive_merges
 
-    from byollm.data.corpora import corpus_files, read_corpus_text
+    from byollm.corpora import corpus_files, read_corpus_text
     from byollm.tokenizer import BPETokenizer
 
     stdlib = "python-stdlib:4MB" if args.quick else "python-stdlib"
@@ -154,7 +154,7 @@ def training_benchmark(args, rows: list[str], tmp: Path) -> None:
 def encode_benchmark(args, rows: list[str], tmp: Path) -> None:
     import tiktoken
 
-    from byollm.data.corpora import get_asset, read_corpus_text
+    from byollm.corpora import get_asset, read_corpus_text
     from byollm.tokenizer import load_tokenizer
     from byollm.tokenizer.patterns import safe_split_points
 

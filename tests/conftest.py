@@ -57,7 +57,7 @@ def _fetched(relative: str) -> Path:
     """`relative` fetched through the registry into the session's cache, or skip the test."""
     global _session_home
     from byollm import download
-    from byollm.data.corpora import CORPORA, get_asset
+    from byollm.corpora import CORPORA, get_asset
     from byollm.errors import ByollmError
 
     if _session_home is None:

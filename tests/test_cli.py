@@ -58,7 +58,7 @@ def test_unknown_verb_and_stray_arguments_exit_2():
 
 def test_every_verb_and_subcommand_has_help(capsys):
     """`--help` works on every verb and every nested command (in-process: fast)."""
-    assert "byollm.data.cli" in STAGE_CLIS
+    assert "byollm.corpora.cli" in STAGE_CLIS
     parser = build_parser()
     verbs = parser._subparsers._group_actions[0].choices  # argparse keeps them here
     for verb, verb_parser in verbs.items():

@@ -16,7 +16,7 @@ from byollm.generate.engine import Engine, generate_ids
 from byollm.generate.processors import SamplingConfig
 from byollm.model import GPT, GPTConfig, save_model
 from byollm.model.checkpoint import load_for_inference
-from byollm.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
+from byollm.tokenizer import TOKENIZER_FILE, BPETokenizer, CharTokenizer, load_tokenizer
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
 GREEDY = SamplingConfig(temperature=0)
@@ -35,7 +35,7 @@ def checkpoint(tmp_path):
     tokenizer = CharTokenizer.train(TEXT)
     model = tiny_model(tokenizer.vocab_size)
     save_model(model, tmp_path / "ckpt", extra={"train": {"step": 0}})
-    tokenizer.save(tmp_path / "ckpt" / "tokenizer.json")
+    tokenizer.save(tmp_path / "ckpt" / TOKENIZER_FILE)
     return tmp_path / "ckpt"
 
 
@@ -183,7 +183,7 @@ def test_sample_cli_speculative_and_banned_tokens(checkpoint, capsys):
     assert code == 0
     assert run_cli(capsys, *base, "--speculative", "3")[1] == plain  # same greedy text
     banned = plain[len("To be, or not to be")]  # the first generated character
-    tokenizer = load_tokenizer(checkpoint / "tokenizer.json")
+    tokenizer = load_tokenizer(checkpoint / TOKENIZER_FILE)
     code, out, _ = run_cli(capsys, *base, "--ban-token", str(tokenizer.encode(banned)[0]))
     assert code == 0 and out[len("To be, or not to be")] != banned
 
@@ -196,9 +196,9 @@ def test_missing_or_damaged_checkpoint(checkpoint, capsys, tmp_path):
     code, _, err = run_cli(capsys, "eval", "--checkpoint", str(checkpoint), "--corpus",
                            str(weights))  # fmt: skip
     assert code == 2 and "model.safetensors" in err and err.count("\n") == 1
-    (checkpoint / "tokenizer.json").unlink()
+    (checkpoint / TOKENIZER_FILE).unlink()
     code, _, err = run_cli(capsys, "sample", "--checkpoint", str(checkpoint))
-    assert code == 2 and "tokenizer.json" in err and err.count("\n") == 1
+    assert code == 2 and TOKENIZER_FILE in err and err.count("\n") == 1
 
 
 def test_run_folder_uses_best_and_positional_folder(checkpoint, capsys):

@@ -155,8 +155,8 @@ def test_convert_replaces_its_own_output_whole(tmp_path, capsys):
     tok = _char_tokenizer(tmp_path / "tok.json")
     assert _convert(capsys, "--from-hf", hf, "--out", ck, "--tokenizer", tok)[0] == 0
     assert json.loads((ck / "config.json").read_text())["written_by"] == "byollm convert"
-    assert (ck / "tokenizer.json").is_file()
-    # again without a tokenizer: the old tokenizer.json must not survive beside the new weights
+    assert (ck / "byollm-tokenizer.json").is_file()
+    # again without a tokenizer: the old tokenizer file must not survive beside the new weights
     assert _convert(capsys, "--from-hf", hf, "--out", ck)[0] == 0
     assert sorted(p.name for p in ck.iterdir()) == ["config.json", "model.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "hf", "tok.json"]  # no temp
@@ -221,6 +221,6 @@ def test_convert_expands_tilde_in_every_path(tmp_path, capsys, monkeypatch):
     _hf_folder(tmp_path / "hf")
     _char_tokenizer(tmp_path / "tok.json")
     assert _convert(capsys, "--from-hf", "~/hf", "--out=~/ck", "--tokenizer", "~/tok.json")[0] == 0
-    assert (tmp_path / "ck" / "tokenizer.json").is_file() and not (tmp_path / "~").exists()
+    assert (tmp_path / "ck" / "byollm-tokenizer.json").is_file() and not (tmp_path / "~").exists()
     assert _convert(capsys, "--to-hf", "~/ck", "--out", "~/back")[0] == 0
     assert (tmp_path / "back" / "model.safetensors").is_file()

@@ -15,7 +15,7 @@ from byollm.generate.processors import SamplingConfig
 from byollm.model import GPT, GPTConfig, save_model
 from byollm.model import quantize as quantize_module
 from byollm.model.quantize import Int8Linear, quantize_int8
-from byollm.tokenizer import CharTokenizer
+from byollm.tokenizer import TOKENIZER_FILE, CharTokenizer
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
 
@@ -93,7 +93,7 @@ def test_quantized_gpt_is_close_and_consistent(overrides, tmp_path):
 def checkpoint(tmp_path):
     tokenizer = CharTokenizer.train(TEXT)
     save_model(tiny_model(tokenizer.vocab_size), tmp_path / "ckpt", extra={"train": {"step": 0}})
-    tokenizer.save(tmp_path / "ckpt" / "tokenizer.json")
+    tokenizer.save(tmp_path / "ckpt" / TOKENIZER_FILE)
     return tmp_path / "ckpt"
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from test_generate_model import Scripted
 
-from byollm.data.loader import open_tokens
 from byollm.data.prepare import prepare
+from byollm.data.tokens import open_tokens
 from byollm.evaluate.perplexity import evaluate_text
 from byollm.generate.chat import ChatSession
 from byollm.generate.engine import Engine

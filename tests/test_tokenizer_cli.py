@@ -78,9 +78,10 @@ def test_train_show_and_compare(tmp_path, capsys):
 def test_train_char(tmp_path):
     corpus = shared_file("tinyshakespeare.txt")
     out = tmp_path / "char.json"
-    assert main(["tokenizer", "train", "--type", "char", "--corpus", str(corpus), "--special",
-                 "--out", str(out)]) == 0  # fmt: skip
-    assert len(json.loads(out.read_text())["chars"]) == 65
+    assert main(["tokenizer", "train", "--tokenizer", "char", "--corpus", str(corpus), "--out",
+                 str(out)]) == 0  # fmt: skip
+    saved = json.loads(out.read_text())
+    assert len(saved["chars"]) == 65 and saved["special_tokens"] == {}  # char: no specials
 
 
 @pytest.mark.parametrize(
@@ -112,6 +113,15 @@ def test_train_char(tmp_path):
         (["encode", "--tokenizer", "{tmp}/missing.json", "hi"], "missing.json does not exist"),
         (["encode", "--tokenizer", "{broken}", "hi"], "broken.json is not valid JSON"),
         (["encode", "--tokenizer", "gpt3", "hi"], "unknown tokenizer 'gpt3'"),
+        (["encode", "--tokenizer", "char", "hi"], "no corpus here: write char:CORPUS"),
+        (
+            ["train", "--corpus", "{corpus}", "--tokenizer", "bpe:x", "--out", "x.json"],
+            "expected bpe:N",
+        ),
+        (
+            ["train", "--corpus", "{corpus}", "--tokenizer", "gpt2", "--out", "x.json"],
+            "train takes bpe:N or char",
+        ),
         (["decode", "--tokenizer", "{char}", "1 x"], "not a token id: 'x'"),
         (["decode", "--tokenizer", "{char}", "2 1000"], "token id 1000 is not in the vocabulary"),
         (["encode", "--tokenizer", "{char}", "--file", "{tmp}/latin1.txt"], "not UTF-8"),

@@ -67,7 +67,7 @@ def reference(name) -> tiktoken.Encoding:
 @cache
 def stdlib_slice() -> str:
     """The first 400 KB of the `python-stdlib` corpus (built offline by the corpus registry)."""
-    from byollm.data.corpora import read_corpus_text
+    from byollm.corpora import read_corpus_text
 
     return read_corpus_text("python-stdlib:400KB")
 

@@ -119,12 +119,12 @@ def test_checkpoint_files_are_checksummed_and_a_flipped_bit_is_refused(tmp_path)
     target = tmp_path / "checkpoint"
     ckpt.save_train_checkpoint(target, tiny_model(1), tokenizer, state(1))
     recorded = read_checkpoint_config(target)["sha256"]
-    assert sorted(recorded) == ["model.safetensors", "tokenizer.json", "train_state.pt"]
+    assert sorted(recorded) == ["byollm-tokenizer.json", "model.safetensors", "train_state.pt"]
     assert all(len(digest) == 64 for digest in recorded.values())
     load_model(target)  # intact: loads
     load_for_inference(target, device="cpu")
 
-    for name in ("model.safetensors", "tokenizer.json", "train_state.pt"):
+    for name in ("model.safetensors", "byollm-tokenizer.json", "train_state.pt"):
         copy = tmp_path / f"copy-{name}"
         shutil.copytree(target, copy)
         flip_a_byte(copy / name)

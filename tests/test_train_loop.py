@@ -13,7 +13,7 @@ import train_helpers
 from byollm.config import apply_overrides
 from byollm.errors import ByollmError
 from byollm.model import GPTConfig, load_model
-from byollm.tokenizer import load_tokenizer
+from byollm.tokenizer import TOKENIZER_FILE, load_tokenizer
 from byollm.train import TrainConfig, load_train_config, train
 from byollm.train import trainer as trainer_module
 from byollm.train.checkpoint import load_train_state
@@ -57,7 +57,7 @@ def test_end_to_end_writes_a_usable_run(corpus, tmp_path):
 
     # the checkpoint folder is what generate/eval load: model + tokenizer, no pickled code
     model = load_model(run / "checkpoint")
-    tokenizer = load_tokenizer(run / "checkpoint" / "tokenizer.json")
+    tokenizer = load_tokenizer(run / "checkpoint" / TOKENIZER_FILE)
     assert model.config.vocab_size == tokenizer.vocab_size
     assert model.config.n_embd == 32 and model.config.pos == "rope"
     state = load_train_state(run / "checkpoint")

@@ -12,8 +12,8 @@ import pytest
 import torch
 import train_helpers
 
+from byollm import corpora
 from byollm.cli import main
-from byollm.data import corpora
 from byollm.download import sha256_file
 from byollm.errors import ByollmError
 from byollm.train import checkpoint as ckpt

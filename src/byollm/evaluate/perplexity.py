@@ -1,6 +1,6 @@
 """Mean loss, perplexity and bits per byte of a model on a text, with a sliding window.
 
-    >>> evaluate_text(model, tokenizer, open("valid.txt").read(), stride=128)
+    >>> evaluate_text(model, tokenizer, open("valid.txt").read(), stride=128)  # doctest: +SKIP
     {'loss': 1.47, 'perplexity': 4.35, 'bits_per_byte': 2.12, 'tokens': 111539, 'bytes': ...}
 
 What the three numbers mean:
@@ -189,7 +189,7 @@ def _token_byte_lengths(tokenizer, ids: Sequence[int]) -> list[int]:
 
 def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -> str:
     """The text to score: a corpus (name or path), or its last `val_fraction` for split='val'."""
-    from byollm.data.corpora import read_corpus_text
+    from byollm.corpora import read_corpus_text
 
     text = read_corpus_text(corpus)
     if split == "val":

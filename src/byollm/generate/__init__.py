@@ -1,8 +1,8 @@
 """byollm.generate: from logits to text.
 
     >>> from byollm.generate import Engine, SamplingConfig, load_for_inference
-    >>> model, tokenizer = load_for_inference("runs/shakespeare")
-    >>> Engine(model, tokenizer).generate("ROMEO:", max_new_tokens=50, seed=1)
+    >>> model, tokenizer = load_for_inference("runs/shakespeare")  # doctest: +SKIP
+    >>> Engine(model, tokenizer).generate("ROMEO:", max_new_tokens=50, seed=1)  # doctest: +SKIP
 
 Read in this order: `processors.py` (one small class per sampling strategy), `stopping.py`
 (stop strings in a stream), `engine.py` (prefill + KV-cache decode, streaming, the context

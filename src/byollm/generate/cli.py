@@ -87,6 +87,9 @@ def register(subparsers) -> None:
     p.add_argument("--num-beams", type=int, default=None,
                    help="beam search with this many beams instead of sampling")  # fmt: skip
     p.add_argument("--length-penalty", type=float, default=1.0, help="for beam search")
+    p.add_argument("--template", choices=("auto", "none"), default="auto",
+                   help="auto: the prompt of an instruction-tuned checkpoint goes into its "
+                   "instruction template (as in chat); none: the prompt as given")  # fmt: skip
     add_sampling_arguments(p)
     p.set_defaults(func=run_sample)
 
@@ -138,6 +141,11 @@ def run_sample(args) -> int:
         check_beam_args(args.num_beams, args.length_penalty)
     prompt = _read_prompt(args)
     engine = _engine(args)
+    if args.template == "auto" and prompt and _instruction_tuned(args):
+        from byollm.generate.chat import format_instruct
+
+        prompt = format_instruct([], prompt)
+        args.stop = [*args.stop, "\n### "]
     if args.num_beams is not None:
         return _run_beam(args, engine, prompt)
     import torch
@@ -160,6 +168,13 @@ def run_sample(args) -> int:
     return 0
 
 
+def _instruction_tuned(args) -> bool:
+    """Whether the checkpoint's config.json has the "instruct" key fine-tuning writes."""
+    from byollm.generate.chat import checkpoint_chat_mode
+
+    return checkpoint_chat_mode(checkpoint_from_args(args)) == "instruct"
+
+
 def _run_beam(args, engine, prompt) -> int:
     from byollm.generate.beam import beam_search
 
@@ -176,17 +191,15 @@ def _run_beam(args, engine, prompt) -> int:
 
 
 def run_chat(args) -> int:
-    from byollm.generate.chat import ChatSession
+    from byollm.generate.chat import ChatSession, checkpoint_chat_mode
     from byollm.generate.engine import check_generation_args
-    from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
 
     sampling = sampling_from_args(args)  # validate everything before the (slow) load
     check_generation_args(args.max_new_tokens, seed=args.seed)
     engine = _engine(args)
     mode = args.mode
     if mode == "auto":
-        extras = read_checkpoint_config(resolve_checkpoint(checkpoint_from_args(args)))
-        mode = "instruct" if extras.get("instruct") else "continue"
+        mode = checkpoint_chat_mode(checkpoint_from_args(args))
     session = ChatSession(engine, mode=mode, sampling=sampling,
                           max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
     interactive = sys.stdin.isatty()

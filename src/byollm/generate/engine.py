@@ -1,7 +1,7 @@
 """The generation engine: prefill the prompt once, then decode one token at a time.
 
-    >>> engine = Engine(model, tokenizer)
-    >>> for piece in engine.stream("ROMEO:", max_new_tokens=50, sampling=SamplingConfig(top_k=40)):
+    >>> engine = Engine(model, tokenizer)  # doctest: +SKIP
+    >>> for piece in engine.stream("ROMEO:", max_new_tokens=50, sampling=SamplingConfig(top_k=40)):  # doctest: +SKIP
     ...     print(piece, end="", flush=True)
 
 Design choices:
@@ -50,7 +50,7 @@ from byollm.config import check_number, check_seed
 from byollm.errors import ByollmError
 from byollm.generate.processors import SamplingConfig, build_processors, choose_next_token
 from byollm.generate.speculative import speculative_ids
-from byollm.generate.stopping import StopStrings
+from byollm.generate.stopping import TextStream
 from byollm.model.interface import model_block_size, model_device, next_token_logits
 
 CONTEXT_POLICIES = ("slide", "error")
@@ -107,7 +107,7 @@ def generate_ids(
     the caller's choice (close the generator, e.g. by `break`-ing out of the loop).
 
     >>> prompt = torch.tensor([[1, 2, 3]])
-    >>> [t.tolist() for t in generate_ids(model, prompt, 2, SamplingConfig(temperature=0))]
+    >>> [t.tolist() for t in generate_ids(model, prompt, 2, SamplingConfig(temperature=0))]  # doctest: +SKIP
     [[4], [5]]
     """
     sampling = sampling or SamplingConfig()
@@ -301,38 +301,19 @@ class Engine:
     def _pieces(self, rows, max_new_tokens, sampling, generator, stop, stop_tokens,
                 with_rows=False):  # fmt: skip
         """The streaming heart: token ids -> safe text pieces, row by row, until all stop."""
-        from byollm.tokenizer import StreamingDecoder
-
         device = model_device(self.model)
         prompt = torch.tensor(rows, dtype=torch.long, device=device)
-        decoders = [StreamingDecoder(self.tokenizer) for _ in rows]
-        stoppers = [StopStrings(stop) for _ in rows]
-        finished = [False] * len(rows)
-        stop_set = set(stop_tokens)
-
-        def emit(row, text):
-            text = stoppers[row].push(text)
-            if stoppers[row].stopped:
-                finished[row] = True
-            return text
-
+        streams = [TextStream(self.tokenizer, stop, stop_tokens) for _ in rows]
         steps = self._token_steps(prompt, max_new_tokens, sampling, generator)
         for next_tokens in steps:
             for row, token in enumerate(next_tokens.tolist()):
-                if finished[row]:
-                    continue
-                if token in stop_set:
-                    finished[row] = True
-                    text = emit(row, decoders[row].flush()) + stoppers[row].flush()
-                else:
-                    text = emit(row, decoders[row].push(token))
+                text = streams[row].push(token)
                 if text:
                     yield (row, text) if with_rows else text
-            if all(finished):
+            if all(stream.finished for stream in streams):
                 steps.close()
                 break
-        for row in range(len(rows)):
-            if not finished[row]:
-                text = emit(row, decoders[row].flush()) + stoppers[row].flush()
-                if text:
-                    yield (row, text) if with_rows else text
+        for row, stream in enumerate(streams):
+            text = stream.close()  # at the length limit: release what was held back
+            if text:
+                yield (row, text) if with_rows else text

@@ -123,7 +123,7 @@ def plot_processors(model, tokenizer, prompt: str, panels=None, top: int = 12, p
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     path = argv[0] if argv else "04-processors.png"
-    from byollm.data.corpora import read_corpus_text
+    from byollm.corpora import read_corpus_text
 
     text = read_corpus_text("tinyshakespeare")[:300_000]
     model, tokenizer, losses = quick_char_model(text, steps=400)

@@ -1,8 +1,12 @@
 """byollm.model: the GPT transformer, its config, KV cache, checkpoints and size arithmetic.
 
+    >>> import torch
     >>> from byollm.model import GPT, GPTConfig
-    >>> model = GPT(GPTConfig.from_preset("nanogpt-cpu"))
+    >>> model = GPT(GPTConfig.from_preset("nanogpt-cpu"))      # 65 ids, a block of 64
+    >>> idx, targets = torch.randint(65, (2, 64)), torch.randint(65, (2, 64))
     >>> logits, loss = model(idx, targets)
+    >>> logits.shape                                            # (batch, time, vocabulary)
+    torch.Size([2, 64, 65])
 
 Read `gpt.py` top to bottom first, then `layers.py` for the parts of a block; `quantize.py`
 turns its matrices into int8 for faster inference. `checkpoint.py` owns the checkpoint folder
@@ -21,11 +25,12 @@ from byollm.model.checkpoint import (
 from byollm.model.config import PRESETS, GPTConfig
 from byollm.model.gpt import GPT
 from byollm.model.info import format_info, model_info
-from byollm.model.kv_cache import KVCache
+from byollm.model.kv_cache import BatchKVCache, KVCache
 from byollm.model.quantize import Int8Linear, quantize_int8
 
 __all__ = [
     "GPT",
+    "BatchKVCache",
     "PRESETS",
     "GPTConfig",
     "Int8Linear",

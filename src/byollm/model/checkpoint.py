@@ -4,7 +4,8 @@
         model.safetensors   the weights (safetensors: plain tensors, no code can hide in them)
         config.json         {"format": "byollm-model", "version": 1, "model": {...GPTConfig...},
                              "sha256": {file: hex digest}, **extra}
-        tokenizer.json      the tokenizer, so the folder alone turns text into ids and back
+        byollm-tokenizer.json  the tokenizer, so the folder alone turns text into ids and back
+                            (`tokenizer.json` in folders written before the rename)
         train_state.pt      (training checkpoints) added by `byollm.train.checkpoint`
 
     >>> save_checkpoint("ckpt", model, tokenizer, extra={"train": {...}})   # doctest: +SKIP
@@ -62,12 +63,12 @@ from byollm.model.weights import (
     stored_state,
     unwrap,
 )
+from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE, find_tokenizer_file
 
 FORMAT = "byollm-model"
 VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "config.json"  # the tokenizer's file name is the tokenizer package's
 # A run folder's checkpoints, in the order a reader prefers them.
 RUN_CHECKPOINTS = ("best", "checkpoint")
 
@@ -197,7 +198,7 @@ def load_model(
     load_state(model, tensors, str(path))
     # After the structural checks, which name a mismatch more precisely: weights that fit the
     # config but whose bytes changed since saving are damaged (or not this checkpoint's).
-    verify_checksums(directory, [WEIGHTS_FILE, TOKENIZER_FILE])
+    verify_checksums(directory, [WEIGHTS_FILE, TOKENIZER_FILE, LEGACY_TOKENIZER_FILE])
     return model.to(device=device, dtype=dtype)
 
 
@@ -214,7 +215,7 @@ def load_for_inference(path: str | Path, device: str = "auto", quantize: str = "
     if quantize not in ("none", "int8"):
         raise ByollmError(f"quantize={quantize!r} is invalid: choose 'none' or 'int8'")
     checkpoint = resolve_checkpoint(path)
-    tokenizer_path = checkpoint / TOKENIZER_FILE
+    tokenizer_path = find_tokenizer_file(checkpoint)
     if not tokenizer_path.exists():
         raise ByollmError(
             f"{tokenizer_path} is missing: a checkpoint folder needs the tokenizer it was "

@@ -23,8 +23,14 @@ Design choices:
   everything but the hash) names a vocabulary exactly, so a checkpoint can check it was trained
   with the tokenizer it is given. Loading checks every field's type and range, so a damaged or
   hand-edited file gives one ByollmError naming the file and the field.
+- **Its own file name**: in a checkpoint or a data folder the file is `byollm-tokenizer.json`
+  (`TOKENIZER_FILE`), never `tokenizer.json`, the name every Hugging Face tool reads as *its*
+  format (byollm writes that one only when exporting, see `export.py`). Folders written before
+  the rename hold `tokenizer.json` and still load: `find_tokenizer_file` looks for both.
 - **Saving is atomic** (`write_file_atomically`): a temporary file, then a rename, so a full
   disk or a crash keeps the previous file whole.
+- **Each tokenizer class registers its `type_name`** when it is defined, so reading a file finds
+  the class without this module importing its subclasses (which import it).
 """
 
 from __future__ import annotations
@@ -46,12 +52,22 @@ FORMAT_VERSION = 1
 ENDOFTEXT = "<|endoftext|>"
 REPLACEMENT_BYTES = "\ufffd".encode()
 MAX_TOKEN_ID = (1 << 31) - 1  # ids are stored as int32/uint32 (token files, model embeddings)
+# The tokenizer's file in a checkpoint or data folder, written by every byollm writer (prepare,
+# checkpoints, convert), and the name it had before, still read.
+TOKENIZER_FILE = "byollm-tokenizer.json"
+LEGACY_TOKENIZER_FILE = "tokenizer.json"
 
 
 class Tokenizer:
     """Base class: subclasses set `special_tokens` and implement the three hooks below."""
 
     type_name = "base"
+    types: dict[str, type[Tokenizer]] = {}  # type_name -> class, for reading files
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "type_name" in cls.__dict__:  # a subclass of CharTokenizer does not replace it
+            Tokenizer.types[cls.type_name] = cls
 
     def __init__(self, special_tokens: dict[str, int] | None = None):
         self.special_tokens: dict[str, int] = dict(special_tokens or {})
@@ -288,6 +304,17 @@ def _hash_payload(payload: dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def find_tokenizer_file(folder: str | Path) -> Path:
+    """The tokenizer file of a checkpoint or data folder: `byollm-tokenizer.json`, else the
+    `tokenizer.json` of a folder written before the rename; the new name when neither is there
+    (so that an error names the file to provide)."""
+    folder = Path(folder)
+    for name in (TOKENIZER_FILE, LEGACY_TOKENIZER_FILE):
+        if (folder / name).is_file():
+            return folder / name
+    return folder / TOKENIZER_FILE
+
+
 def read_tokenizer_file(path: str | Path) -> Tokenizer:
     """Load any byollm tokenizer JSON file; errors name the file and what is wrong."""
     path = Path(path)
@@ -320,10 +347,7 @@ def read_tokenizer_file(path: str | Path) -> Tokenizer:
             f"tokenizer file {path} has version {data.get('version')!r}; this byollm reads "
             f"version {FORMAT_VERSION}"
         )
-    from byollm.tokenizer.bpe import BPETokenizer
-    from byollm.tokenizer.char import CharTokenizer
-
-    classes = {cls.type_name: cls for cls in (CharTokenizer, BPETokenizer)}
+    classes = Tokenizer.types
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in classes:
         raise ByollmError(

@@ -14,6 +14,7 @@ import sys
 
 from byollm.config import parse_override_args, to_toml
 from byollm.errors import ByollmError
+from byollm.paths import user_path
 from byollm.train import distributed
 
 
@@ -23,8 +24,8 @@ def register(subparsers) -> None:
         help="train a GPT (default: a char-level model on Tiny Shakespeare)",
         description=(
             "Train a GPT end to end: fetch and prepare the corpus, train, write checkpoints, "
-            "metrics.jsonl, loss.png and samples.txt under runs/<name>/. Any config key can be "
-            "overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
+            "metrics.jsonl, loss.png, samples.txt and report.md under runs/<name>/. Any config "
+            "key can be overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
         ),
         epilog="presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu",
         allow_abbrev=False,  # `--res` must not silently mean --resume, nor clash with a config key
@@ -45,12 +46,28 @@ def register(subparsers) -> None:
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
     )
+    p.add_argument(
+        "--report",
+        metavar="RUN_DIR",
+        type=user_path,
+        default=None,
+        help="rebuild report.md of the run in RUN_DIR from its files and exit (trains nothing)",
+    )
     p.set_defaults(func=run_train, accepts_overrides=True)
 
 
 def run_train(args) -> int:
     from byollm.train import load_train_config, train
 
+    if args.report is not None:
+        from byollm.train.report import save_report
+
+        if args.config or args.overrides or args.resume or args.overwrite:
+            raise ByollmError(
+                "--report RUN_DIR rebuilds a report and trains nothing; give it alone"
+            )
+        print(save_report(args.report))
+        return 0
     config = load_train_config(args.config, parse_override_args(args.overrides))
     if args.print_config:
         print(to_toml(config))  # reads back as the same config (a test checks)
@@ -91,6 +108,8 @@ def print_summary(summary: dict) -> None:
     ]
     if "loss_plot" in summary:
         lines.append(f"loss curve: {summary['loss_plot']}, samples: {summary['samples']}")
+    if "report" in summary:
+        lines.append(f"report: {summary['report']}")
     if summary.get("sample"):
         lines += ["", "sample:", summary["sample"][:400]]
     lines.append(f"\nnext: byollm sample {summary['checkpoint']}")

@@ -27,6 +27,7 @@ from byollm.config import (
     check_choice,
     check_number,
     check_seed,
+    check_temperature,
     from_dict,
     load_toml,
 )
@@ -34,7 +35,6 @@ from byollm.data.prepare import WORKERS_PER_CPU
 from byollm.device import DTYPES, check_device_name
 from byollm.errors import ByollmError
 from byollm.generate.engine import MAX_NEW_TOKENS
-from byollm.generate.processors import check_temperature
 from byollm.model import GPTConfig
 from byollm.train.schedule import SCHEDULES
 
@@ -80,10 +80,13 @@ class TrainConfig:
     name: str = DEFAULT_PRESET  # the run folder is out_dir/name
     out_dir: str = "runs"
     corpus: str = "tinyshakespeare"  # a registered corpus name, or a file or folder path
-    tokenizer: str = "char"  # char | bpe:N | gpt2 | cl100k_base | ... | path/to/tokenizer.json
+    tokenizer: str = "char"  # a spec: char | bpe:N | gpt2 | ... | a tokenizer file (see specs.py)
     data_dir: str = ""  # prepared tokens; "" = $BYOLLM_HOME/data/<corpus>-<tokenizer>
     val_fraction: float = 0.1
     mirror: str = ""  # download mirror for the corpus (see `byollm data`)
+    init_from: str = (
+        ""  # a checkpoint folder to take the weights (and tokenizer) from; see init_from.py
+    )
 
     # --- the model ---------------------------------------------------------------------------
     model: GPTConfig = field(default_factory=default_model)
@@ -115,6 +118,9 @@ class TrainConfig:
     sample_prompt: str = "\n"
     sample_temperature: float = 0.8
     sample_top_k: int = 0  # 0 = no top-k filter
+    eval_tasks: str = (
+        ""  # benchmarks at each evaluation: "blimp" (1000 pairs), "blimp:all,lambada:200"
+    )
 
     # --- system ------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -128,6 +134,10 @@ class TrainConfig:
 
     def __post_init__(self):
         self.validate()
+        if self.eval_tasks:  # a typo in a task name fails now, not at the first evaluation
+            from byollm.evaluate.tasks import parse_eval_tasks
+
+            parse_eval_tasks(self.eval_tasks)
         # A plain folder name: no path separators, and no '.', '..' or hidden names (a leading
         # dot), so that out_dir/name is always a new folder inside out_dir.
         if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}", self.name):
@@ -252,3 +262,13 @@ def load_train_config(
     if overrides:
         config = apply_overrides(config, overrides, "command line")  # validated once, at the end
     return config
+
+
+def default_data_dir(corpus: str, tokenizer: str) -> Path:
+    """Where prepared data lives by default: $BYOLLM_HOME/data/<corpus>-<tokenizer>."""
+    from byollm.paths import byollm_home
+
+    def slug(text: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(text).name) or "x"
+
+    return byollm_home() / "data" / f"{slug(corpus)}-{slug(tokenizer)}"

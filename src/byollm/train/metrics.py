@@ -2,7 +2,8 @@
 
 Design choices:
 - **JSONL**, one JSON object per line: `{"kind": "train", "step": 10, "loss": ..., "tokens": ...}`
-  or `{"kind": "eval", "step": 250, "train_loss": ..., "val_loss": ..., "val_bpb": ...}`. Any tool
+  or `{"kind": "eval", "step": 250, "train_loss": ..., "val_loss": ..., "val_bpb": ...}` (plus
+  benchmark accuracies such as `"blimp_acc"` when the config's `eval_tasks` asks). Any tool
   can read it (`pandas.read_json(path, lines=True)`), it survives a crash (each line is flushed),
   and on resume the lines after the checkpoint's step are dropped so the log tells one story.
 - **MFU** (model FLOPs utilisation) = FLOPs the model needs per second at the measured speed,
@@ -65,7 +66,7 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") -> Path:
-    """Train and val loss against tokens seen, as a PNG."""
+    """Train and val loss against tokens seen, as a PNG (with any task accuracies)."""
     # A bare Figure drawn by the Agg canvas: no display needed, and unlike matplotlib.use("Agg")
     # it does not switch the backend of the whole process (inline plots in a notebook keep working).
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -87,9 +88,26 @@ def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "") 
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.set_title(title or Path(metrics_path).parent.name)
     ax.grid(alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    # Benchmark accuracies of `eval_tasks` (blimp_acc, ...) on a second axis: grammar emerging
+    # as the loss falls.
+    task_keys = sorted({k for r in evals for k in r if "_acc" in k})
+    if task_keys:
+        acc_ax = ax.twinx()
+        colors = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan"]
+        for key, color in zip(task_keys, colors * len(task_keys)):
+            points = [(r["tokens"], r[key]) for r in evals if key in r]
+            acc_ax.plot(*zip(*points), "s--", color=color, label=key)
+        acc_ax.set_ylim(0, 1)
+        acc_ax.set_ylabel("task accuracy")
+        more_handles, more_labels = acc_ax.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels)
     fig.tight_layout()
-    fig.savefig(out_png)
+    try:
+        fig.savefig(out_png)
+    except OSError as e:  # a full disk: one line
+        raise ByollmError(f"{out_png}: cannot write ({e.strerror})") from None
     return Path(out_png)
 
 

@@ -4,6 +4,7 @@
         run.json         {"format": "byollm-run", "version": 1, "name": ...}: this is a byollm run
         .lock            the pid of the process training it (flock-ed, there while it runs)
         checkpoint/  best/  metrics.jsonl  loss.png  samples.txt  tensorboard/
+        report.md  machine.json   the run's card (train/report.py) and the machine it ran on
 
     >>> folder = RunFolder.open("runs/tiny", resume=False, overwrite=False)  # doctest: +SKIP
     >>> folder.mark("tiny")  # when training starts writing                   # doctest: +SKIP
@@ -47,8 +48,10 @@ RUN_FORMAT = "byollm-run"
 RUN_VERSION = 1
 # Everything the trainer writes into a run folder, and so all that --overwrite may delete.
 RUN_ENTRIES = {"run.json", "checkpoint", "best", "metrics.jsonl", "loss.png", "samples.txt"}
-RUN_ENTRIES |= {"tensorboard", "checkpoint.old", "best.old"}
-TEMPORARY_ENTRY = re.compile(r"\.(checkpoint|best)\.tmp-\d+|run\.json\.tmp-\d+")
+RUN_ENTRIES |= {"tensorboard", "checkpoint.old", "best.old", "report.md", "machine.json"}
+TEMPORARY_ENTRY = re.compile(
+    r"\.(checkpoint|best)\.tmp-\d+|run\.json\.tmp-\d+|\.(report\.md|machine\.json)\.tmp-\d+"
+)
 
 
 def is_run_folder(path: Path) -> bool:

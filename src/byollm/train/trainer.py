@@ -46,7 +46,8 @@ import torch
 
 from byollm.config import to_dict
 from byollm.cpu_fast_paths import keep_freed_cpu_memory
-from byollm.data.loader import BatchLoader, open_tokens, read_meta
+from byollm.data.loader import BatchLoader
+from byollm.data.tokens import open_tokens, read_meta
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
 from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
@@ -58,7 +59,8 @@ from byollm.train.checkpoint import (
     save_train_checkpoint,
     set_rng_state,
 )
-from byollm.train.config import TrainConfig
+from byollm.train.config import TrainConfig, default_data_dir
+from byollm.train.init_from import load_init_model, with_init_tokenizer
 from byollm.train.metrics import (
     ExternalLoggers,
     MetricsLog,
@@ -92,16 +94,6 @@ def train(
     return Trainer(config, resume=resume, overwrite=overwrite, progress=progress, log=log).run()
 
 
-def default_data_dir(corpus: str, tokenizer: str) -> Path:
-    """Where prepared data lives by default: $BYOLLM_HOME/data/<corpus>-<tokenizer>."""
-    from byollm.paths import byollm_home
-
-    def slug(text: str) -> str:
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(text).name) or "x"
-
-    return byollm_home() / "data" / f"{slug(corpus)}-{slug(tokenizer)}"
-
-
 def prepare_data(
     config: TrainConfig,
     *,
@@ -116,7 +108,7 @@ def prepare_data(
     falls back to python-stdlib (`fallback=True`, and the corpus returned says so); a resumed
     run never does.
     """
-    from byollm.data.corpora import OfflineError, get_corpus
+    from byollm.corpora import OfflineError, get_corpus
     from byollm.data.prepare import prepare
 
     corpus = corpus or config.corpus
@@ -155,6 +147,8 @@ class Trainer:
         if resume and overwrite:
             raise ByollmError("choose one of resume (continue the run) and overwrite (start over)")
         config.validate()  # again: fields may have been changed since the config was built
+        if config.init_from:  # the checkpoint's tokenizer prepares the corpus (init_from.py)
+            config = with_init_tokenizer(config)
         self.config = config
         self.resume = resume
         self.overwrite = overwrite
@@ -227,8 +221,10 @@ class Trainer:
         if self.resume:
             checkpoint = resolve_checkpoint(self.run_dir / "checkpoint", require=STATE_FILE)
         self._setup_device()
+        self._setup_tokenizer(data_dir)
+        init_model = self._setup_model_config()
         self._setup_data(data_dir, corpus)
-        self._setup_model(checkpoint)
+        self._setup_model(checkpoint, init_model)
         self._setup_optimizers()
         self.step = 0
         self.tokens_seen = 0
@@ -247,19 +243,32 @@ class Trainer:
         if self.device.type == "cpu":
             keep_freed_cpu_memory()  # no page faults for each step's activations
 
-    def _setup_data(self, data_dir: Path, corpus: str) -> None:
-        """The tokenizer, the batch geometry (micro-steps per step) and the batch loaders."""
-        from byollm.tokenizer import load_tokenizer
+    def _setup_tokenizer(self, data_dir: Path) -> None:
+        """The prepared data's meta.json and the tokenizer that made its ids."""
+        from byollm.tokenizer import find_tokenizer_file, load_tokenizer
 
-        cfg = self.config
         self.meta = read_meta(data_dir)
-        self.tokenizer = load_tokenizer(data_dir / "tokenizer.json")
+        tokenizer_path = find_tokenizer_file(data_dir)
+        self.tokenizer = load_tokenizer(tokenizer_path)
         if self.tokenizer.content_hash != self.meta["tokenizer_hash"]:
             raise ByollmError(
-                f"{data_dir}: tokenizer.json does not match meta.json (hash differs); "
+                f"{tokenizer_path}: does not match meta.json (hash differs); "
                 "re-run `byollm prepare`"
             )
+
+    def _setup_model_config(self):
+        """The model's shape: the config's, or --init_from's (then its model, else None)."""
+        cfg = self.config
+        if cfg.init_from:  # weights only: the optimizer and the schedule start fresh
+            init_model = load_init_model(cfg, self.tokenizer, self.device)
+            self.model_config = init_model.config
+            return init_model
         self.model_config = dataclasses.replace(cfg.model, vocab_size=self.tokenizer.vocab_size)
+        return None
+
+    def _setup_data(self, data_dir: Path, corpus: str) -> None:
+        """The batch geometry (micro-steps per step) and the batch loaders."""
+        cfg = self.config
         block = self.model_config.block_size
 
         rows_per_micro = cfg.batch_size * self.dist.world_size
@@ -302,13 +311,15 @@ class Trainer:
             self.data_record[key] = self.meta.get(key)
         self.data_dir = data_dir
 
-    def _setup_model(self, checkpoint: Path | None) -> None:
-        """A fresh model (seeded), or the checkpoint's when resuming."""
+    def _setup_model(self, checkpoint: Path | None, init_model) -> None:
+        """The checkpoint's model when resuming, --init_from's, or a fresh (seeded) one."""
         from byollm.model import GPT, load_model
 
         if checkpoint is not None:
             self._check_checkpoint_config(checkpoint)
             self.model = load_model(checkpoint, device=str(self.device))
+        elif init_model is not None:
+            self.model = init_model
         else:
             self.model = GPT(self.model_config).to(self.device)
         self.raw_model = self.model  # stays the plain GPT when `model` gets wrapped
@@ -527,6 +538,18 @@ class Trainer:
             plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", self.config.name)
             summary["loss_plot"] = str(self.run_dir / "loss.png")
             summary["samples"] = str(self.run_dir / "samples.txt")
+            from byollm.train.report import write_report  # the run's card, report.md
+
+            report = write_report(
+                self.run_dir,
+                device=self.device,
+                dtype=self.dtype,
+                processes=self.dist.world_size,
+                data_dir=self.data_dir,
+                log=self.log,
+            )
+            if report is not None:
+                summary["report"] = str(report)
         return summary
 
     def _lr_multiplier(self, step: int) -> float:
@@ -616,6 +639,18 @@ class Trainer:
 
     def _write_evaluation(self, record: dict, improved: bool, started: float) -> str:
         """Log the evaluation, sample, and save `checkpoint/` (and `best/`); the sample."""
+        if self.config.eval_tasks:  # benchmark accuracy beside the loss, e.g. blimp_acc
+            from byollm.evaluate.tasks import training_metrics
+
+            record.update(
+                training_metrics(
+                    self.raw_model,
+                    self.tokenizer,
+                    self.config.eval_tasks,
+                    mirror=self.config.mirror or None,
+                    log=self.log,
+                )
+            )
         self._record(record)
         sample = self.sample()
         path = self.run_dir / "samples.txt"
