@@ -22,6 +22,12 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from hypothesis import settings
+
+# No test depends on wall-clock speed: hypothesis's per-example deadline (200 ms) would make
+# property tests fail on a loaded machine, so it is off for the whole suite.
+settings.register_profile("byollm", deadline=None)
+settings.load_profile("byollm")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BYOLLM_SHARED_DATA", ROOT.parent / "shared" / "data"))

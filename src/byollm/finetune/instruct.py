@@ -1,6 +1,6 @@
 """Instruction tuning: teach a pretrained GPT to answer in the Alpaca format.
 
-    >>> summary = finetune_instruct("runs/english/best", "instruction-data", out="runs/instruct")
+    >>> summary = finetune_instruct("runs/english/best", "instruction-data", out="runs/instruct")  # doctest: +SKIP
     >>> summary["after"]["rouge_l"], summary["after"]["clean_share"]        # doctest: +SKIP
 
 Each example becomes one text, the prompt the chat uses (`byollm.generate.chat`) followed by the

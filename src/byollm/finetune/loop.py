@@ -1,7 +1,7 @@
 """What trains, and the fine-tuning loop shared by the classifier and instruction tuning.
 
-    >>> choose_trainable(model, "last:2", head=classifier_head)   # blocks 2 from the end, ln_f, head
-    >>> history = fit(model, loss_of, batches, epochs=3, lr=5e-5, evaluate=val_accuracy)
+    >>> choose_trainable(model, "last:2", head=classifier_head)   # blocks 2 from the end, ln_f, head  # doctest: +SKIP
+    >>> history = fit(model, loss_of, batches, epochs=3, lr=5e-5, evaluate=val_accuracy)  # doctest: +SKIP
 
 Design choices:
 - **What trains is one word**: `head` (the new head only), `last:N` (the last N blocks, the final

@@ -1,9 +1,9 @@
 """Fine-tuning data: records read from CSV, TSV, JSON or JSONL files, and the splits of them.
 
-    >>> rows = read_records("sms-spam")                  # the registered corpus, pinned parser
-    >>> len(rows), rows[0]["label"]
+    >>> rows = read_records("sms-spam")                  # the registered corpus, pinned parser  # doctest: +SKIP
+    >>> len(rows), rows[0]["label"]  # doctest: +SKIP
     (5574, 'ham')
-    >>> train, val, test = balanced_split(rows, "label")  # the book's 70/10/20, ham undersampled
+    >>> train, val, test = balanced_split(rows, "label")  # the book's 70/10/20, ham undersampled  # doctest: +SKIP
 
 Design choices:
 - **One reader for every table**: `.csv` and `.tsv` (with a header row), `.jsonl` (one object a

