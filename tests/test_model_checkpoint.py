@@ -108,9 +108,9 @@ def test_save_checkpoint_adds_checksummed_files_and_refuses_reserved_names(tmp_p
         tmp_path / "ck", model, tokenizer, files={"notes.txt": lambda p: p.write_text("hi")}
     )
     assert sorted(read_checkpoint_config(folder)["sha256"]) == [
+        "byollm-tokenizer.json",
         "model.safetensors",
         "notes.txt",
-        "tokenizer.json",
     ]
     for name in ("config.json", "model.safetensors", "../escape"):
         with pytest.raises(ByollmError, match="cannot add a file named"):

@@ -81,7 +81,7 @@ def read_checkpoint_config(directory: str | Path) -> dict:
     directory = Path(directory)
     path = directory / CONFIG_FILE
     if not directory.is_dir():
-        raise ByollmError(f"checkpoint folder not found: {directory}")
+        raise ByollmError(f"checkpoint directory not found: {directory}")
     if not path.is_file():
         raise ByollmError(
             f"{path}: missing (a byollm checkpoint has {CONFIG_FILE} + {WEIGHTS_FILE})"
