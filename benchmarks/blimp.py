@@ -24,7 +24,7 @@ import torch
 
 from byollm.corpora import get_asset
 from byollm.evaluate.tasks import ScoringOptions, load_task, run_task
-from byollm.generate.loading import load_for_inference
+from byollm.model.checkpoint import load_for_inference
 from byollm.train.metrics import measure_peak_flops
 
 FIELDS = ("morphology", "syntax", "semantics", "syntax_semantics")

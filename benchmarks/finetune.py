@@ -117,7 +117,7 @@ def instruct(base: Path, workdir: Path, epochs: int, lr: float, eval_examples: i
 
 def throughput(base: Path, batches: int = 30) -> None:
     """Our loop vs a bare loop: same model, same batches, same optimizer."""
-    from byollm.generate.loading import load_for_inference
+    from byollm.model.checkpoint import load_for_inference
 
     rows = columns(read_records("sms-spam"), ["text", "label"], "sms-spam")[: batches * 8]
     gpt, tokenizer = load_for_inference(base, device="cpu")

@@ -132,7 +132,7 @@ def int8_rows(args, name, model, prompt, rows) -> list[dict]:
 
 def trained_checkpoint(args) -> list[dict]:
     """Plain vs speculative decoding (and int8) on a trained model, on real text."""
-    from byollm.generate.loading import load_for_inference
+    from byollm.model.checkpoint import load_for_inference
 
     model, tokenizer = load_for_inference(args.checkpoint, device="cpu")
     prompt = torch.tensor([tokenizer.encode(args.prompt)])

@@ -25,7 +25,7 @@ from byollm.tokenizer import CharTokenizer
 pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
 import uvicorn  # noqa: E402
 
-from byollm.generate.loading import load_for_inference  # noqa: E402
+from byollm.model.checkpoint import load_for_inference  # noqa: E402
 from byollm.serve import create_app  # noqa: E402
 
 TEXT = (

@@ -17,7 +17,7 @@ from byollm.finetune import finetune_instruct
 from byollm.finetune.instruct import alpaca_prompt, collate, encode_pairs, to_pairs
 from byollm.finetune.metrics import exact_match, rouge_l
 from byollm.generate.chat import format_instruct
-from byollm.generate.loading import read_checkpoint_extras
+from byollm.model.checkpoint import read_checkpoint_config
 from byollm.tokenizer import CharTokenizer, load_tokenizer
 
 
@@ -74,7 +74,7 @@ def test_finetune_instruct_end_to_end_writes_answers_and_the_template(tmp_path, 
     assert summary["after"]["clean_share"] >= summary["before"]["clean_share"]
     answers = [json.loads(line) for line in Path(summary["answers"]).read_text().splitlines()]
     assert len(answers) == 6 and {"prompt", "reference", "answer", "rouge_l"} <= answers[0].keys()
-    extras = read_checkpoint_extras(tmp_path / "tuned")
+    extras = read_checkpoint_config(tmp_path / "tuned")
     assert extras["instruct"]["template"] == "alpaca"  # what `byollm chat` looks for
     sample = ["sample", str(tmp_path / "tuned"), "--prompt", "Repeat: apple", "--max-new-tokens",
               "3", "--temperature", "0"]  # fmt: skip
@@ -93,7 +93,7 @@ def test_lora_instruct_then_merge_gives_a_chat_checkpoint(tmp_path, capsys):
     assert main(args) == 0
     assert "byollm merge-lora" in capsys.readouterr().out
     assert main(["merge-lora", str(tmp_path / "lora"), "--out", str(tmp_path / "merged")]) == 0
-    assert "instruct" in read_checkpoint_extras(tmp_path / "merged")
+    assert "instruct" in read_checkpoint_config(tmp_path / "merged")
 
 
 def test_a_tokenizer_without_end_of_text_is_refused(tmp_path):

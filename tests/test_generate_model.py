@@ -13,9 +13,9 @@ from byollm.cli import main
 from byollm.errors import ByollmError
 from byollm.evaluate.perplexity import evaluate_ids, evaluate_text
 from byollm.generate.engine import Engine, generate_ids
-from byollm.generate.loading import load_for_inference
 from byollm.generate.processors import SamplingConfig
 from byollm.model import GPT, GPTConfig, save_model
+from byollm.model.checkpoint import load_for_inference
 from byollm.tokenizer import TOKENIZER_FILE, BPETokenizer, CharTokenizer, load_tokenizer
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"

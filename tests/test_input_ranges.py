@@ -30,7 +30,8 @@ from byollm.generate.beam import beam_search
 from byollm.generate.engine import MAX_NEW_TOKENS, Engine, generate_ids
 from byollm.generate.processors import SamplingConfig, choose_next_token
 from byollm.model import GPT, GPTConfig, load_model, save_model
-from byollm.model import io as model_io
+from byollm.model import checkpoint as model_checkpoint
+from byollm.model import weights as model_weights
 from byollm.tokenizer import CharTokenizer
 from byollm.train import TrainConfig
 from byollm.train.config import load_train_config
@@ -394,13 +395,14 @@ def test_a_config_that_does_not_fit_the_weights_never_builds_the_model(
     checkpoint, monkeypatch, values, words
 ):
     built = []
-    real_gpt = model_io.GPT
+    real_gpt = GPT
 
     def spy(config):
         built.append(config.n_layer)
         return real_gpt(config)
 
-    monkeypatch.setattr(model_io, "GPT", spy)
+    monkeypatch.setattr(model_checkpoint, "GPT", spy)  # the model load_model builds
+    monkeypatch.setattr(model_weights, "GPT", spy)  # the skeleton of expected_weight_shapes
     tamper(checkpoint, **values)
     with pytest.raises(ByollmError, match="model.safetensors") as info:
         load_model(checkpoint)
@@ -414,8 +416,8 @@ def test_expected_weight_shapes_agree_with_a_built_model():
         GPTConfig.from_preset("llama-tiny", n_layer=3),
         GPTConfig.from_preset("modern-tiny", n_layer=2),
     ):
-        stored = model_io._stored_state(GPT(config))
-        assert model_io.expected_weight_shapes(config) == {
+        stored = model_weights.stored_state(GPT(config))
+        assert model_weights.expected_weight_shapes(config) == {
             k: tuple(v.shape) for k, v in stored.items()
         }
 

@@ -196,7 +196,7 @@ def test_convert_on_a_full_disk_keeps_the_previous_folder(tmp_path, capsys, monk
     import errno
     import os
 
-    import byollm.model.io as model_io
+    import byollm.model.checkpoint as model_checkpoint
 
     hf = _hf_folder(tmp_path / "hf")
     ck = tmp_path / "ck"
@@ -208,7 +208,7 @@ def test_convert_on_a_full_disk_keeps_the_previous_folder(tmp_path, capsys, monk
             f.write(b"half a file")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(model_io, "save_file", full_disk)
+    monkeypatch.setattr(model_checkpoint, "save_file", full_disk)
     code, err = _convert(capsys, "--from-hf", hf, "--out", ck)
     assert code == 2 and "No space left on device" in err and str(ck) in err
     assert _snapshot(ck) == before

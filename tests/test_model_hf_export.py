@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from byollm.cli import main
-from byollm.model import GPT, GPTConfig
-from byollm.model.io import save_model
+from byollm.model import GPT, GPTConfig, save_model
 from byollm.tokenizer import BPETokenizer, CharTokenizer
 
 transformers = pytest.importorskip("transformers")

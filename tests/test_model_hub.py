@@ -15,9 +15,8 @@ from hub_server import HubServer
 
 from byollm.cli import main
 from byollm.errors import ByollmError
-from byollm.model import GPT, GPTConfig, load_model
+from byollm.model import GPT, GPTConfig, load_model, save_model
 from byollm.model.hub import download_from_hub, hub_repo
-from byollm.model.io import save_model
 from byollm.tokenizer import BPETokenizer, load_tokenizer
 
 transformers = pytest.importorskip("transformers")

@@ -20,7 +20,7 @@ openai = pytest.importorskip("openai", reason="the openai client (test extra) is
 from serve_helpers import live_server, tiny_checkpoint  # noqa: E402
 
 from byollm.generate import Engine, SamplingConfig  # noqa: E402
-from byollm.generate.loading import load_for_inference  # noqa: E402
+from byollm.model.checkpoint import load_for_inference  # noqa: E402
 from byollm.serve.chat_prompt import chat_prompt  # noqa: E402
 from byollm.serve.schemas import Message  # noqa: E402
 

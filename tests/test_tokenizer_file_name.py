@@ -12,8 +12,8 @@ import train_helpers
 
 from byollm.data.prepare import prepare
 from byollm.errors import ByollmError
-from byollm.generate.loading import load_for_inference
 from byollm.model import GPT, GPTConfig, load_model
+from byollm.model.checkpoint import load_for_inference
 from byollm.tokenizer import (
     LEGACY_TOKENIZER_FILE,
     TOKENIZER_FILE,
@@ -41,7 +41,7 @@ def old_checkpoint(tmp_path):
     model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, n_embd=8))
     state = {"step": 1, "tokenizer_hash": tokenizer.content_hash, "rng": ckpt.rng_state()}
     folder = tmp_path / "checkpoint"
-    ckpt.save_checkpoint(folder, model, tokenizer, state)
+    ckpt.save_train_checkpoint(folder, model, tokenizer, state)
     (folder / TOKENIZER_FILE).rename(folder / LEGACY_TOKENIZER_FILE)
     config = json.loads((folder / "config.json").read_text())
     config["sha256"][LEGACY_TOKENIZER_FILE] = config["sha256"].pop(TOKENIZER_FILE)

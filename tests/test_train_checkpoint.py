@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from byollm.errors import ByollmError
 from byollm.model import GPT, GPTConfig, load_model
+from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
 from byollm.tokenizer import CharTokenizer
 from byollm.train import checkpoint as ckpt
 
@@ -46,27 +47,27 @@ def state(step: int) -> dict:
 def test_save_replaces_atomically_and_loads_without_pickle(tmp_path):
     tokenizer = CharTokenizer.train("abcde")
     target = tmp_path / "checkpoint"
-    ckpt.save_checkpoint(target, tiny_model(1), tokenizer, state(1), train_config={"lr": 1.0})
-    ckpt.save_checkpoint(target, tiny_model(2), tokenizer, state(2), train_config={"lr": 1.0})
+    ckpt.save_train_checkpoint(target, tiny_model(1), tokenizer, state(1), train_config={"lr": 1.0})
+    ckpt.save_train_checkpoint(target, tiny_model(2), tokenizer, state(2), train_config={"lr": 1.0})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temp or .old left
     assert ckpt.load_train_state(target)["step"] == 2
     loaded = load_model(target)
     assert torch.equal(loaded.lm_head.weight, tiny_model(2).lm_head.weight)
-    assert ckpt.read_checkpoint_config(target)["train"] == {"lr": 1.0}
+    assert read_checkpoint_config(target)["train"] == {"lr": 1.0}
 
 
 def test_a_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     tokenizer = CharTokenizer.train("abcde")
     target = tmp_path / "checkpoint"
-    ckpt.save_checkpoint(target, tiny_model(1), tokenizer, state(1))
+    ckpt.save_train_checkpoint(target, tiny_model(1), tokenizer, state(1))
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # the process dies half way through writing the new one
 
     monkeypatch.setattr(ckpt.torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        ckpt.save_checkpoint(target, tiny_model(2), tokenizer, state(2))
-    assert ckpt.resolve_checkpoint(target) == target
+        ckpt.save_train_checkpoint(target, tiny_model(2), tokenizer, state(2))
+    assert resolve_checkpoint(target, require=ckpt.STATE_FILE) == target
     assert ckpt.load_train_state(target)["step"] == 1
     assert torch.equal(load_model(target).lm_head.weight, tiny_model(1).lm_head.weight)
 
@@ -74,11 +75,11 @@ def test_a_crash_during_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch
 def test_a_crash_between_the_renames_is_recovered_from_old(tmp_path):
     tokenizer = CharTokenizer.train("abcde")
     target = tmp_path / "checkpoint"
-    ckpt.save_checkpoint(target, tiny_model(1), tokenizer, state(1))
+    ckpt.save_train_checkpoint(target, tiny_model(1), tokenizer, state(1))
     target.rename(tmp_path / "checkpoint.old")  # as if killed right after the first rename
-    assert ckpt.resolve_checkpoint(target) == tmp_path / "checkpoint.old"
-    ckpt.save_checkpoint(target, tiny_model(2), tokenizer, state(2))
-    assert ckpt.load_train_state(ckpt.resolve_checkpoint(target))["step"] == 2
+    assert resolve_checkpoint(target, require=ckpt.STATE_FILE) == tmp_path / "checkpoint.old"
+    ckpt.save_train_checkpoint(target, tiny_model(2), tokenizer, state(2))
+    assert ckpt.load_train_state(resolve_checkpoint(target, require=ckpt.STATE_FILE))["step"] == 2
 
 
 def test_foreign_or_damaged_state_is_a_clear_error(tmp_path):
@@ -116,8 +117,8 @@ def test_checkpoint_files_are_checksummed_and_a_flipped_bit_is_refused(tmp_path)
 
     tokenizer = CharTokenizer.train("abcde")
     target = tmp_path / "checkpoint"
-    ckpt.save_checkpoint(target, tiny_model(1), tokenizer, state(1))
-    recorded = ckpt.read_checkpoint_config(target)["sha256"]
+    ckpt.save_train_checkpoint(target, tiny_model(1), tokenizer, state(1))
+    recorded = read_checkpoint_config(target)["sha256"]
     assert sorted(recorded) == ["byollm-tokenizer.json", "model.safetensors", "train_state.pt"]
     assert all(len(digest) == 64 for digest in recorded.values())
     load_model(target)  # intact: loads
@@ -140,7 +141,7 @@ def test_checkpoint_files_are_checksummed_and_a_flipped_bit_is_refused(tmp_path)
 def test_checkpoints_from_before_checksums_still_load(tmp_path):
     tokenizer = CharTokenizer.train("abcde")
     target = tmp_path / "checkpoint"
-    ckpt.save_checkpoint(target, tiny_model(1), tokenizer, state(3))
+    ckpt.save_train_checkpoint(target, tiny_model(1), tokenizer, state(3))
     config = json.loads((target / "config.json").read_text())
     del config["sha256"]
     (target / "config.json").write_text(json.dumps(config))
@@ -159,18 +160,18 @@ def disk_full(*args, **kwargs):
 def test_disk_full_keeps_the_previous_checkpoint_and_no_temporary_folder(
     tmp_path, monkeypatch, writer
 ):
-    import byollm.model.io as model_io
+    import byollm.model.checkpoint as model_checkpoint
 
     tokenizer = CharTokenizer.train("abcde")
     target = tmp_path / "checkpoint"
-    ckpt.save_checkpoint(target, tiny_model(1), tokenizer, state(1))
+    ckpt.save_train_checkpoint(target, tiny_model(1), tokenizer, state(1))
     before = {p.name: p.read_bytes() for p in target.iterdir()}
 
     def torch_writer_fails(*args, **kwargs):  # what torch.save raises when a write fails
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
     if writer == "weights":
-        monkeypatch.setattr(model_io, "save_file", disk_full)
+        monkeypatch.setattr(model_checkpoint, "save_file", disk_full)
     elif writer == "train state":
         monkeypatch.setattr(ckpt.torch, "save", disk_full)
     elif writer == "tokenizer":
@@ -178,7 +179,7 @@ def test_disk_full_keeps_the_previous_checkpoint_and_no_temporary_folder(
     else:
         monkeypatch.setattr(ckpt.torch, "save", torch_writer_fails)
     with pytest.raises(ByollmError) as error:
-        ckpt.save_checkpoint(target, tiny_model(2), tokenizer, state(2))
+        ckpt.save_train_checkpoint(target, tiny_model(2), tokenizer, state(2))
     message = str(error.value)
     assert "\n" not in message and "the previous checkpoint is kept" in message
     assert "MiB free there" in message
@@ -199,7 +200,7 @@ def test_a_save_removes_dead_temporaries_but_never_a_live_processs(tmp_path):
     for folder in (stale, live):
         folder.mkdir()
         (folder / "model.safetensors").write_bytes(b"half written")
-    ckpt.save_checkpoint(tmp_path / "checkpoint", tiny_model(1), tokenizer, state(1))
+    ckpt.save_train_checkpoint(tmp_path / "checkpoint", tiny_model(1), tokenizer, state(1))
     assert not stale.exists()
     assert (live / "model.safetensors").read_bytes() == b"half written"
 

@@ -27,6 +27,15 @@ STAGE_ORDER = (
     " -> finetune | scaling | serve | exercises"
 )
 # The top-level modules below every stage (and `byollm` itself); `cli` and `__main__` are above.
-PLUMBING = ("errors", "paths", "download", "config", "device", "cpu_fast_paths")
+PLUMBING = (
+    "errors",
+    "formats",
+    "paths",
+    "download",
+    "config",
+    "device",
+    "cpu_fast_paths",
+    "workers",
+)
 
 __all__ = ["PLUMBING", "STAGE_ORDER", "ByollmError", "__version__"]

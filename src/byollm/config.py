@@ -191,6 +191,26 @@ def check_seed(key: str, seed: Any, high: int = MAX_SEED) -> None:
     check_number(key, seed, 0, high, integer=True)
 
 
+# 0 means greedy; the range keeps logits / temperature finite in float32 (see generate/processors)
+TEMPERATURE_RANGE = (1e-4, 1e4)
+
+
+def check_temperature(key: str, temperature: float) -> None:
+    """0 (greedy), or a temperature in TEMPERATURE_RANGE; a ByollmError naming `key` otherwise."""
+    if temperature == 0 and not isinstance(temperature, bool):
+        return
+    check_number(key, temperature, *TEMPERATURE_RANGE, hint="or 0 for greedy decoding")
+
+
+def check_top_k(key: str, top_k: int | None) -> int | None:
+    """top_k as a sampler uses it: None for no limit (0 means no limit too), else an int >= 1."""
+    if top_k == 0 and type(top_k) is int:
+        return None  # 0 = no limit, as in Hugging Face and `sample_top_k`
+    if top_k is not None:
+        check_number(key, top_k, 1, integer=True, hint="0 or None = no limit")
+    return top_k
+
+
 def parse_override_args(argv: list[str]) -> dict[str, str]:
     """Turn ['--lr', '3e-4', '--model.n_layer=4'] into {'lr': '3e-4', 'model.n_layer': '4'}."""
     overrides: dict[str, str] = {}

@@ -50,7 +50,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 from collections.abc import Iterator
@@ -81,6 +80,7 @@ from byollm.tokenizer import (
     parse_tokenizer_spec,
     read_tokenizer_file,
 )
+from byollm.workers import worker_pool
 
 CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise, small enough to stream
 READ_BLOCK = 1 << 22
@@ -385,16 +385,15 @@ def _encode_ranges(ranges, tokenizer_path: Path, workers: int | None) -> Iterato
     if workers is None:
         total = sum(end - start for _, _, start, end, _ in ranges)
         workers = min(os.cpu_count() or 1, total // BYTES_PER_AUTO_WORKER)
-    workers = min(workers, len(ranges))
     encode = functools.partial(_encode_range, tokenizer_path=str(tokenizer_path))
-    if workers <= 1:
+    # 'spawn' is safe with threads (torch) in the parent; the workers import only the tokenizer.
+    pool = worker_pool(workers, tasks=len(ranges), start="spawn")
+    if pool is None:
         _worker_tokenizers.clear()  # this process may have encoded with an older file before
         for task in ranges:
             yield task, encode(task)
         return
-    # 'spawn' is safe with threads (torch) in the parent; the workers import only the tokenizer.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
+    with pool:
         yield from zip(ranges, pool.imap(encode, ranges))
 
 

@@ -11,12 +11,7 @@ from __future__ import annotations
 import json
 
 from byollm.errors import ByollmError
-from byollm.generate.cli import (
-    add_checkpoint_arguments,
-    add_quantize_argument,
-    checkpoint_from_args,
-    load_model_and_tokenizer,
-)
+from byollm.model.cli import add_checkpoint_arguments, add_quantize_argument, checkpoint_from_args
 
 
 def register(subparsers) -> None:
@@ -60,37 +55,26 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_eval)
 
 
-def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -> str:
-    """The text to score: a corpus (name or path), or its last `val_fraction` for split='val'."""
-    from byollm.corpora import read_corpus_text
-
-    text = read_corpus_text(corpus)
-    if split == "val":
-        if not 0.0 < val_fraction < 1.0:
-            raise ByollmError(f"--val-fraction {val_fraction} is invalid: must be in (0, 1)")
-        text = text[int(len(text) * (1 - val_fraction)) :]
-    if not text:
-        raise ByollmError(f"corpus {corpus!r} is empty: nothing to evaluate")
-    return text
-
-
 def run_eval(args) -> int:
     if bool(args.corpus) == bool(args.task):
         both = ", not both" if args.corpus else ""
         raise ByollmError(f"give --corpus (perplexity) or --task (benchmarks){both}")
     if args.task:
         return run_tasks(args)
-    from byollm.evaluate.perplexity import check_eval_args, evaluate_text
+    from byollm.evaluate.perplexity import evaluate_checkpoint
 
-    check_eval_args(stride=args.stride, batch_size=args.batch_size, max_tokens=args.max_tokens)
-    checkpoint = checkpoint_from_args(args)
-    text = read_eval_text(args.corpus, args.split, args.val_fraction)
-    model, tokenizer = load_model_and_tokenizer(args)
-    result = evaluate_text(model, tokenizer, text, stride=args.stride,
-                           batch_size=args.batch_size, max_tokens=args.max_tokens,
-                           progress=not args.json)  # fmt: skip
-    result = {"checkpoint": str(checkpoint), "corpus": args.corpus, "split": args.split,
-              "quantize": args.quantize, **result}  # fmt: skip
+    result = evaluate_checkpoint(
+        checkpoint_from_args(args),
+        args.corpus,
+        split=args.split,
+        val_fraction=args.val_fraction,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        device=args.device,
+        quantize=args.quantize,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -112,8 +96,10 @@ def run_tasks(args) -> int:
     for task in args.task:  # a typo fails before the model is loaded
         check_task_name(task)
     options = ScoringOptions(args.batch_tokens, args.dtype, progress=not args.json)
+    from byollm.model.checkpoint import load_for_inference
+
     checkpoint = checkpoint_from_args(args)
-    model, tokenizer = load_model_and_tokenizer(args)
+    model, tokenizer = load_for_inference(checkpoint, device=args.device, quantize=args.quantize)
     results = []
     for task in args.task:
         result = run_task(model, tokenizer, task, limit=args.limit, mirror=args.mirror,

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from byollm.config import check_number
 from byollm.errors import ByollmError
-from byollm.generate.engine import model_block_size, model_device
+from byollm.model.interface import forward_logits, model_block_size, model_device
 
 LN2 = math.log(2)
 # Windows per forward pass; the logits alone are batch x block_size x vocabulary floats.
@@ -127,8 +127,7 @@ def evaluate_ids(
             for row, (b, _, first) in enumerate(chunk):
                 targets[row, : first - b] = -1  # already scored by an earlier window
             with torch.inference_mode():
-                out = model(inputs)
-                logits = out[0] if isinstance(out, tuple) else out
+                logits = forward_logits(model, inputs)
                 nll = torch.nn.functional.cross_entropy(
                     logits.float().flatten(0, 1), targets.to(device).flatten(),
                     ignore_index=-1, reduction="sum",
@@ -186,3 +185,50 @@ def _token_byte_lengths(tokenizer, ids: Sequence[int]) -> list[int]:
     for token in set(ids):
         lengths[token] = len(tokenizer.decode_bytes([token]))
     return [lengths[token] for token in ids]
+
+
+def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -> str:
+    """The text to score: a corpus (name or path), or its last `val_fraction` for split='val'."""
+    from byollm.corpora import read_corpus_text
+
+    text = read_corpus_text(corpus)
+    if split == "val":
+        if not 0.0 < val_fraction < 1.0:
+            raise ByollmError(f"--val-fraction {val_fraction} is invalid: must be in (0, 1)")
+        text = text[int(len(text) * (1 - val_fraction)) :]
+    if not text:
+        raise ByollmError(f"corpus {corpus!r} is empty: nothing to evaluate")
+    return text
+
+
+def evaluate_checkpoint(
+    checkpoint,
+    corpus: str,
+    *,
+    split: str = "all",
+    val_fraction: float = 0.1,
+    stride: int | None = None,
+    batch_size: int = 8,
+    max_tokens: int | None = None,
+    device: str = "auto",
+    quantize: str = "none",
+    progress: bool = True,
+) -> dict:
+    """`evaluate_text` of a checkpoint (or run folder) on a corpus (`read_eval_text`), with
+    what was evaluated (checkpoint, corpus, split, quantize) in the result."""
+    from byollm.model.checkpoint import load_for_inference
+
+    check_eval_args(stride=stride, batch_size=batch_size, max_tokens=max_tokens)
+    text = read_eval_text(corpus, split, val_fraction)
+    model, tokenizer = load_for_inference(checkpoint, device=device, quantize=quantize)
+    result = evaluate_text(
+        model,
+        tokenizer,
+        text,
+        stride=stride,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        progress=progress,
+    )
+    what = {"checkpoint": str(checkpoint), "corpus": corpus, "split": split, "quantize": quantize}
+    return {**what, **result}

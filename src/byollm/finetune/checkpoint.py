@@ -67,8 +67,8 @@ def load_finetuned(path: str | Path, device: str = "auto"):
     `root` is the GPT (instruction tuning) or the classifier holding it; a LoRA adapter is
     loaded onto its base, which must be the very checkpoint it was trained from.
     """
-    from byollm.generate.loading import load_for_inference, read_checkpoint_extras
-    from byollm.generate.loading import resolve_checkpoint as resolve
+    from byollm.model.checkpoint import load_for_inference, read_checkpoint_config
+    from byollm.model.checkpoint import resolve_checkpoint as resolve
 
     path = Path(path)
     if is_adapter(path):
@@ -81,7 +81,7 @@ def load_finetuned(path: str | Path, device: str = "auto"):
     else:
         checkpoint = resolve(path)
         gpt, tokenizer = load_for_inference(checkpoint, device=device)
-        meta = read_checkpoint_extras(checkpoint)
+        meta = read_checkpoint_config(checkpoint)
         root = _build_root(gpt, meta)
         head_path = checkpoint / HEAD_FILE
         if getattr(root, "head", None) is not None:

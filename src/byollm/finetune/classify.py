@@ -117,7 +117,7 @@ def finetune_classifier(
     log=print,
 ) -> dict:
     """Fine-tune `checkpoint` to classify `data`; write the model to `out`; return the scores."""
-    from byollm.generate.loading import load_for_inference, resolve_checkpoint
+    from byollm.model.checkpoint import load_for_inference, resolve_checkpoint
 
     if split not in ("balanced", "stratified"):
         raise ByollmError(f"split {split!r}: choose balanced (the book's) or stratified")

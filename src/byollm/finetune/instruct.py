@@ -224,7 +224,7 @@ def finetune_instruct(
     log=print,
 ) -> dict:
     """Instruction-tune `checkpoint` on `data` (Alpaca or chat records); write it to `out`."""
-    from byollm.generate.loading import load_for_inference, resolve_checkpoint
+    from byollm.model.checkpoint import load_for_inference, resolve_checkpoint
 
     if trainable == "lora" and lora is None:
         lora = LoRAConfig()

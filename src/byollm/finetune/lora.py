@@ -149,11 +149,11 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def base_fingerprint(checkpoint: str | Path) -> str:
     """sha256 of a checkpoint's weights file and model config: which base an adapter fits."""
-    from byollm.model.io import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_meta
+    from byollm.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
 
     checkpoint = Path(checkpoint)
     digest = hashlib.sha256()
-    model_config = read_checkpoint_meta(checkpoint)["model"]
+    model_config = read_checkpoint_config(checkpoint)["model"]
     digest.update(json.dumps(model_config, sort_keys=True).encode())
     weights = checkpoint / WEIGHTS_FILE
     if not weights.is_file():

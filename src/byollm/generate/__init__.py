@@ -11,9 +11,12 @@ window), `beam.py` (beam search), `chat.py`, then `cli.py` (`byollm sample`, `by
 
 from byollm.generate.beam import Hypothesis, beam_search
 from byollm.generate.engine import Engine, generate_ids
-from byollm.generate.loading import load_for_inference
 from byollm.generate.processors import SamplingConfig, build_processors, choose_next_token
 from byollm.generate.stopping import StopStrings
+
+# Loading a checkpoint is the model's business (byollm.model.checkpoint); re-exported because
+# sampling starts with it.
+from byollm.model.checkpoint import load_for_inference
 
 __all__ = [
     "Engine",

@@ -25,12 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from byollm.config import check_number
-from byollm.generate.engine import (
-    check_context,
-    model_block_size,
-    model_device,
-    next_token_logits,
-)
+from byollm.generate.engine import check_context
+from byollm.model.interface import model_block_size, model_device, next_token_logits
 
 # Each step scores num_beams x vocabulary continuations; Hugging Face's usual beams are 2-10.
 MAX_BEAMS = 256

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from byollm.errors import ByollmError
-from byollm.generate.engine import Engine, model_block_size, model_device, seeded_generator
-from byollm.generate.loading import read_checkpoint_extras, resolve_checkpoint
+from byollm.generate.engine import Engine, seeded_generator
 from byollm.generate.processors import SamplingConfig
+from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
+from byollm.model.interface import model_block_size, model_device
 
 ALPACA_PREAMBLE = (
     "Below is an instruction that describes a task. "
@@ -59,7 +60,7 @@ def format_instruct(turns: list[tuple[str, str]], user: str,
 def checkpoint_chat_mode(checkpoint: str | Path) -> str:
     """ "instruct" for an instruction-tuned checkpoint (its config.json has "instruct"), else
     "continue"."""
-    extras = read_checkpoint_extras(resolve_checkpoint(checkpoint))
+    extras = read_checkpoint_config(resolve_checkpoint(checkpoint))
     return "instruct" if extras.get("instruct") else "continue"
 
 

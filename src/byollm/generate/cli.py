@@ -14,6 +14,11 @@ import sys
 from pathlib import Path
 
 from byollm.errors import ByollmError
+from byollm.model.cli import (
+    add_checkpoint_arguments,
+    add_quantize_argument,
+    checkpoint_from_args,
+)
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,36 +52,13 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
 
 
-def add_quantize_argument(p) -> None:
-    p.add_argument("--quantize", choices=("none", "int8"), default="none",
-                   help="int8: weight-only int8 matrices, ~2x faster decoding on the CPU with "
-                   "slightly different outputs (default none = the checkpoint's precision)")  # fmt: skip
-
-
 def load_model_and_tokenizer(args):
     """The checkpoint of `args`, quantised if `--quantize int8`."""
-    from byollm.generate.loading import load_for_inference
+    from byollm.model.checkpoint import load_for_inference
 
-    model, tokenizer = load_for_inference(checkpoint_from_args(args), device=args.device)
-    if args.quantize == "int8":
-        from byollm.model.quantize import quantize_int8
-
-        quantize_int8(model)
-    return model, tokenizer
-
-
-def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
-    """`--checkpoint DIR`, or the folder as the first positional argument."""
-    p.add_argument("checkpoint_folder", nargs="?", metavar="CHECKPOINT",
-                   help="checkpoint folder (or run folder); same as --checkpoint")  # fmt: skip
-    p.add_argument("--checkpoint", help="checkpoint folder (or run folder)")
-
-
-def checkpoint_from_args(args) -> str:
-    checkpoint = args.checkpoint or args.checkpoint_folder
-    if not checkpoint:
-        raise ByollmError("which model? give a checkpoint folder: --checkpoint DIR")
-    return checkpoint
+    return load_for_inference(
+        checkpoint_from_args(args), device=args.device, quantize=args.quantize
+    )
 
 
 def sampling_from_args(args):
@@ -168,7 +150,8 @@ def run_sample(args) -> int:
         return _run_beam(args, engine, prompt)
     import torch
 
-    from byollm.generate.engine import model_device, seeded_generator
+    from byollm.generate.engine import seeded_generator
+    from byollm.model.interface import model_device
 
     generator = seeded_generator(args.seed, model_device(engine.model)) or torch.Generator()
     if args.seed is None:

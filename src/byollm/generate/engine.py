@@ -51,7 +51,7 @@ from byollm.errors import ByollmError
 from byollm.generate.processors import SamplingConfig, build_processors, choose_next_token
 from byollm.generate.speculative import speculative_ids
 from byollm.generate.stopping import TextStream
-from byollm.model import GPT
+from byollm.model.interface import model_block_size, model_device, next_token_logits
 
 CONTEXT_POLICIES = ("slide", "error")
 # Limits of one request. Prompt + new tokens are preallocated (8 bytes per token per row) and
@@ -67,22 +67,6 @@ def check_generation_args(max_new_tokens: int, *, num_samples: int = 1, seed=Non
     check_number("num_samples", num_samples, 1, MAX_BATCH_ROWS, integer=True)
     if seed is not None:
         check_seed("seed", seed)
-
-
-def model_block_size(model) -> int | None:
-    """The model's context window, or None for a model without one (e.g. a toy bigram)."""
-    config = getattr(model, "config", None)
-    return getattr(config, "block_size", None)
-
-
-def next_token_logits(model, idx: torch.Tensor, kv_cache=None) -> torch.Tensor:
-    """Logits for the position after the last one of `idx`: (B, T) -> (B, V) float."""
-    kwargs = {} if kv_cache is None else {"kv_cache": kv_cache}
-    if isinstance(model, GPT):  # any causal LM works here; ours can skip the head's other rows
-        kwargs["last_only"] = True
-    out = model(idx, **kwargs)
-    logits = out[0] if isinstance(out, tuple) else out
-    return logits[:, -1, :].float()
 
 
 def check_context(prompt_len: int, max_new_tokens: int, block_size: int | None, context: str):
@@ -177,13 +161,6 @@ def seeded_generator(seed: int | None, device) -> torch.Generator | None:
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     return generator
-
-
-def model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
 
 
 class Engine:

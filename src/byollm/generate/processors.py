@@ -20,7 +20,7 @@ Design choices:
   truncation filters), so the same settings mean the same thing here and there.
 - `SamplingConfig` validates its values once, with messages naming the parameter and the valid
   range; `build_processors(config)` turns it into the chain. The ranges keep every float32
-  intermediate finite (`TEMPERATURE_RANGE` and its neighbours), so no NaN reaches the sampler.
+  intermediate finite (`byollm.config.TEMPERATURE_RANGE` and the ranges below), so no NaN reaches the sampler.
 
     >>> logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
     >>> TopK(2)(logits, None)
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from byollm.config import check_number
+from byollm.config import check_number, check_temperature, check_top_k
 from byollm.errors import ByollmError
 
 NEG_INF = float("-inf")
@@ -42,16 +42,8 @@ NEG_INF = float("-inf")
 # The ranges of the knobs that scale logits. They lie far outside any useful setting and keep
 # every intermediate float32 finite: logits / temperature, logits * repetition_penalty and
 # frequency_penalty * count can neither overflow to inf nor (by 0 * inf) become NaN.
-TEMPERATURE_RANGE = (1e-4, 1e4)  # and 0 = greedy
 PENALTY_FACTOR_RANGE = (1e-2, 1e2)  # repetition_penalty
 MAX_ADDITIVE_PENALTY = 100.0  # |frequency_penalty|, |presence_penalty| (OpenAI allows 2)
-
-
-def check_temperature(key: str, temperature: float) -> None:
-    """0 (greedy), or a temperature in TEMPERATURE_RANGE; a ByollmError naming `key` otherwise."""
-    if temperature == 0 and not isinstance(temperature, bool):
-        return
-    check_number(key, temperature, *TEMPERATURE_RANGE, hint="or 0 for greedy decoding")
 
 
 class Temperature:
@@ -246,10 +238,7 @@ class SamplingConfig:
     def validate(self) -> None:
         """Every rule on the values, in one place; each error names the parameter and its range."""
         check_temperature("temperature", self.temperature)
-        if self.top_k == 0 and type(self.top_k) is int:
-            self.top_k = None  # 0 = no limit, as in Hugging Face and `sample_top_k`
-        if self.top_k is not None:
-            check_number("top_k", self.top_k, 1, integer=True, hint="0 or None = no limit")
+        self.top_k = check_top_k("top_k", self.top_k)
         check_number("top_p", self.top_p, 0, 1, low_open=True, hint="1 keeps every token")
         check_number("min_p", self.min_p, 0, 1, hint="0 keeps every token")
         check_number("typical_p", self.typical_p, 0, 1, low_open=True, hint="1 keeps every token")

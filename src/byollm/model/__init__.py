@@ -9,13 +9,22 @@
     torch.Size([2, 64, 65])
 
 Read `gpt.py` top to bottom first, then `layers.py` for the parts of a block; `quantize.py`
-turns its matrices into int8 for faster inference.
+turns its matrices into int8 for faster inference. `checkpoint.py` owns the checkpoint folder
+(its files, config.json, checksums, atomic saves, `load_for_inference`); `weights.py` checks
+stored weights against a config.
 """
 
+from byollm.model.checkpoint import (
+    load_for_inference,
+    load_model,
+    read_model_config,
+    resolve_checkpoint,
+    save_checkpoint,
+    save_model,
+)
 from byollm.model.config import PRESETS, GPTConfig
 from byollm.model.gpt import GPT
 from byollm.model.info import format_info, model_info
-from byollm.model.io import load_model, read_model_config, save_model
 from byollm.model.kv_cache import BatchKVCache, KVCache
 from byollm.model.quantize import Int8Linear, quantize_int8
 
@@ -27,9 +36,12 @@ __all__ = [
     "Int8Linear",
     "KVCache",
     "format_info",
+    "load_for_inference",
     "load_model",
     "model_info",
     "quantize_int8",
     "read_model_config",
+    "resolve_checkpoint",
+    "save_checkpoint",
     "save_model",
 ]

@@ -9,11 +9,13 @@ byollm convert --to-hf checkpoints/gpt2 --out exported/
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 from byollm import config as config_lib
 from byollm.errors import ByollmError
+from byollm.model.checkpoint import read_config_file
 from byollm.model.config import PRESETS, GPTConfig
 from byollm.model.info import format_info, model_info
 from byollm.paths import user_path
@@ -94,25 +96,36 @@ def register(subparsers) -> None:
     convert.set_defaults(func=_convert)
 
 
-def config_from_file(path: Path) -> GPTConfig:
-    """A GPTConfig from a TOML file, a byollm config.json, or a checkpoint directory."""
-    from byollm.model.io import CONFIG_FILE, read_model_config
+def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    """`--checkpoint DIR`, or the folder as the first positional argument (sample, chat, eval)."""
+    p.add_argument(
+        "checkpoint_folder",
+        nargs="?",
+        metavar="CHECKPOINT",
+        help="checkpoint folder (or run folder); same as --checkpoint",
+    )
+    p.add_argument("--checkpoint", help="checkpoint folder (or run folder)")
 
-    if path.is_dir():
-        return read_model_config(path)
-    if path.suffix == ".json":
-        if path.name != CONFIG_FILE:
-            raise ByollmError(f"{path}: a JSON model config must be a checkpoint's {CONFIG_FILE}")
-        return read_model_config(path.parent)
-    data = config_lib.load_toml(path)
-    table = data.get("model", data)
-    return config_lib.from_dict(
-        GPTConfig, table, f"{path} [model]" if "model" in data else str(path)
+
+def checkpoint_from_args(args) -> str:
+    checkpoint = args.checkpoint or args.checkpoint_folder
+    if not checkpoint:
+        raise ByollmError("which model? give a checkpoint folder: --checkpoint DIR")
+    return checkpoint
+
+
+def add_quantize_argument(p) -> None:
+    p.add_argument(
+        "--quantize",
+        choices=("none", "int8"),
+        default="none",
+        help="int8: weight-only int8 matrices, ~2x faster decoding on the CPU with "
+        "slightly different outputs (default none = the checkpoint's precision)",
     )
 
 
 def _info(args) -> int:
-    config = GPTConfig.from_preset(args.preset) if args.preset else config_from_file(args.config)
+    config = GPTConfig.from_preset(args.preset) if args.preset else read_config_file(args.config)
     overrides = config_lib.parse_override_args(args.overrides)
     config = config_lib.apply_overrides(config, overrides)
     info = model_info(config, seq_len=args.seq_len, bytes_per_param=args.bytes_per_param)

@@ -31,10 +31,7 @@ nothing else.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -42,9 +39,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from byollm.errors import ByollmError
+from byollm.model.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    save_checkpoint,
+    write_folder_atomically,
+)
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
-from byollm.model.io import check_weights_match, expected_weight_shapes, load_state, unwrap
+from byollm.model.weights import check_weights_match, expected_weight_shapes, load_state, unwrap
 from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE
 
 # Hugging Face GPT-2 activation_function -> our mlp kind: the tanh approximation (three spellings
@@ -384,8 +388,8 @@ WRITTEN_BY = "byollm convert"  # the config.json marker of a folder this module 
 GENERATION_CONFIG = "generation_config.json"
 # every file either direction writes (tokenizer.json: byollm's or Hugging Face's format)
 CONVERT_FILES = {
-    "config.json",
-    "model.safetensors",
+    CONFIG_FILE,
+    WEIGHTS_FILE,
     TOKENIZER_FILE,  # byollm's own format, in a byollm checkpoint
     LEGACY_TOKENIZER_FILE,  # Hugging Face's format in an export (byollm's, in old checkpoints)
     "tokenizer_config.json",
@@ -400,7 +404,6 @@ def convert_from_hf(
     """`from_hf(source)` saved as a byollm checkpoint in `out` (with `tokenizer`, a name, a path
     or a Tokenizer, as byollm-tokenizer.json); refuses an unsafe `out` and writes nothing unless every
     input is good. `origin` is recorded as the checkpoint's "source" (default: the folder)."""
-    from byollm.model.io import save_model
     from byollm.tokenizer import Tokenizer, load_tokenizer
 
     source, out = Path(source), Path(out)
@@ -414,14 +417,8 @@ def convert_from_hf(
             f"tokenizer {tokenizer} has {tok.vocab_size} tokens but the model in {source} "
             f"only knows {model.config.vocab_size}: the tokenizer does not belong to it"
         )
-
-    def write(folder: Path) -> None:
-        extra = {"source": origin or {"hf": str(source)}, "written_by": WRITTEN_BY}
-        save_model(model, folder, extra=extra)
-        if tok is not None:
-            tok.save(folder / TOKENIZER_FILE)
-
-    _write_folder(out, write)
+    extra = {"source": origin or {"hf": str(source)}, "written_by": WRITTEN_BY}
+    save_checkpoint(out, model, tok, extra=extra)
     return model
 
 
@@ -484,7 +481,6 @@ def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:
     """The byollm checkpoint `checkpoint` written as a Hugging Face folder `out`, safely: the
     weights, and with the checkpoint's tokenizer the files `AutoTokenizer` and `pipeline` read.
     Returns the names of the files written."""
-    from byollm.model.io import load_model
     from byollm.tokenizer import find_tokenizer_file, load_tokenizer
     from byollm.tokenizer.export import to_huggingface_folder
 
@@ -509,7 +505,7 @@ def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:
             (folder / GENERATION_CONFIG).write_text(json.dumps(generation, indent=2) + "\n")
             written.append(GENERATION_CONFIG)
 
-    _write_folder(out, write)
+    write_folder_atomically(out, write)
     return written
 
 
@@ -541,31 +537,3 @@ def _written_by_convert(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("written_by") == WRITTEN_BY
-
-
-def _write_folder(out: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(folder)` on a temporary folder beside `out`, then swap it in for `out`.
-
-    A failure (disk full included) deletes the temporary folder and leaves `out` as it was."""
-    target = out.resolve()  # through a symlink: replace the folder it names, not the link
-    tmp = target.with_name(f".{target.name}.convert-{os.getpid()}")
-    old = target.with_name(f".{target.name}.convert-old-{os.getpid()}")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        write(tmp)
-        if target.exists():
-            os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if old.exists():
-                os.replace(old, target)  # put the previous folder back
-            raise
-    except OSError as e:
-        raise ByollmError(
-            f"cannot write {out}: {e.strerror or e}; {out} was left as it was"
-        ) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)  # reached only once the new folder is in place

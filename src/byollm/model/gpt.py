@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from byollm.config import check_temperature, check_top_k
 from byollm.cpu_fast_paths import use_few_rows_linear
 from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
@@ -186,13 +187,13 @@ class GPT(nn.Module):
         """Append `max_new_tokens` sampled tokens to `idx` (B, T) and return the longer tensor.
 
         temperature 0 means greedy; top_k keeps only the k most likely tokens (0 or None: all);
-        both are checked as `byollm.generate.SamplingConfig` checks them. With the cache, a
+        both are checked as `byollm.generate.SamplingConfig` checks them (`byollm.config`'s
+        `check_temperature`, `check_top_k`). With the cache, a
         context that outgrows block_size is cropped to the last block_size tokens and
         re-prefilled, exactly what the uncached path computes.
         """
-        from byollm.generate.processors import SamplingConfig
-
-        top_k = SamplingConfig(temperature=temperature, top_k=top_k).top_k  # the same checks
+        check_temperature("temperature", temperature)
+        top_k = check_top_k("top_k", top_k)
         block = self.config.block_size
         cache = self.new_kv_cache(idx.size(0)) if use_cache else None
         for _ in range(max_new_tokens):

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 import torch
 
 from byollm.errors import ByollmError
-from byollm.generate.engine import model_device, next_token_logits
 from byollm.generate.processors import SamplingConfig, build_processors, choose_next_token
 from byollm.generate.stopping import TextStream
+from byollm.model.interface import model_device, next_token_logits
 
 log = logging.getLogger("byollm.serve")
 

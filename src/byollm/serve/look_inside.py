@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from byollm.errors import ByollmError
-from byollm.generate.engine import model_device
+from byollm.model.interface import model_device
 
 
 def token_bytes(tokenizer, token_id: int) -> bytes:

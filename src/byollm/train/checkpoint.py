@@ -1,51 +1,39 @@
-"""Checkpoints: everything needed to sample from a model, and to resume training exactly.
+"""The training state of a checkpoint: what `--resume` needs beyond the model.
 
-A checkpoint is a folder:
+A training checkpoint is a checkpoint folder (`byollm.model.checkpoint` owns it: its files,
+config.json, checksums, atomic writes, which folder a path means) plus one file of its own:
 
-    model.safetensors      the weights (safetensors: plain tensors, no code can hide in them)
-    config.json            {"format": "byollm-model", "version": 1, "model": {...}, "train":
-                            {...}, "data": {...}, "sha256": {file: digest}}
-    byollm-tokenizer.json  the tokenizer, so the folder alone can turn text into ids and back
-    train_state.pt         optimizer moments, step, RNG states, data position, best val loss
+    train_state.pt      optimizer moments, step, RNG states, data position, best val loss
 
-`train` is the run's config, `data` what the run was trained on (the corpus actually used, its
-sha256, the tokenizer's hash, the split): `--resume` compares both with the new command.
+and two config.json keys: `train` (the run's config) and `data` (what the run was trained on:
+the corpus actually used, its sha256, the tokenizer's hash, the split); `--resume` compares both
+with the new command.
 
 Design choices:
-- **Atomic.** A new checkpoint is written into a temporary folder beside the target and swapped in
-  with renames, so a crash (or SIGKILL) during a save never destroys the previous good checkpoint.
-  If a crash falls between the two renames, the previous checkpoint is still there under
-  `<name>.old` and `load_train_state`/`resolve_checkpoint` pick it up.
-- **A failed save costs nothing.** A save that fails (disk full, permissions) removes its
-  temporary folder and raises one line; the previous checkpoint is untouched. Temporary folders
-  of crashed saves are removed by the next save, but never one whose process is still alive.
-- **Checksummed.** config.json records the sha256 of the other three files (see
-  `byollm.model.io`); loading the weights or the training state verifies them.
+- **Added through the owner.** `save_train_checkpoint` hands train_state.pt to
+  `save_checkpoint` as one more file, so it is written atomically with the weights and
+  checksummed in config.json like them; `load_train_state` verifies that checksum.
 - **No pickled code.** `train_state.pt` holds only tensors, numbers, strings, lists and dicts, and
   is read with `torch.load(weights_only=True)`; every field is type-checked before use.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 
-from byollm.download import sha256_file
 from byollm.errors import ByollmError
-from byollm.model.io import CONFIG_FILE, TOKENIZER_FILE, verify_checksums
+from byollm.formats import check_header
+from byollm.model.checkpoint import CONFIG_FILE, save_checkpoint, verify_checksums
 
 STATE_FORMAT = "byollm-train-state"
 STATE_VERSION = 1
 STATE_FILE = "train_state.pt"
 
 
-def save_checkpoint(
+def save_train_checkpoint(
     directory: str | Path,
     model: torch.nn.Module,
     tokenizer,
@@ -54,84 +42,16 @@ def save_checkpoint(
     train_config: dict | None = None,
     data: dict | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically; returns its path.
-
-    Raises ByollmError (with the previous checkpoint intact and no temporary folder left) when
-    the files cannot be written, e.g. on a full disk.
-    """
-    from byollm.model import save_model
-
-    directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    old = directory.with_name(f"{directory.name}.old")
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(directory)
-        tmp.mkdir()
-        tokenizer.save(tmp / TOKENIZER_FILE)
-        state = {"format": STATE_FORMAT, "version": STATE_VERSION, **train_state}
-        torch.save(state, tmp / STATE_FILE)
-        checksums = {name: sha256_file(tmp / name) for name in (TOKENIZER_FILE, STATE_FILE)}
-        extra = {"train": train_config or {}, **({"data": data} if data else {})}
-        save_model(model, tmp, extra=extra, checksums=checksums)  # weights, then config.json
-        _fsync_dir(tmp)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        # torch's writer reports a failed write as RuntimeError, safetensors as SafetensorError
-        if isinstance(e, (OSError, RuntimeError, SafetensorError)):
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise ByollmError(
-                f"{directory}: cannot write the checkpoint ({reason.splitlines()[0]}; "
-                f"{_free_space(directory.parent)}); the previous checkpoint is kept"
-            ) from None
-        raise
-    # Swap: current -> .old, tmp -> current, drop .old. At every instant one whole checkpoint exists.
-    if directory.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
-    return directory
-
-
-def _remove_stale_temporaries(directory: Path) -> None:
-    """Delete `.<name>.tmp-<pid>` folders left by crashed saves (never a live process's)."""
-    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
-            continue  # another process is writing it right now
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: no signal sent, only the existence check
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, it is someone else's
-    except (OverflowError, OSError):
-        return False
-    return True
-
-
-def _free_space(folder: Path) -> str:
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return "free space unknown"
-    return f"{free / 2**20:,.0f} MiB free there"
-
-
-def resolve_checkpoint(directory: str | Path) -> Path | None:
-    """The checkpoint folder to read: `directory`, or its `.old` twin after a crash mid-swap."""
-    directory = Path(directory)
-    if (directory / "train_state.pt").exists():
-        return directory
-    old = directory.with_name(f"{directory.name}.old")
-    if (old / "train_state.pt").exists():
-        return old
-    return None
+    """Write a training checkpoint folder atomically (see `save_checkpoint`); returns its path."""
+    state = {"format": STATE_FORMAT, "version": STATE_VERSION, **train_state}
+    extra = {"train": train_config or {}, **({"data": data} if data else {})}
+    return save_checkpoint(
+        directory,
+        model,
+        tokenizer,
+        extra=extra,
+        files={STATE_FILE: lambda path: torch.save(state, path)},
+    )
 
 
 def load_train_state(directory: str | Path, map_location="cpu") -> dict:
@@ -145,13 +65,7 @@ def load_train_state(directory: str | Path, map_location="cpu") -> dict:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a truncated or foreign file: name it, do not crash on it
         raise ByollmError(f"{path}: cannot read the training state ({e})") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ByollmError(f"{path}: not a byollm training state")
-    if state.get("version") != STATE_VERSION:
-        raise ByollmError(
-            f"{path}: training state version {state.get('version')!r}, "
-            f"this byollm reads {STATE_VERSION}"
-        )
+    check_header(state, path, format=STATE_FORMAT, version=STATE_VERSION)
     check_train_state(state, path)
     return state
 
@@ -207,17 +121,6 @@ def check_train_state(state: dict, source) -> None:
             )
 
 
-def read_checkpoint_config(directory: str | Path) -> dict:
-    """config.json of a checkpoint as a dict (model and train sections)."""
-    path = Path(directory) / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ByollmError(f"{path}: missing; not a checkpoint folder") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ByollmError(f"{path}: not readable ({e})") from None
-
-
 def rng_state() -> dict:
     """The random number generators' states (torch CPU, and CUDA when present)."""
     state = {"torch": torch.get_rng_state()}
@@ -230,10 +133,3 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Flush the files of `directory` to disk before they replace a good checkpoint."""
-    for path in directory.iterdir():
-        with path.open("rb") as f:
-            os.fsync(f.fileno())

@@ -27,6 +27,7 @@ from byollm.config import (
     check_choice,
     check_number,
     check_seed,
+    check_temperature,
     from_dict,
     load_toml,
 )
@@ -34,7 +35,6 @@ from byollm.data.prepare import WORKERS_PER_CPU
 from byollm.device import DTYPES, check_device_name
 from byollm.errors import ByollmError
 from byollm.generate.engine import MAX_NEW_TOKENS
-from byollm.generate.processors import check_temperature
 from byollm.model import GPTConfig
 from byollm.train.schedule import SCHEDULES
 

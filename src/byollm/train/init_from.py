@@ -28,7 +28,7 @@ from byollm.tokenizer import find_tokenizer_file
 
 def init_checkpoint(path: str | Path) -> Path:
     """The checkpoint folder `path` names, checked to hold a model and its tokenizer."""
-    from byollm.model.io import read_checkpoint_meta
+    from byollm.model.checkpoint import read_checkpoint_config
 
     directory = Path(path).expanduser()
     if directory.is_dir() and not (directory / "config.json").exists():
@@ -39,7 +39,7 @@ def init_checkpoint(path: str | Path) -> Path:
                 f"{directory / hint[0]}"
             )
     try:
-        read_checkpoint_meta(directory)
+        read_checkpoint_config(directory)
     except ByollmError as e:
         raise ByollmError(f"init_from: {e}") from None
     if not (find_tokenizer_file(directory)).is_file():

@@ -244,6 +244,35 @@ def _cpu_max_ghz() -> float | None:
     return max(mhz) / 1e3 if mhz else None
 
 
+class Throughput:
+    """Tokens per second and MFU, measured over the steps since the last measurement.
+
+    `restart()` after evaluating and saving, so that only training time counts; `add(tokens)`
+    after each step; `measure()` at each log line updates `tokens_per_second` and `mfu` (None
+    when the device's peak is unknown).
+    """
+
+    def __init__(self, flops_per_token: float, peak_flops: float | None):
+        self.flops_per_token = flops_per_token
+        self.peak_flops = peak_flops
+        self.tokens_per_second = 0.0
+        self.mfu: float | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        self._start, self._tokens = time.perf_counter(), 0
+
+    def add(self, tokens: int) -> None:
+        self._tokens += tokens
+
+    def measure(self) -> None:
+        now = time.perf_counter()
+        self.tokens_per_second = self._tokens / max(1e-9, now - self._start)
+        if self.peak_flops:  # None where the device's peak is unknown
+            self.mfu = self.tokens_per_second * self.flops_per_token / self.peak_flops
+        self._start, self._tokens = now, 0
+
+
 def format_mfu(mfu: float | None) -> str:
     """ "MFU 4.2%", or "MFU n/a" where the device's peak is unknown."""
     return "MFU n/a" if mfu is None else f"MFU {100 * mfu:.1f}%"

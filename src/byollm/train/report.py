@@ -193,14 +193,13 @@ def _read_json(path: Path) -> dict:
 
 def _checkpoint_config(run_dir: Path) -> dict:
     """config.json of the run's checkpoint (or of best/ when the checkpoint is gone)."""
-    from byollm.train.checkpoint import resolve_checkpoint
+    from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
 
     for name in ("checkpoint", "best"):
-        directory = resolve_checkpoint(run_dir / name)
-        if directory is not None:
-            config = _read_json(directory / "config.json")
-            if config:
-                return config
+        try:
+            return read_checkpoint_config(resolve_checkpoint(run_dir / name))
+        except ByollmError:
+            continue  # missing or unreadable: try best/, else report without it
     return {}
 
 

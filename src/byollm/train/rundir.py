@@ -87,17 +87,14 @@ class RunFolder:
     @classmethod
     def open(cls, path: str | Path, *, resume: bool, overwrite: bool) -> RunFolder:
         """Check `path` for this kind of start and take its lock; ByollmError if it is not fit."""
-        from byollm.train.checkpoint import resolve_checkpoint
-
         folder = cls(path)
         folder._refuse_if_not_a_run()
-        if resume and resolve_checkpoint(folder.path / "checkpoint") is None:
-            raise ByollmError(f"{folder.path}: no checkpoint to resume from")
+        if resume:
+            folder._require_checkpoint()
         folder._lock()
         try:  # checked again under the lock: another process may have changed the folder
             if resume:
-                if resolve_checkpoint(folder.path / "checkpoint") is None:
-                    raise ByollmError(f"{folder.path}: no checkpoint to resume from")
+                folder._require_checkpoint()
             elif folder._entries():
                 if not overwrite:
                     raise ByollmError(
@@ -147,6 +144,15 @@ class RunFolder:
         if not self.path.is_dir():
             return []
         return [p for p in self.path.iterdir() if p.name != LOCK_FILE]
+
+    def _require_checkpoint(self) -> None:
+        from byollm.model.checkpoint import resolve_checkpoint
+        from byollm.train.checkpoint import STATE_FILE
+
+        try:
+            resolve_checkpoint(self.path / "checkpoint", require=STATE_FILE)
+        except ByollmError:
+            raise ByollmError(f"{self.path}: no checkpoint to resume from") from None
 
     def _refuse_if_not_a_run(self) -> None:
         if self.path.exists() and not self.path.is_dir():

@@ -4,7 +4,7 @@
     >>> summary = train(TrainConfig(max_steps=200))       # doctest: +SKIP
     >>> summary["best_val_loss"]                           # doctest: +SKIP
 
-One optimizer step, read top to bottom in `Trainer.step`:
+One optimizer step, read top to bottom in `Trainer.train_step`:
 
     for each micro-step:                     (gradient accumulation up to tokens_per_step)
         x, y = loader.batch(step, micro)     windows of text and the same text shifted by one
@@ -13,6 +13,10 @@ One optimizer step, read top to bottom in `Trainer.step`:
     clip the gradient norm                   one bad batch cannot throw the weights far
     lr = peak * schedule(step)               warmup, then cosine or warmup-stable-decay
     optimizer.step(); zero the gradients
+
+`Trainer.run` reads the same way: prepare the data (`_prepare_data`), set up (`_setup`: device,
+data, model, optimizers, the resumed state), wrap the model (`_wrap_model`: compile, DDP), open
+the logs (`_open_logs`), then `_loop` over steps, evaluating and saving every eval_interval.
 
 Design choices:
 - The loop is a plain `for` over steps; everything is a function of the step (data windows,
@@ -46,13 +50,13 @@ from byollm.data.loader import BatchLoader
 from byollm.data.tokens import open_tokens, read_meta
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
+from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
 from byollm.train import distributed
 from byollm.train.checkpoint import (
+    STATE_FILE,
     load_train_state,
-    read_checkpoint_config,
-    resolve_checkpoint,
     rng_state,
-    save_checkpoint,
+    save_train_checkpoint,
     set_rng_state,
 )
 from byollm.train.config import TrainConfig, default_data_dir
@@ -60,6 +64,7 @@ from byollm.train.init_from import load_init_model, with_init_tokenizer
 from byollm.train.metrics import (
     ExternalLoggers,
     MetricsLog,
+    Throughput,
     format_mfu,
     peak_flops,
     plot_losses,
@@ -164,7 +169,8 @@ class Trainer:
             self._setup(Path(data_dir), corpus)
             if self.step >= self.config.max_steps:
                 return self._already_finished()
-            self._open_outputs(folder)
+            self._wrap_model()
+            self._open_logs(folder)
             try:
                 return self._loop()
             finally:
@@ -179,7 +185,7 @@ class Trainer:
         if not self.resume:
             data_dir, corpus = prepare_data(cfg, progress=self.progress, log=self.log)
             return str(data_dir), corpus
-        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint")
+        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint", require=STATE_FILE)
         saved = read_checkpoint_config(checkpoint)
         saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
         for key in RUN_IDENTITY:
@@ -210,9 +216,24 @@ class Trainer:
         return str(data_dir), corpus
 
     def _setup(self, data_dir: Path, corpus: str) -> None:
-        from byollm.model import GPT, load_model
-        from byollm.tokenizer import find_tokenizer_file, load_tokenizer
+        """Device, data, model, optimizers, then the resumed state: all the loop needs."""
+        checkpoint = None
+        if self.resume:
+            checkpoint = resolve_checkpoint(self.run_dir / "checkpoint", require=STATE_FILE)
+        self._setup_device()
+        self._setup_tokenizer(data_dir)
+        init_model = self._setup_model_config()
+        self._setup_data(data_dir, corpus)
+        self._setup_model(checkpoint, init_model)
+        self._setup_optimizers()
+        self.step = 0
+        self.tokens_seen = 0
+        self.best_val_loss = math.inf
+        self.elapsed_before = 0.0
+        if checkpoint is not None:
+            self._load_train_state(checkpoint)
 
+    def _setup_device(self) -> None:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         if cfg.threads:
@@ -221,6 +242,11 @@ class Trainer:
         self.dtype = pick_dtype(self.device, cfg.dtype)
         if self.device.type == "cpu":
             keep_freed_cpu_memory()  # no page faults for each step's activations
+
+    def _setup_tokenizer(self, data_dir: Path) -> None:
+        """The prepared data's meta.json and the tokenizer that made its ids."""
+        from byollm.tokenizer import find_tokenizer_file, load_tokenizer
+
         self.meta = read_meta(data_dir)
         tokenizer_path = find_tokenizer_file(data_dir)
         self.tokenizer = load_tokenizer(tokenizer_path)
@@ -229,12 +255,20 @@ class Trainer:
                 f"{tokenizer_path}: does not match meta.json (hash differs); "
                 "re-run `byollm prepare`"
             )
-        init_model = None
+
+    def _setup_model_config(self):
+        """The model's shape: the config's, or --init_from's (then its model, else None)."""
+        cfg = self.config
         if cfg.init_from:  # weights only: the optimizer and the schedule start fresh
             init_model = load_init_model(cfg, self.tokenizer, self.device)
             self.model_config = init_model.config
-        else:
-            self.model_config = dataclasses.replace(cfg.model, vocab_size=self.tokenizer.vocab_size)
+            return init_model
+        self.model_config = dataclasses.replace(cfg.model, vocab_size=self.tokenizer.vocab_size)
+        return None
+
+    def _setup_data(self, data_dir: Path, corpus: str) -> None:
+        """The batch geometry (micro-steps per step) and the batch loaders."""
+        cfg = self.config
         block = self.model_config.block_size
 
         rows_per_micro = cfg.batch_size * self.dist.world_size
@@ -277,7 +311,10 @@ class Trainer:
             self.data_record[key] = self.meta.get(key)
         self.data_dir = data_dir
 
-        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint") if self.resume else None
+    def _setup_model(self, checkpoint: Path | None, init_model) -> None:
+        """The checkpoint's model when resuming, --init_from's, or a fresh (seeded) one."""
+        from byollm.model import GPT, load_model
+
         if checkpoint is not None:
             self._check_checkpoint_config(checkpoint)
             self.model = load_model(checkpoint, device=str(self.device))
@@ -285,7 +322,10 @@ class Trainer:
             self.model = init_model
         else:
             self.model = GPT(self.model_config).to(self.device)
-        self.raw_model = self.model
+        self.raw_model = self.model  # stays the plain GPT when `model` gets wrapped
+
+    def _setup_optimizers(self) -> None:
+        cfg = self.config
         self.optimizers = build_optimizers(
             self.model,
             optimizer=cfg.optimizer,
@@ -301,20 +341,10 @@ class Trainer:
         # fp16 (GPUs without bf16) needs loss scaling, or small gradients round to zero;
         # bf16 and fp32 have fp32's exponent range, so there the scaler is a no-op.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.step = 0
-        self.tokens_seen = 0
-        self.best_val_loss = math.inf
-        self.elapsed_before = 0.0
-        if checkpoint is not None:
-            self._load_train_state(checkpoint)
 
-    def _open_outputs(self, folder: RunFolder | None) -> None:
-        """Wrap the model for speed and processes; open the metrics log and the loggers."""
-        from byollm.model import model_info
-
-        cfg = self.config
-        block = self.model_config.block_size
-        if cfg.compile:
+    def _wrap_model(self) -> None:
+        """Compile the model and wrap it for DDP, as configured (`raw_model` stays plain)."""
+        if self.config.compile:
             self.model = torch.compile(self.model)
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -322,12 +352,19 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.model, device_ids=ids)
 
+    def _open_logs(self, folder: RunFolder | None) -> None:
+        """Mark the run folder; open the metrics log, the loggers and the throughput meter."""
+        from byollm.model import model_info
+
+        cfg = self.config
+        block = self.model_config.block_size
         info = model_info(self.model_config, seq_len=block)
-        self.flops_per_token = info["flops_per_token_train"]
         self.n_params = info["params"]
         # every process runs on a device of its own: the job's peak is world_size of them
         peak = peak_flops(self.device, self.dtype)
-        self.peak_flops = peak * self.dist.world_size if peak else None
+        self.throughput = Throughput(
+            info["flops_per_token_train"], peak * self.dist.world_size if peak else None
+        )
         if folder is not None:
             folder.mark(cfg.name)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.dist.is_main)
@@ -394,7 +431,7 @@ class Trainer:
                 f"config ({self.config.optimizer}) has {len(self.optimizers)}; resume with the "
                 "same optimizer"
             )
-        source = directory / "train_state.pt"
+        source = directory / STATE_FILE
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             peaks = [g["peak_lr"] for g in opt.param_groups]
             try:
@@ -434,8 +471,8 @@ class Trainer:
             file=sys.stderr,
         )
         started = time.perf_counter()
-        window_start, window_tokens = time.perf_counter(), 0
-        tokens_per_second, mfu = 0.0, None
+        throughput = self.throughput
+        throughput.restart()
         last_eval = None
         try:
             while self.step < cfg.max_steps:
@@ -443,13 +480,9 @@ class Trainer:
                 loss = self.train_step(lr_mult)
                 self.step += 1
                 self.tokens_seen += self.tokens_per_step
-                window_tokens += self.tokens_per_step
+                throughput.add(self.tokens_per_step)
                 if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
-                    now = time.perf_counter()
-                    tokens_per_second = window_tokens / max(1e-9, now - window_start)
-                    if self.peak_flops:  # None where the device's peak is unknown
-                        mfu = tokens_per_second * self.flops_per_token / self.peak_flops
-                    window_start, window_tokens = now, 0
+                    throughput.measure()
                     self._record(
                         {
                             "kind": "train",
@@ -457,21 +490,21 @@ class Trainer:
                             "tokens": self.tokens_seen,
                             "loss": loss,
                             "lr": cfg.lr * lr_mult,
-                            "tokens_per_s": round(tokens_per_second, 1),
-                            "mfu": None if mfu is None else round(mfu, 4),
+                            "tokens_per_s": round(throughput.tokens_per_second, 1),
+                            "mfu": None if throughput.mfu is None else round(throughput.mfu, 4),
                             "elapsed": round(self._elapsed(started), 2),
                         }
                     )
                 bar.set_postfix_str(
-                    f"loss {loss:.3f} | {tokens_per_second:,.0f} tok/s | {format_mfu(mfu)}"
+                    f"loss {loss:.3f} | {throughput.tokens_per_second:,.0f} tok/s | "
+                    f"{format_mfu(throughput.mfu)}"
                     + (f" | val {last_eval['val_loss']:.3f}" if last_eval else ""),
                     refresh=False,
                 )
                 bar.update(1)
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                     last_eval = self.evaluate_and_save(started)
-                    # throughput measures training only, not evaluation and checkpointing
-                    window_start, window_tokens = time.perf_counter(), 0
+                    throughput.restart()  # training time only, not evaluation and saving
                     if last_eval:  # above the bar; a line per evaluation in a log file too
                         line = (
                             f"step {self.step}: train {last_eval['train_loss']:.4f}, "
@@ -496,8 +529,8 @@ class Trainer:
             "final_train_loss": last_eval["train_loss"] if last_eval else None,
             "final_val_bpb": last_eval["val_bpb"] if last_eval else None,
             "params": self.n_params,
-            "tokens_per_s": round(tokens_per_second, 1),
-            "mfu": None if mfu is None else round(mfu, 4),
+            "tokens_per_s": round(throughput.tokens_per_second, 1),
+            "mfu": None if throughput.mfu is None else round(throughput.mfu, 4),
             "data_dir": str(self.data_dir),
             "sample": last_eval.get("sample", "") if last_eval else "",
         }
@@ -629,7 +662,7 @@ class Trainer:
             raise ByollmError(f"{path}: cannot write ({e.strerror})") from None
         state = self._train_state(started)
         for name in ("checkpoint", "best") if improved else ("checkpoint",):
-            save_checkpoint(
+            save_train_checkpoint(
                 self.run_dir / name,
                 self.raw_model,
                 self.tokenizer,

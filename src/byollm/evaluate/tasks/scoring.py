@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
-from byollm.generate.engine import model_device
+from byollm.model.interface import model_device
 
 DEFAULT_BATCH_TOKENS = 8192
 LOGIT_BUDGET = 1 << 25  # at most this many logits (128 MiB of float32) in one forward pass
