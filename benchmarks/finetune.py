@@ -42,13 +42,21 @@ def pretrain(workdir: Path, steps: int, block_size: int = 256) -> Path:
     from byollm.train import load_train_config, train
 
     overrides = {
-        "name": "english", "out_dir": str(workdir), "corpus": "tinystories-sample",
-        "tokenizer": "bpe:4096", "max_steps": str(steps), "eval_interval": str(max(50, steps // 4)),
-        "sample_tokens": "0", "model.block_size": str(block_size), "batch_size": "16",
-    }  # fmt: skip
+        "name": "english",
+        "out_dir": str(workdir),
+        "corpus": "tinystories-sample",
+        "tokenizer": "bpe:4096",
+        "max_steps": str(steps),
+        "eval_interval": str(max(50, steps // 4)),
+        "sample_tokens": "0",
+        "model.block_size": str(block_size),
+        "batch_size": "16",
+    }
     summary = train(load_train_config(None, overrides), progress=False, log=lambda *a: None)
-    print(f"pretrained {steps} steps: val loss {summary['best_val_loss']:.3f} "
-          f"in {summary['elapsed_s']:.0f}s")  # fmt: skip
+    print(
+        f"pretrained {steps} steps: val loss {summary['best_val_loss']:.3f} "
+        f"in {summary['elapsed_s']:.0f}s"
+    )
     return workdir / "english" / "best"
 
 
@@ -65,15 +73,24 @@ def baselines(split: str) -> list[tuple[str, float, float, float]]:
     out = []
     for name, vectorizer, model in (
         ("multinomial naive Bayes", CountVectorizer(), MultinomialNB()),
-        ("TF-IDF + logistic regression", TfidfVectorizer(sublinear_tf=True),
-         LogisticRegression(C=10, max_iter=1000)),
-    ):  # fmt: skip
+        (
+            "TF-IDF + logistic regression",
+            TfidfVectorizer(sublinear_tf=True),
+            LogisticRegression(C=10, max_iter=1000),
+        ),
+    ):
         started = time.perf_counter()
         model.fit(vectorizer.fit_transform([t for t, _ in train]), [y for _, y in train])
         predicted = model.predict(vectorizer.transform([t for t, _ in test]))
         truth = [y for _, y in test]
-        out.append((name, accuracy_score(truth, predicted),
-                    f1_score(truth, predicted, average="macro"), time.perf_counter() - started))  # fmt: skip
+        out.append(
+            (
+                name,
+                accuracy_score(truth, predicted),
+                f1_score(truth, predicted, average="macro"),
+                time.perf_counter() - started,
+            )
+        )
     return out
 
 
@@ -81,38 +98,66 @@ def spam(base: Path, workdir: Path, epochs: int, split: str, lr: float) -> None:
     print(f"\n### SMS spam, {split} split, {epochs} epoch(s)\n")
     print("| model | trains | trainable params | test acc | macro F1 | wall s |")
     print("|---|---|---:|---:|---:|---:|")
-    runs = [("pretrained", "head"), ("pretrained", "last:1"), ("pretrained", "last:2"),
-            ("pretrained", "all"), ("pretrained", "lora"), ("random init", "all")]  # fmt: skip
+    runs = [
+        ("pretrained", "head"),
+        ("pretrained", "last:1"),
+        ("pretrained", "last:2"),
+        ("pretrained", "all"),
+        ("pretrained", "lora"),
+        ("random init", "all"),
+    ]
     for i, (source, trainable) in enumerate(runs):
         started = time.perf_counter()
         s = finetune_classifier(
-            base, "sms-spam", out=workdir / f"spam-{split}-{i}", trainable=trainable,
-            lora=LoRAConfig(rank=16, alpha=16) if trainable == "lora" else None, split=split,
-            epochs=epochs, lr=lr, random_init=source == "random init", log=lambda *a: None,
-        )  # fmt: skip
-        print(f"| {source} | {trainable} | {s['parameters']['trainable']:,} | "
-              f"{100 * s['test']['accuracy']:.2f}% | {s['test']['macro_f1']:.4f} | "
-              f"{time.perf_counter() - started:.0f} |", flush=True)  # fmt: skip
+            base,
+            "sms-spam",
+            out=workdir / f"spam-{split}-{i}",
+            trainable=trainable,
+            lora=LoRAConfig(rank=16, alpha=16) if trainable == "lora" else None,
+            split=split,
+            epochs=epochs,
+            lr=lr,
+            random_init=source == "random init",
+            log=lambda *a: None,
+        )
+        print(
+            f"| {source} | {trainable} | {s['parameters']['trainable']:,} | "
+            f"{100 * s['test']['accuracy']:.2f}% | {s['test']['macro_f1']:.4f} | "
+            f"{time.perf_counter() - started:.0f} |",
+            flush=True,
+        )
     for name, accuracy, f1, seconds in baselines(split):
         print(f"| {name} | - | - | {100 * accuracy:.2f}% | {f1:.4f} | {seconds:.1f} |")
 
 
 def instruct(base: Path, workdir: Path, epochs: int, lr: float, eval_examples: int) -> None:
     print(f"\n### Instruction tuning (instruction-data), {epochs} epoch(s)\n")
-    print("| trains | prompt | answer loss before -> after | ROUGE-L before -> after | "
-          "clean endings after | wall s | peak RSS MB |")  # fmt: skip
+    print(
+        "| trains | prompt | answer loss before -> after | ROUGE-L before -> after | "
+        "clean endings after | wall s | peak RSS MB |"
+    )
     print("|---|---|---|---|---:|---:|---:|")
     for i, (trainable, mask) in enumerate([("all", False), ("all", True), ("lora", False)]):
         s = finetune_instruct(
-            base, "instruction-data", out=workdir / f"instruct-{i}", trainable=trainable,
-            mask_prompt=mask, epochs=epochs, lr=lr if trainable == "all" else 10 * lr,
-            eval_examples=eval_examples, max_new_tokens=64, log=lambda *a: None,
-        )  # fmt: skip
+            base,
+            "instruction-data",
+            out=workdir / f"instruct-{i}",
+            trainable=trainable,
+            mask_prompt=mask,
+            epochs=epochs,
+            lr=lr if trainable == "all" else 10 * lr,
+            eval_examples=eval_examples,
+            max_new_tokens=64,
+            log=lambda *a: None,
+        )
         b, a = s["before"], s["after"]
-        print(f"| {trainable} | {'masked' if mask else 'in loss'} | {b['response_loss']:.3f} -> "
-              f"{a['response_loss']:.3f} | {b['rouge_l']:.3f} -> {a['rouge_l']:.3f} | "
-              f"{100 * a['clean_share']:.0f}% | {s['wall_seconds']:.0f} | "
-              f"{s['peak_memory_mb']:.0f} |", flush=True)  # fmt: skip
+        print(
+            f"| {trainable} | {'masked' if mask else 'in loss'} | {b['response_loss']:.3f} -> "
+            f"{a['response_loss']:.3f} | {b['rouge_l']:.3f} -> {a['rouge_l']:.3f} | "
+            f"{100 * a['clean_share']:.0f}% | {s['wall_seconds']:.0f} | "
+            f"{s['peak_memory_mb']:.0f} |",
+            flush=True,
+        )
 
 
 def throughput(base: Path, batches: int = 30) -> None:
@@ -123,8 +168,9 @@ def throughput(base: Path, batches: int = 30) -> None:
     gpt, tokenizer = load_for_inference(base, device="cpu")
     ids = [tokenizer.encode(t)[:128] for t, _ in rows]
     labels = torch.tensor([int(y == "spam") for _, y in rows])
-    data = [(*padded_batch(ids[i : i + 8], 0, "cpu"), labels[i : i + 8])
-            for i in range(0, len(ids), 8)]  # fmt: skip
+    data = [
+        (*padded_batch(ids[i : i + 8], 0, "cpu"), labels[i : i + 8]) for i in range(0, len(ids), 8)
+    ]
     tokens = sum(x.numel() for x, _, _ in data)
 
     def fresh():
@@ -135,8 +181,14 @@ def throughput(base: Path, batches: int = 30) -> None:
         return model
 
     model = fresh()
-    result = fit(model, lambda m, b: (F.cross_entropy(m(b[0], b[1]), b[2]), b[0].numel()),
-                 lambda epoch: data, epochs=1, lr=5e-5, log=lambda *a: None)  # fmt: skip
+    result = fit(
+        model,
+        lambda m, b: (F.cross_entropy(m(b[0], b[1]), b[2]), b[0].numel()),
+        lambda epoch: data,
+        epochs=1,
+        lr=5e-5,
+        log=lambda *a: None,
+    )
     model = fresh()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.1)
     started = time.perf_counter()
@@ -162,9 +214,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--full", action="store_true", help="also the stratified split of all 5,574")
     p.add_argument("--eval-examples", type=int, default=110)
-    p.add_argument("--quick", action="store_true",
-                   help="a small check of the pipeline: 20 pretraining steps of a 128-token "
-                   "model, 1 epoch, 20 scored answers")  # fmt: skip
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small check of the pipeline: 20 pretraining steps of a 128-token "
+        "model, 1 epoch, 20 scored answers",
+    )
     args = p.parse_args()
     if args.quick:
         args.pretrain_steps, args.epochs, args.instruct_epochs = 20, 1, 1

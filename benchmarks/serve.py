@@ -92,10 +92,17 @@ def hf_server(directory: str, port: int, device: str) -> None:
         def work():
             prompt = torch.tensor([body["prompt"]], device=device)
             with lock, torch.inference_mode():
-                model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
-                               min_new_tokens=n, do_sample=True,
-                               temperature=body["temperature"], top_k=0, pad_token_id=0,
-                               streamer=Streamer(loop, queue))  # fmt: skip
+                model.generate(
+                    prompt,
+                    attention_mask=torch.ones_like(prompt),
+                    max_new_tokens=n,
+                    min_new_tokens=n,
+                    do_sample=True,
+                    temperature=body["temperature"],
+                    top_k=0,
+                    pad_token_id=0,
+                    streamer=Streamer(loop, queue),
+                )
 
         threading.Thread(target=work, daemon=True).start()
 
@@ -103,8 +110,10 @@ def hf_server(directory: str, port: int, device: str) -> None:
             count = 0
             while (tokens := await queue.get()) is not None:
                 count += len(tokens)
-                chunk = {"object": "text_completion",
-                         "choices": [{"index": 0, "text": tokenizer.decode(tokens)}]}  # fmt: skip
+                chunk = {
+                    "object": "text_completion",
+                    "choices": [{"index": 0, "text": tokenizer.decode(tokens)}],
+                }
                 yield f"data: {json.dumps(chunk)}\n\n"
             usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": count}
             yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
@@ -119,12 +128,23 @@ def hf_server(directory: str, port: int, device: str) -> None:
 # -- the clients -----------------------------------------------------------------------------------
 def stream_completion(port: int, prompt: list[int], new_tokens: int) -> tuple[float, int]:
     """(seconds to the first token, tokens generated) of one streamed request."""
-    body = {"model": "bench", "prompt": prompt, "max_tokens": new_tokens, "temperature": 0.8,
-            "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": "bench",
+        "prompt": prompt,
+        "max_tokens": new_tokens,
+        "temperature": 0.8,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     start = time.perf_counter()
-    conn.request("POST", "/v1/completions", body=json.dumps(body),
-                 headers={"Content-Type": "application/json"})  # fmt: skip
+    conn.request(
+        "POST",
+        "/v1/completions",
+        body=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     if response.status != 200:
         raise RuntimeError(f"HTTP {response.status}: {response.read()[:300]!r}")
@@ -149,9 +169,15 @@ def run_clients(port: int, prompts: list[list[int]], clients: int, new_tokens: i
     seconds = time.perf_counter() - start
     ttft = sorted(r[0] for r in results)
     tokens = sum(r[1] for r in results)
-    return {"clients": clients, "requests": len(prompts), "tokens": tokens, "seconds": seconds,
-            "tokens_per_s": tokens / seconds, "ttft_p50": statistics.median(ttft),
-            "ttft_p95": ttft[min(len(ttft) - 1, round(0.95 * (len(ttft) - 1)))]}  # fmt: skip
+    return {
+        "clients": clients,
+        "requests": len(prompts),
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+        "ttft_p50": statistics.median(ttft),
+        "ttft_p95": ttft[min(len(ttft) - 1, round(0.95 * (len(ttft) - 1)))],
+    }
 
 
 # -- servers as processes --------------------------------------------------------------------------
@@ -163,8 +189,9 @@ def free_port() -> int:
 
 def start_server(command: list[str], port: int, threads: int | None) -> subprocess.Popen:
     env = dict(os.environ) if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, env=env)  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
     deadline = time.monotonic() + 300
     while True:
         try:
@@ -192,9 +219,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2, help="requests per client")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="OMP_NUM_THREADS for both servers (default: PyTorch's choice, one "
-                        "per core; 1 is far faster on a machine busy with other jobs)")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS for both servers (default: PyTorch's choice, one "
+        "per core; 1 is far faster on a machine busy with other jobs)",
+    )
     parser.add_argument("--skip-hf", action="store_true", help="leave out the Hugging Face run")
     parser.add_argument("--hf-server", help=argparse.SUPPRESS)  # internal: run the HF server
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -207,8 +238,10 @@ def main() -> None:
     model = GPT(config).eval()
     tokenizer = CharTokenizer.train(ALPHABET)
     rng = random.Random(0)
-    prompts = [[rng.randrange(tokenizer.vocab_size) for _ in range(rng.randint(16, 64))]
-               for _ in range(args.clients * args.requests)]  # fmt: skip
+    prompts = [
+        [rng.randrange(tokenizer.vocab_size) for _ in range(rng.randint(16, 64))]
+        for _ in range(args.clients * args.requests)
+    ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = Path(tmp) / "bench", Path(tmp) / "hf"
@@ -218,39 +251,74 @@ def main() -> None:
         tokenizer.save(theirs / "tokenizer.json")
         env_python = [sys.executable]
         port = free_port()
-        server = start_server(env_python + ["-m", "byollm", "serve", str(ours), "--port",
-                                            str(port), "--max-batch", str(args.clients),
-                                            "--device", args.device], port, args.threads)  # fmt: skip
+        server = start_server(
+            env_python
+            + [
+                "-m",
+                "byollm",
+                "serve",
+                str(ours),
+                "--port",
+                str(port),
+                "--max-batch",
+                str(args.clients),
+                "--device",
+                args.device,
+            ],
+            port,
+            args.threads,
+        )
         try:
             stream_completion(port, prompts[0], 4)  # warm up
-            rows.append(("byollm serve, batched", run_clients(port, prompts, args.clients,
-                                                             args.new_tokens)))  # fmt: skip
-            rows.append(("byollm serve, one at a time", run_clients(port, prompts, 1,
-                                                                   args.new_tokens)))  # fmt: skip
+            rows.append(
+                ("byollm serve, batched", run_clients(port, prompts, args.clients, args.new_tokens))
+            )
+            rows.append(
+                ("byollm serve, one at a time", run_clients(port, prompts, 1, args.new_tokens))
+            )
         finally:
             stop_server(server)
         if not args.skip_hf:
             port = free_port()
-            server = start_server(env_python + [__file__, "--hf-server", str(theirs), "--port",
-                                                str(port), "--device", args.device], port,
-                                  args.threads)  # fmt: skip
+            server = start_server(
+                env_python
+                + [
+                    __file__,
+                    "--hf-server",
+                    str(theirs),
+                    "--port",
+                    str(port),
+                    "--device",
+                    args.device,
+                ],
+                port,
+                args.threads,
+            )
             try:
                 stream_completion(port, prompts[0], 4)
-                rows.append(("HF generate() per request", run_clients(port, prompts, args.clients,
-                                                                      args.new_tokens)))  # fmt: skip
+                rows.append(
+                    (
+                        "HF generate() per request",
+                        run_clients(port, prompts, args.clients, args.new_tokens),
+                    )
+                )
             finally:
                 stop_server(server)
 
-    print(f"\n{args.model}: {model.num_params() / 1e6:.1f}M parameters, {len(prompts)} requests "
-          f"of {args.new_tokens} tokens (prompts 16-64 tokens), {args.device}, "
-          f"{os.cpu_count()} CPUs, {args.threads or 'default'} threads, torch {torch.__version__}, "
-          f"{platform.machine()}\n")  # fmt: skip
+    print(
+        f"\n{args.model}: {model.num_params() / 1e6:.1f}M parameters, {len(prompts)} requests "
+        f"of {args.new_tokens} tokens (prompts 16-64 tokens), {args.device}, "
+        f"{os.cpu_count()} CPUs, {args.threads or 'default'} threads, torch {torch.__version__}, "
+        f"{platform.machine()}\n"
+    )
     print("| server | clients | tokens | seconds | tokens/s | TTFT p50 | TTFT p95 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows:
-        print(f"| {name} | {r['clients']} | {r['tokens']} | {r['seconds']:.2f} | "
-              f"{r['tokens_per_s']:.1f} | {r['ttft_p50'] * 1000:.0f} ms | "
-              f"{r['ttft_p95'] * 1000:.0f} ms |")  # fmt: skip
+        print(
+            f"| {name} | {r['clients']} | {r['tokens']} | {r['seconds']:.2f} | "
+            f"{r['tokens_per_s']:.1f} | {r['ttft_p50'] * 1000:.0f} ms | "
+            f"{r['ttft_p95'] * 1000:.0f} ms |"
+        )
     batched = rows[0][1]["tokens_per_s"]
     print(f"\nbatched / one at a time: {batched / rows[1][1]['tokens_per_s']:.2f}x")
     if len(rows) > 2:

@@ -53,8 +53,9 @@ class _Handler(BaseHTTPRequestHandler):
         data = (self.server.root / repo / name).read_bytes()
         headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{entry["oid"]}"'}
         if entry.get("lfs"):
-            headers.update({"X-Linked-Etag": f'"{entry["lfs"]["oid"]}"',
-                            "X-Linked-Size": str(len(data))})  # fmt: skip
+            headers.update(
+                {"X-Linked-Etag": f'"{entry["lfs"]["oid"]}"', "X-Linked-Size": str(len(data))}
+            )
         self._send(data, headers, body)
 
     def _send(self, data: bytes, headers: dict, body: bool) -> None:
@@ -85,8 +86,12 @@ class HubServer(ThreadingHTTPServer):
         listing = []
         for path in sorted((self.root / repo).iterdir()):
             data = path.read_bytes()
-            entry = {"type": "file", "path": path.name, "size": len(data),
-                     "oid": git_blob_sha1(data)}  # fmt: skip
+            entry = {
+                "type": "file",
+                "path": path.name,
+                "size": len(data),
+                "oid": git_blob_sha1(data),
+            }
             if path.name.endswith(LFS_SUFFIXES):
                 sha256 = hashlib.sha256(data).hexdigest()
                 entry["lfs"] = {"oid": sha256, "size": len(data), "pointerSize": 134}

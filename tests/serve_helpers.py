@@ -38,8 +38,14 @@ def tiny_checkpoint(folder: Path, block_size: int = 64, **overrides) -> Path:
     """A random-weight char-level checkpoint folder, saved as the trainer saves one."""
     tokenizer = CharTokenizer.train(TEXT)
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=block_size, n_layer=2,
-                       n_head=2, n_embd=32, **overrides)  # fmt: skip
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size,
+        block_size=block_size,
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        **overrides,
+    )
     save_model(GPT(config), folder)
     tokenizer.save(folder / "tokenizer.json")
     return folder

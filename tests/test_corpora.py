@@ -97,8 +97,14 @@ def test_registry_has_the_required_names_and_sane_records():
         "o200k_base",
     }
     evals = {c.name for c in CORPORA.values() if c.kind == "eval"}
-    assert evals == {"blimp", "blimp-paper-results", "hellaswag-val", "arc", "piqa",
-                     "lambada-openai"}  # fmt: skip
+    assert evals == {
+        "blimp",
+        "blimp-paper-results",
+        "hellaswag-val",
+        "arc",
+        "piqa",
+        "lambada-openai",
+    }
     assert CORPORA["lambada-openai"].size == 1_819_752  # the sizes their publishers list
     assert CORPORA["hellaswag-val"].size == 12_246_618
 

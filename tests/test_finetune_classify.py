@@ -58,9 +58,16 @@ def test_finetune_learns_a_separable_task_and_classify_predicts(tmp_path, capsys
     tiny_checkpoint(tmp_path / "base")
     data = spam_like_csv(tmp_path / "data.csv", n=90)
     summary = finetune_classifier(
-        tmp_path / "base", data, out=tmp_path / "clf", trainable="all", split="stratified",
-        epochs=3, lr=3e-3, device="cpu", log=lambda *a: None,
-    )  # fmt: skip
+        tmp_path / "base",
+        data,
+        out=tmp_path / "clf",
+        trainable="all",
+        split="stratified",
+        epochs=3,
+        lr=3e-3,
+        device="cpu",
+        log=lambda *a: None,
+    )
     assert summary["test"]["accuracy"] >= 0.9
     assert summary["labels"] == ["a", "b"] and summary["sizes"]["test"] == 18
     assert len(summary["test"]["confusion"]) == 2
@@ -80,9 +87,29 @@ def test_finetune_learns_a_separable_task_and_classify_predicts(tmp_path, capsys
 def test_lora_classifier_saves_an_adapter_and_merges_to_the_same_predictions(tmp_path, capsys):
     tiny_checkpoint(tmp_path / "base")
     data = spam_like_csv(tmp_path / "data.csv", n=90)
-    code = main(["finetune", "classify", "--checkpoint", str(tmp_path / "base"), "--data",
-                 str(data), "--out", str(tmp_path / "lora"), "--lora", "--lora-rank", "4",
-                 "--epochs", "1", "--lr", "3e-3", "--device", "cpu", "--split", "stratified"])  # fmt: skip
+    code = main(
+        [
+            "finetune",
+            "classify",
+            "--checkpoint",
+            str(tmp_path / "base"),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "lora"),
+            "--lora",
+            "--lora-rank",
+            "4",
+            "--epochs",
+            "1",
+            "--lr",
+            "3e-3",
+            "--device",
+            "cpu",
+            "--split",
+            "stratified",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "test:" in out and "confusion" in out

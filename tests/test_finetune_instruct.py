@@ -33,8 +33,12 @@ def test_prompt_is_the_chat_template_and_chat_records_become_its_turns():
     assert with_input.endswith(
         "### Instruction:\nTranslate.\n\n### Input:\nHallo\n\n### Response:\n"
     )
-    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-                {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Ciao"}]  # fmt: skip
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Ciao"},
+    ]
     [(prompt, response)] = to_pairs([{"messages": messages}], "x")
     assert prompt == format_instruct([("Hi", "Hello")], "Bye") and response == "Ciao"
     with pytest.raises(ByollmError, match="must alternate user, assistant"):
@@ -67,17 +71,32 @@ def test_finetune_instruct_end_to_end_writes_answers_and_the_template(tmp_path, 
     tiny_checkpoint(tmp_path / "base", block_size=256)
     data = repeat_records(tmp_path / "data.json", n=60)
     summary = finetune_instruct(
-        tmp_path / "base", data, out=tmp_path / "tuned", epochs=3, lr=3e-3, batch_size=8,
-        max_new_tokens=8, device="cpu", log=lambda *a: None,
-    )  # fmt: skip
+        tmp_path / "base",
+        data,
+        out=tmp_path / "tuned",
+        epochs=3,
+        lr=3e-3,
+        batch_size=8,
+        max_new_tokens=8,
+        device="cpu",
+        log=lambda *a: None,
+    )
     assert summary["after"]["response_loss"] < summary["before"]["response_loss"] - 1.0
     assert summary["after"]["clean_share"] >= summary["before"]["clean_share"]
     answers = [json.loads(line) for line in Path(summary["answers"]).read_text().splitlines()]
     assert len(answers) == 6 and {"prompt", "reference", "answer", "rouge_l"} <= answers[0].keys()
     extras = read_checkpoint_config(tmp_path / "tuned")
     assert extras["instruct"]["template"] == "alpaca"  # what `byollm chat` looks for
-    sample = ["sample", str(tmp_path / "tuned"), "--prompt", "Repeat: apple", "--max-new-tokens",
-              "3", "--temperature", "0"]  # fmt: skip
+    sample = [
+        "sample",
+        str(tmp_path / "tuned"),
+        "--prompt",
+        "Repeat: apple",
+        "--max-new-tokens",
+        "3",
+        "--temperature",
+        "0",
+    ]
     assert main(sample) == 0
     assert capsys.readouterr().out.startswith(alpaca_prompt("Repeat: apple"))
     assert main([*sample, "--template", "none"]) == 0
@@ -87,9 +106,26 @@ def test_finetune_instruct_end_to_end_writes_answers_and_the_template(tmp_path, 
 def test_lora_instruct_then_merge_gives_a_chat_checkpoint(tmp_path, capsys):
     tiny_checkpoint(tmp_path / "base", block_size=256)
     data = repeat_records(tmp_path / "data.json", n=20)
-    args = ["finetune", "instruct", "--checkpoint", str(tmp_path / "base"), "--data", str(data),
-            "--out", str(tmp_path / "lora"), "--lora", "--lora-rank", "2", "--epochs", "1",
-            "--mask-prompt", "--max-new-tokens", "4", "--device", "cpu"]  # fmt: skip
+    args = [
+        "finetune",
+        "instruct",
+        "--checkpoint",
+        str(tmp_path / "base"),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "lora"),
+        "--lora",
+        "--lora-rank",
+        "2",
+        "--epochs",
+        "1",
+        "--mask-prompt",
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     assert "byollm merge-lora" in capsys.readouterr().out
     assert main(["merge-lora", str(tmp_path / "lora"), "--out", str(tmp_path / "merged")]) == 0

@@ -19,8 +19,9 @@ from byollm.finetune.lora import (
 )
 from byollm.model import GPT, GPTConfig, load_model
 
-MODERN = dict(mlp="relu2", norm="rmsnorm", pos="rope", qk_norm=True, tie_embeddings=False,
-              bias=False)  # fmt: skip
+MODERN = dict(
+    mlp="relu2", norm="rmsnorm", pos="rope", qk_norm=True, tie_embeddings=False, bias=False
+)
 
 
 @pytest.mark.parametrize("shape", [{}, MODERN], ids=["gpt2-like", "modern"])
@@ -78,8 +79,9 @@ def test_adapter_round_trip_is_small_and_refuses_another_base(tmp_path):
             if isinstance(m, LoRALinear):
                 m.lora_B.normal_(0, 0.1)
     head = nn.Linear(32, 3)
-    save_adapter(adapter_dir, model, config, base=base_dir,
-                 extra_tensors={"head.weight": head.weight})  # fmt: skip
+    save_adapter(
+        adapter_dir, model, config, base=base_dir, extra_tensors={"head.weight": head.weight}
+    )
     size = (adapter_dir / "adapter.safetensors").stat().st_size
     assert size < (base_dir / "model.safetensors").stat().st_size / 10
 

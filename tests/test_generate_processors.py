@@ -134,7 +134,7 @@ def test_greedy_and_seeded_sampling():
             [
                 choose_next_token(logits, None, SamplingConfig(), generator=generator).tolist()
                 for _ in range(20)
-            ]  # fmt: skip
+            ]
         )
     assert draws[0] == draws[1]
 

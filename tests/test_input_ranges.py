@@ -65,8 +65,7 @@ SAMPLING_KEYS = [f.name for f in fields(SamplingConfig) if f.type in ("float", "
 
 def tiny_model(vocab_size=20, block_size=16):
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2,
-                       n_embd=16)  # fmt: skip
+    config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2, n_embd=16)
     return GPT(config).eval()
 
 
@@ -94,10 +93,14 @@ def test_a_train_key_is_accepted_sanely_or_refused_by_name(key, value):
     config.validate()  # what was accepted stays valid
     # the learning rate stays within [0, peak] at every point of the schedule
     for step in (0, config.warmup_steps, config.max_steps // 2, config.max_steps - 1):
-        multiplier = lr_multiplier(step, total_steps=config.max_steps,
-                                   warmup_steps=config.warmup_steps, schedule=config.schedule,
-                                   min_lr_ratio=config.min_lr_ratio,
-                                   decay_fraction=config.decay_fraction)  # fmt: skip
+        multiplier = lr_multiplier(
+            step,
+            total_steps=config.max_steps,
+            warmup_steps=config.warmup_steps,
+            schedule=config.schedule,
+            min_lr_ratio=config.min_lr_ratio,
+            decay_fraction=config.decay_fraction,
+        )
         assert 0.0 <= multiplier <= 1.0
 
 
@@ -144,8 +147,9 @@ def test_overrides_are_checked_together_not_one_at_a_time():
     # n_head = 6 alone does not divide the default width 128; with n_embd = 384 it does
     config = load_train_config(None, {"n_head": "6", "n_embd": "384"})
     assert (config.model.n_head, config.model.n_embd) == (6, 384)
-    config = load_train_config(None, {"batch_size": "4", "block_size": "64",
-                                      "tokens_per_step": "512"})  # fmt: skip
+    config = load_train_config(
+        None, {"batch_size": "4", "block_size": "64", "tokens_per_step": "512"}
+    )
     assert config.tokens_per_step == 512
 
 
@@ -166,15 +170,37 @@ def test_a_config_changed_after_it_was_built_is_checked_again_before_training():
 
 
 @settings(max_examples=200, deadline=None)
-@given(key=st.sampled_from(["vocab_size", "block_size", "n_layer", "n_head", "n_kv_head",
-                            "n_embd", "mlp_hidden", "norm_eps", "rope_theta", "dropout"]),
-       value=ANY_NUMBER)  # fmt: skip
+@given(
+    key=st.sampled_from(
+        [
+            "vocab_size",
+            "block_size",
+            "n_layer",
+            "n_head",
+            "n_kv_head",
+            "n_embd",
+            "mlp_hidden",
+            "norm_eps",
+            "rope_theta",
+            "dropout",
+        ]
+    ),
+    value=ANY_NUMBER,
+)
 def test_a_model_value_is_accepted_or_refused_by_name(key, value):
     if isinstance(value, float) and key not in ("norm_eps", "rope_theta", "dropout"):
         value = int(value) if math.isfinite(value) and value.is_integer() else value
     try:
-        config = GPTConfig(**{"vocab_size": 20, "block_size": 16, "n_layer": 1, "n_head": 2,
-                              "n_embd": 16, key: value})  # fmt: skip
+        config = GPTConfig(
+            **{
+                "vocab_size": 20,
+                "block_size": 16,
+                "n_layer": 1,
+                "n_head": 2,
+                "n_embd": 16,
+                key: value,
+            }
+        )
     except ByollmError as e:
         assert key in str(e) or "n_embd" in str(e)
         return
@@ -185,8 +211,11 @@ def test_a_model_value_is_accepted_or_refused_by_name(key, value):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(key=st.sampled_from(SAMPLING_KEYS), value=ANY_NUMBER,
-       logits=st.lists(st.floats(-50, 50), min_size=3, max_size=12))  # fmt: skip
+@given(
+    key=st.sampled_from(SAMPLING_KEYS),
+    value=ANY_NUMBER,
+    logits=st.lists(st.floats(-50, 50), min_size=3, max_size=12),
+)
 def test_accepted_sampling_values_never_produce_nan(key, value, logits):
     try:
         sampling = SamplingConfig(**{key: value})
@@ -427,13 +456,20 @@ def test_expected_weight_shapes_agree_with_a_built_model():
 
 def run_cli(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "byollm", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "byollm", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_cli_train_refuses_a_negative_min_lr_ratio_before_any_work(tmp_path):
-    result = run_cli("train", "--min_lr_ratio", "-1", "--out_dir", str(tmp_path / "runs"),
-                     cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "train", "--min_lr_ratio", "-1", "--out_dir", str(tmp_path / "runs"), cwd=tmp_path
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "min_lr_ratio=-1.0 is out of range" in result.stderr
     assert not (tmp_path / "runs").exists()  # nothing was created, downloaded or prepared

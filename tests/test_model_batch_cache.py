@@ -18,8 +18,9 @@ VARIANTS = {
 
 def tiny_model(variant: str) -> GPT:
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=40, block_size=24, n_layer=2, n_head=2, n_embd=16,
-                       **VARIANTS[variant])  # fmt: skip
+    config = GPTConfig(
+        vocab_size=40, block_size=24, n_layer=2, n_head=2, n_embd=16, **VARIANTS[variant]
+    )
     return GPT(config).eval()
 
 
@@ -51,8 +52,7 @@ def test_rows_of_different_lengths_decode_as_if_alone(variant):
             cache.feed(0, 3, 1)
             logits, _ = model(torch.tensor(new), kv_cache=cache)
             for row, seq in enumerate(seqs):
-                torch.testing.assert_close(logits[row, -1], alone(model, seq),
-                                           atol=1e-5, rtol=1e-5)  # fmt: skip
+                torch.testing.assert_close(logits[row, -1], alone(model, seq), atol=1e-5, rtol=1e-5)
     assert cache.lengths == [12, 7, 9, 0]
 
 
@@ -102,8 +102,13 @@ def test_attention_maps_are_the_weights_the_model_uses(variant):
 
 
 @settings(max_examples=8, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["join", "step", "leave"]), st.integers(1, 6)),
-                min_size=1, max_size=12))  # fmt: skip
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["join", "step", "leave"]), st.integers(1, 6)),
+        min_size=1,
+        max_size=12,
+    )
+)
 def test_join_step_leave_in_any_order_matches_decoding_alone(program):
     """Sequences join (prefill into the next free slot), step together, and leave (the last
     slot moves into the hole), in any order: every row's logits stay those of its sequence."""
@@ -126,8 +131,9 @@ def test_join_step_leave_in_any_order_matches_decoding_alone(program):
                 logits, _ = model(torch.tensor(new), kv_cache=cache)
                 for row, (seq, token) in enumerate(zip(live, new)):
                     seq += token
-                    torch.testing.assert_close(logits[row, -1], alone(model, seq),
-                                               atol=1e-5, rtol=1e-5)  # fmt: skip
+                    torch.testing.assert_close(
+                        logits[row, -1], alone(model, seq), atol=1e-5, rtol=1e-5
+                    )
             elif op == "leave" and live:
                 hole, last = n % len(live), len(live) - 1
                 if hole != last:

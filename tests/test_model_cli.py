@@ -67,7 +67,7 @@ def test_convert_from_and_to_hf(tmp_path, capsys):
             n_head=2,
             bos_token_id=0,
             eos_token_id=0,
-        )  # fmt: skip
+        )
     ).eval()
     hf.save_pretrained(tmp_path / "hf")
     assert main(["convert", "--from-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "ck")]) == 0

@@ -63,8 +63,24 @@ def test_exported_folder_loads_in_transformers_and_generates_our_text(
         assert hf_tok(text)["input_ids"] == tok.encode(text)
         assert hf_tok.decode(tok.encode(text)) == text
 
-    assert main(["sample", "--checkpoint", str(tmp_path / "ck"), "--prompt", PROMPT,
-                 "--temperature", "0", "--max-new-tokens", "24", "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                str(tmp_path / "ck"),
+                "--prompt",
+                PROMPT,
+                "--temperature",
+                "0",
+                "--max-new-tokens",
+                "24",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     ours = capsys.readouterr().out.removesuffix("\n")
     generate = transformers.pipeline("text-generation", model=str(out), device="cpu")
     theirs = generate(PROMPT, max_new_tokens=24, do_sample=False)[0]["generated_text"]
@@ -81,9 +97,11 @@ def test_presets_hugging_face_cannot_express_are_refused_in_one_line(tmp_path, c
 
 
 def test_a_checkpoint_without_tokenizer_exports_its_weights(tmp_path, capsys):
-    save_model(GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=8)),
-               tmp_path / "ck")  # fmt: skip
+    save_model(
+        GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=8)), tmp_path / "ck"
+    )
     assert main(["convert", "--to-hf", str(tmp_path / "ck"), "--out", str(tmp_path / "hf")]) == 0
     assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == [
-        "config.json", "model.safetensors"
-    ]  # fmt: skip
+        "config.json",
+        "model.safetensors",
+    ]

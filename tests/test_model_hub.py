@@ -30,8 +30,9 @@ def hub(tmp_path_factory):
     """The server, and the Hugging Face model it serves as REPO."""
     root = tmp_path_factory.mktemp("hub")
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2,
-                                     n_head=2)  # fmt: skip
+    config = transformers.GPT2Config(
+        vocab_size=50257, n_positions=64, n_embd=32, n_layer=2, n_head=2
+    )
     model = transformers.GPT2LMHeadModel(config).eval()
     model.save_pretrained(root / REPO, safe_serialization=True)
     shutil.copy(shared_file("gpt2/encoder.json"), root / REPO / "vocab.json")
@@ -132,8 +133,10 @@ def test_a_repo_with_only_tokenizer_json_keeps_it(hub, tmp_path):
     assert main(["convert", "--to-hf", str(ck), "--out", str(server.root / "me/exported")]) == 0
     server.publish("me/exported")
     back = tmp_path / "back"
-    assert main(["convert", "--from-hub", "me/exported", "--mirror", server.url,
-                 "--out", str(back)]) == 0  # fmt: skip
+    assert (
+        main(["convert", "--from-hub", "me/exported", "--mirror", server.url, "--out", str(back)])
+        == 0
+    )
     text = "a tiny corpus<|endoftext|>, tiny!"
     assert load_tokenizer(back / "tokenizer.json").encode(text, allowed_special="all") == (
         tok.encode(text, allowed_special="all")

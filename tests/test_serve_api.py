@@ -51,8 +51,9 @@ def engine(checkpoint):
 
 def expected(engine, prompt, max_tokens, seed, stop=(), **sampling):
     sampling = SamplingConfig(**{"temperature": 1.0, **sampling})
-    return engine.generate(prompt, max_new_tokens=max_tokens, seed=seed, sampling=sampling,
-                           stop=stop)[0]  # fmt: skip
+    return engine.generate(
+        prompt, max_new_tokens=max_tokens, seed=seed, sampling=sampling, stop=stop
+    )[0]
 
 
 def raw(live, method, path, body=None, headers=None):
@@ -61,8 +62,9 @@ def raw(live, method, path, body=None, headers=None):
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     if isinstance(body, (dict, list)):
         body = json.dumps(body)
-    conn.request(method, path, body=body, headers={"Content-Type": "application/json",
-                                                   **(headers or {})})  # fmt: skip
+    conn.request(
+        method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     response = conn.getresponse()
     data = response.read()
     conn.close()
@@ -79,29 +81,34 @@ def test_health_and_models(live, client):
 
 
 def test_completion_equals_the_engine(client, engine):
-    r = client.completions.create(model="tiny", prompt="To be", max_tokens=12, seed=7,
-                                  temperature=0.9)  # fmt: skip
+    r = client.completions.create(
+        model="tiny", prompt="To be", max_tokens=12, seed=7, temperature=0.9
+    )
     assert r.object == "text_completion" and r.model == "tiny"
     choice = r.choices[0]
     assert choice.text == expected(engine, "To be", 12, 7, temperature=0.9)
     assert choice.finish_reason == "length" and len(choice.text) == 12  # 1 char = 1 token
     assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (5, 12, 17)
-    echoed = client.completions.create(model="tiny", prompt="To be", max_tokens=12, seed=7,
-                                       temperature=0.9, echo=True)  # fmt: skip
+    echoed = client.completions.create(
+        model="tiny", prompt="To be", max_tokens=12, seed=7, temperature=0.9, echo=True
+    )
     assert echoed.choices[0].text == "To be" + choice.text
     # several prompts, n samples each: choice p * n + j is prompt p's sample j (seed + j)
-    many = client.completions.create(model="tiny", prompt=["To be", "or"], n=2, max_tokens=6,
-                                     seed=1)  # fmt: skip
-    assert [c.text for c in many.choices] == [expected(engine, p, 6, seed) for p in ("To be", "or")
-                                              for seed in (1, 2)]  # fmt: skip
+    many = client.completions.create(
+        model="tiny", prompt=["To be", "or"], n=2, max_tokens=6, seed=1
+    )
+    assert [c.text for c in many.choices] == [
+        expected(engine, p, 6, seed) for p in ("To be", "or") for seed in (1, 2)
+    ]
     assert many.usage.prompt_tokens == 5 + 2 and many.usage.completion_tokens == 24
 
 
 def test_completion_stream_joins_to_the_same_text(client):
     args = dict(model="tiny", prompt="Whether", max_tokens=20, seed=3, top_p=0.9)
     whole = client.completions.create(**args).choices[0].text
-    chunks = list(client.completions.create(**args, stream=True,
-                                            stream_options={"include_usage": True}))  # fmt: skip
+    chunks = list(
+        client.completions.create(**args, stream=True, stream_options={"include_usage": True})
+    )
     assert all(c.object == "text_completion" for c in chunks)
     assert "".join(c.choices[0].text for c in chunks if c.choices) == whole
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
@@ -139,10 +146,18 @@ def test_stop_strings_and_samplers_as_extra_fields(client, engine):
     assert cut.choices[0].finish_reason == "stop"
     # byollm's samplers travel as extra fields: top_k=1 is greedy, whatever the temperature
     greedy = client.completions.create(model="tiny", prompt="To", max_tokens=10, temperature=0)
-    top1 = client.completions.create(model="tiny", prompt="To", max_tokens=10, temperature=1.5,
-                                     extra_body={"top_k": 1, "min_p": 0.0})  # fmt: skip
-    assert top1.choices[0].text == greedy.choices[0].text == expected(engine, "To", 10, None,
-                                                                      temperature=0)  # fmt: skip
+    top1 = client.completions.create(
+        model="tiny",
+        prompt="To",
+        max_tokens=10,
+        temperature=1.5,
+        extra_body={"top_k": 1, "min_p": 0.0},
+    )
+    assert (
+        top1.choices[0].text
+        == greedy.choices[0].text
+        == expected(engine, "To", 10, None, temperature=0)
+    )
 
 
 def test_logprobs(client):
@@ -152,8 +167,14 @@ def test_logprobs(client):
     assert all(x <= 0 for x in lp.token_logprobs) and all(len(t) == 3 for t in lp.top_logprobs)
     for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
         assert max(top.values()) >= logprob and top.get(token, logprob) == pytest.approx(logprob)
-    chat = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "To"}],
-                                          max_tokens=5, seed=2, logprobs=True, top_logprobs=2)  # fmt: skip
+    chat = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "To"}],
+        max_tokens=5,
+        seed=2,
+        logprobs=True,
+        top_logprobs=2,
+    )
     content = chat.choices[0].logprobs.content
     assert "".join(e.token for e in content) == chat.choices[0].message.content
     assert all(len(e.top_logprobs) == 2 and e.bytes == list(e.token.encode()) for e in content)
@@ -161,8 +182,18 @@ def test_logprobs(client):
 
 def test_ten_parallel_clients_get_what_they_would_get_alone(client, engine):
     """Ten clients at once (max_batch=4: some wait for a slot) get the same text as alone."""
-    prompts = ["T", "To be", "or not to be", "Whether 'tis", "the mind", "to suffer", "slings",
-               "arrows", "Or to take arms", "a sea of troubles"]  # fmt: skip
+    prompts = [
+        "T",
+        "To be",
+        "or not to be",
+        "Whether 'tis",
+        "the mind",
+        "to suffer",
+        "slings",
+        "arrows",
+        "Or to take arms",
+        "a sea of troubles",
+    ]
     jobs = [(p, 8 + 3 * i, 100 + i, i % 2 == 0) for i, p in enumerate(prompts)]
     alone = [expected(engine, p, n, seed) for p, n, seed, _ in jobs]
     start = threading.Barrier(len(jobs))
@@ -170,8 +201,9 @@ def test_ten_parallel_clients_get_what_they_would_get_alone(client, engine):
     def ask(job):
         prompt, n, seed, streamed = job
         start.wait()
-        r = client.completions.create(model="tiny", prompt=prompt, max_tokens=n, seed=seed,
-                                      stream=streamed)  # fmt: skip
+        r = client.completions.create(
+            model="tiny", prompt=prompt, max_tokens=n, seed=seed, stream=streamed
+        )
         return "".join(c.choices[0].text for c in r) if streamed else r.choices[0].text
 
     with ThreadPoolExecutor(len(jobs)) as pool:
@@ -218,7 +250,7 @@ def test_bad_chat_requests_and_other_errors(live, client):
                 "response_format": {"type": "json_object"},
             },
             400,
-        ),  # fmt: skip
+        ),
     ]
     for body, status in cases:
         assert raw(live, "POST", "/v1/chat/completions", body)[0] == status, body
@@ -237,14 +269,19 @@ def test_a_client_that_disconnects_frees_its_slot(live, monkeypatch):
     batcher = live.batcher
     submitted = []
     real_submit, real_decode = batcher.submit_all, batcher._decode
-    monkeypatch.setattr(batcher, "submit_all", lambda jobs: (submitted.extend(jobs),
-                                                             real_submit(jobs))[1])  # fmt: skip
+    monkeypatch.setattr(
+        batcher, "submit_all", lambda jobs: (submitted.extend(jobs), real_submit(jobs))[1]
+    )
     monkeypatch.setattr(batcher, "_decode", lambda: (time.sleep(0.005), real_decode())[1])
     host, port = live.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     body = {"model": "tiny", "prompt": "To", "max_tokens": 120, "stream": True}
-    conn.request("POST", "/v1/completions", body=json.dumps(body),
-                 headers={"Content-Type": "application/json"})  # fmt: skip
+    conn.request(
+        "POST",
+        "/v1/completions",
+        body=json.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     assert response.status == 200 and response.getheader("content-type").startswith(
         "text/event-stream"

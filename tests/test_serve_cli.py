@@ -49,10 +49,24 @@ def test_serve_runs_a_server_named_after_the_run(tmp_path):
     port = free_port()
     env = {**os.environ, "BYOLLM_API_KEY": "k3y"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "byollm", "serve", str(tmp_path / "myrun"), "--port", str(port),
-         "--max-batch", "2", "--device", "cpu"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "byollm",
+            "serve",
+            str(tmp_path / "myrun"),
+            "--port",
+            str(port),
+            "--max-batch",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -30,9 +30,16 @@ from byollm.tokenizer import load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_SCREENSHOT = ROOT / "docs" / "assets" / "09-playground.png"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -40,9 +47,12 @@ def page(tmp_path):
     """A fresh headless Chromium page (its own profile folder), closed after the test."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
-        )  # fmt: skip
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         page = browser.new_page()
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -53,12 +63,15 @@ def page(tmp_path):
 
 def canvas_is_drawn(page, selector: str) -> bool:
     """True when the canvas has pixels of more than one colour (a map, not a blank)."""
-    return page.eval_on_selector(selector, """canvas => {
+    return page.eval_on_selector(
+        selector,
+        """canvas => {
         const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
         const colours = new Set();
         for (let i = 0; i < data.length; i += 4 * 97) colours.add(data.slice(i, i + 4).join());
         return colours.size > 3;
-    }""")  # fmt: skip
+    }""",
+    )
 
 
 def test_playground_streams_and_looks_inside(page, tmp_path):

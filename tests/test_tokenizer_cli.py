@@ -54,23 +54,57 @@ def test_pipe_round_trip(tmp_path):
     text = "Tabs\tand  spaces, émoji 😀\n\nend"
     result = subprocess.run(
         f"{byollm} encode --tokenizer gpt2 | {byollm} decode --tokenizer gpt2",
-        shell=True, input=text.encode(), capture_output=True, env=env, check=True,
-    )  # fmt: skip
+        shell=True,
+        input=text.encode(),
+        capture_output=True,
+        env=env,
+        check=True,
+    )
     assert result.stdout == text.encode()
 
 
 def test_train_show_and_compare(tmp_path, capsys):
     corpus = shared_file("tinyshakespeare.txt")
     out = tmp_path / "tok.json"
-    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300",
-                 "--pattern", "gpt2", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--corpus",
+                str(corpus),
+                "--vocab-size",
+                "300",
+                "--pattern",
+                "gpt2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["type"] == "bpe"
     capsys.readouterr()
     assert main(["tokenizer", "show", "--tokenizer", str(out), "--color", "never", "the king"]) == 0
     shown = capsys.readouterr().out
     assert shown.startswith("[") and "bytes/token" in shown
-    assert main(["tokenizer", "compare", "--corpus", str(corpus), "--max-chars", "20000",
-                 "--tokenizers", str(out), f"char:{corpus}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tokenizer",
+                "compare",
+                "--corpus",
+                str(corpus),
+                "--max-chars",
+                "20000",
+                "--tokenizers",
+                str(out),
+                f"char:{corpus}",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "tok.json" in table and "char:" in table
 
@@ -78,8 +112,21 @@ def test_train_show_and_compare(tmp_path, capsys):
 def test_train_char(tmp_path):
     corpus = shared_file("tinyshakespeare.txt")
     out = tmp_path / "char.json"
-    assert main(["tokenizer", "train", "--tokenizer", "char", "--corpus", str(corpus), "--out",
-                 str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--tokenizer",
+                "char",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     saved = json.loads(out.read_text())
     assert len(saved["chars"]) == 65 and saved["special_tokens"] == {}  # char: no specials
 
@@ -101,7 +148,7 @@ def test_train_char(tmp_path):
                 "x.json",
             ],
             "unknown pattern",
-        ),  # fmt: skip
+        ),
         (
             ["train", "--corpus", "{empty}", "--vocab-size", "300", "--out", "x.json"],
             "empty corpus",
@@ -135,8 +182,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     from byollm.tokenizer import CharTokenizer
 
     CharTokenizer.train("abc").save(tmp_path / "char.json")
-    values = {"corpus": "{corpus}", "tmp": str(tmp_path), "empty": str(tmp_path / "empty.txt"),
-              "broken": str(tmp_path / "broken.json"), "char": str(tmp_path / "char.json")}  # fmt: skip
+    values = {
+        "corpus": "{corpus}",
+        "tmp": str(tmp_path),
+        "empty": str(tmp_path / "empty.txt"),
+        "broken": str(tmp_path / "broken.json"),
+        "char": str(tmp_path / "char.json"),
+    }
     if any("{corpus}" in a for a in argv):
         values["corpus"] = str(shared_file("misc/the-verdict.txt"))
     argv = [a.format(**values) for a in argv]

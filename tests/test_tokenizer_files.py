@@ -207,7 +207,7 @@ def test_wrong_field_types_name_the_field(tmp_path, saved_payloads, kind, change
         b"[" * 100_000,
         b'{"version": ' + b"9" * 5000 + b"}",
         b'{"version": 1e400}',
-    ],  # fmt: skip
+    ],
 )
 def test_unreadable_json_is_one_error(tmp_path, raw):
     path = tmp_path / "raw.json"

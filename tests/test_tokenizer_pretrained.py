@@ -195,8 +195,12 @@ def test_huge_single_words(name):
     """Pieces over 64 KiB go to the round-based merger (`long_pieces.py`): same ids."""
     tok, ref = ours(name), reference(name)
     rng = random.Random(0)
-    for text in ["a" * 70_000, "".join(rng.choices(string.ascii_letters, k=100_000)),
-                 "".join(rng.choices("ab", k=80_000)), "=" * 66_000 + "x" * 66_000]:  # fmt: skip
+    for text in [
+        "a" * 70_000,
+        "".join(rng.choices(string.ascii_letters, k=100_000)),
+        "".join(rng.choices("ab", k=80_000)),
+        "=" * 66_000 + "x" * 66_000,
+    ]:
         assert tok.encode(text) == ref.encode_ordinary(text)
 
 

@@ -14,8 +14,13 @@ from byollm.train.checkpoint import load_train_state
 from byollm.train.metrics import read_metrics
 
 # the train tests' tiny model, shorter and without samples
-TINY = {**test_train_loop.TINY, "max_steps": "10", "eval_rows": "8", "warmup_steps": "2",
-        "sample_tokens": "0"}  # fmt: skip
+TINY = {
+    **test_train_loop.TINY,
+    "max_steps": "10",
+    "eval_rows": "8",
+    "warmup_steps": "2",
+    "sample_tokens": "0",
+}
 
 
 @pytest.fixture(autouse=True)

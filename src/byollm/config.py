@@ -380,8 +380,11 @@ def _bound(x):
 
 def _toml_table(data: dict[str, Any], prefix: str) -> str:
     """The `key = value` lines of `data`, then its sub-tables as `[prefix.key]` sections."""
-    lines = [f"{k} = {_toml_value(v, prefix + k)}" for k, v in data.items()
-             if v is not None and not isinstance(v, dict)]  # fmt: skip
+    lines = [
+        f"{k} = {_toml_value(v, prefix + k)}"
+        for k, v in data.items()
+        if v is not None and not isinstance(v, dict)
+    ]
     text = "\n".join(lines)
     for k, v in data.items():
         if isinstance(v, dict):

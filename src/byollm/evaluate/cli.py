@@ -28,26 +28,53 @@ def register(subparsers) -> None:
     )
     add_checkpoint_arguments(p)
     p.add_argument("--corpus", help="a registered corpus name or a text file")
-    p.add_argument("--task", action="append", default=[], metavar="NAME|FILE",
-                   help="a benchmark (blimp, hellaswag, arc-easy, arc-challenge, piqa, lambada) "
-                   "or a task file (.jsonl, a folder of them, or a zip); repeatable")  # fmt: skip
-    p.add_argument("--limit", type=int, default=None,
-                   help="--task: at most N items per task, spread evenly over the file")  # fmt: skip
-    p.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
-                   help="--task: at most this many tokens per forward pass")  # fmt: skip
-    p.add_argument("--dtype", default="float32",
-                   help="--task: float32 (exact, default), bfloat16 (about 2x faster on CPUs with "
-                   "bf16 instructions; log-likelihoods move by a few hundredths), float16 or auto")  # fmt: skip
-    p.add_argument("--mirror", default=None, metavar="URL",
-                   help="--task: download mirror for the benchmark files (default: "
-                   "$BYOLLM_MIRROR)")  # fmt: skip
-    p.add_argument("--stride", type=int, default=None,
-                   help="tokens between window starts (default block_size/2)")  # fmt: skip
+    p.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        metavar="NAME|FILE",
+        help="a benchmark (blimp, hellaswag, arc-easy, arc-challenge, piqa, lambada) "
+        "or a task file (.jsonl, a folder of them, or a zip); repeatable",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="--task: at most N items per task, spread evenly over the file",
+    )
+    p.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=DEFAULT_BATCH_TOKENS,
+        help="--task: at most this many tokens per forward pass",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        help="--task: float32 (exact, default), bfloat16 (about 2x faster on CPUs with "
+        "bf16 instructions; log-likelihoods move by a few hundredths), float16 or auto",
+    )
+    p.add_argument(
+        "--mirror",
+        default=None,
+        metavar="URL",
+        help="--task: download mirror for the benchmark files (default: $BYOLLM_MIRROR)",
+    )
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="tokens between window starts (default block_size/2)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     p.add_argument("--max-tokens", type=int, default=None, help="score only the first N tokens")
-    p.add_argument("--split", choices=("all", "val"), default="all",
-                   help="val: only the last --val-fraction of the text (the held-out part "
-                   "`byollm prepare` sets aside)")  # fmt: skip
+    p.add_argument(
+        "--split",
+        choices=("all", "val"),
+        default="all",
+        help="val: only the last --val-fraction of the text (the held-out part "
+        "`byollm prepare` sets aside)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--device", default="auto")
     add_quantize_argument(p)
@@ -102,8 +129,9 @@ def run_tasks(args) -> int:
     model, tokenizer = load_for_inference(checkpoint, device=args.device, quantize=args.quantize)
     results = []
     for task in args.task:
-        result = run_task(model, tokenizer, task, limit=args.limit, mirror=args.mirror,
-                          options=options)  # fmt: skip
+        result = run_task(
+            model, tokenizer, task, limit=args.limit, mirror=args.mirror, options=options
+        )
         results.append({"checkpoint": str(checkpoint), "quantize": args.quantize, **result})
         if not args.json:
             print(format_result(result))

@@ -101,8 +101,14 @@ def evaluate_ids(
     if block_size is None:
         raise ByollmError("the model does not say its context window; pass block_size=")
     if model_window is not None:
-        check_number("block_size", block_size, 1, model_window, integer=True,
-                     hint="at most the model's context window")  # fmt: skip
+        check_number(
+            "block_size",
+            block_size,
+            1,
+            model_window,
+            integer=True,
+            hint="at most the model's context window",
+        )
     if stride is None:
         stride = max(1, block_size // 2)
     windows = plan_windows(ids.numel(), block_size, stride)
@@ -112,9 +118,11 @@ def evaluate_ids(
     total_nll = torch.zeros((), dtype=torch.float64)
     n_scored = 0
     bar = tqdm(
-        total=len(windows), desc="eval", unit="window",
+        total=len(windows),
+        desc="eval",
+        unit="window",
         disable=not progress or not sys.stderr.isatty(),
-    )  # fmt: skip
+    )
     # Windows of the same length are batched together (all but possibly the last one).
     by_length: dict[int, list[tuple[int, int, int]]] = {}
     for window in windows:
@@ -129,9 +137,11 @@ def evaluate_ids(
             with torch.inference_mode():
                 logits = forward_logits(model, inputs)
                 nll = torch.nn.functional.cross_entropy(
-                    logits.float().flatten(0, 1), targets.to(device).flatten(),
-                    ignore_index=-1, reduction="sum",
-                )  # fmt: skip
+                    logits.float().flatten(0, 1),
+                    targets.to(device).flatten(),
+                    ignore_index=-1,
+                    reduction="sum",
+                )
             total_nll += nll.double().cpu()
             n_scored += int((targets != -1).sum())
             bar.update(len(chunk))
@@ -175,8 +185,15 @@ def evaluate_text(
     if max_tokens is not None:
         ids = ids[:max_tokens]
     token_bytes = _token_byte_lengths(tokenizer, ids)
-    return evaluate_ids(model, ids, token_bytes=token_bytes, block_size=block_size,
-                        stride=stride, batch_size=batch_size, progress=progress)  # fmt: skip
+    return evaluate_ids(
+        model,
+        ids,
+        token_bytes=token_bytes,
+        block_size=block_size,
+        stride=stride,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def _token_byte_lengths(tokenizer, ids: Sequence[int]) -> list[int]:

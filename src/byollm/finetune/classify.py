@@ -184,9 +184,15 @@ def finetune_classifier(
 
     started = time.perf_counter()
     result = fit(
-        model, loss_of, batches, epochs=epochs, lr=lr, weight_decay=weight_decay,
-        evaluate=lambda: {"val_accuracy": accuracy("val")["accuracy"]}, log=log,
-    )  # fmt: skip
+        model,
+        loss_of,
+        batches,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        evaluate=lambda: {"val_accuracy": accuracy("val")["accuracy"]},
+        log=log,
+    )
     task = {
         "classifier": {
             "version": FORMAT_VERSION,

@@ -16,19 +16,28 @@ from byollm.errors import ByollmError
 
 def _common(p: argparse.ArgumentParser, default_train: str, epochs: int) -> None:
     p.add_argument("--checkpoint", required=True, help="the pretrained checkpoint folder")
-    p.add_argument("--data", required=True,
-                   help="a .csv/.tsv/.jsonl/.json file, or a registered set (sms-spam, "
-                   "instruction-data)")  # fmt: skip
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a .csv/.tsv/.jsonl/.json file, or a registered set (sms-spam, instruction-data)",
+    )
     p.add_argument("--out", required=True, help="folder for the fine-tuned model")
-    p.add_argument("--train", default=default_train, metavar="WHAT",
-                   help=f"what trains: head, last:N, all or lora (default {default_train})")  # fmt: skip
+    p.add_argument(
+        "--train",
+        default=default_train,
+        metavar="WHAT",
+        help=f"what trains: head, last:N, all or lora (default {default_train})",
+    )
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (same as --train lora)")
     p.add_argument("--lora-rank", type=int, default=16)
     p.add_argument("--lora-alpha", type=float, default=16.0)
     p.add_argument("--lora-dropout", type=float, default=0.0)
-    p.add_argument("--lora-targets", default=None,
-                   help="comma-separated module-name patterns (default: attention and MLP "
-                   "matrices of every block)")  # fmt: skip
+    p.add_argument(
+        "--lora-targets",
+        default=None,
+        help="comma-separated module-name patterns (default: attention and MLP "
+        "matrices of every block)",
+    )
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-5)
@@ -50,21 +59,35 @@ def register(subparsers) -> None:
     _common(c, "last:1", 5)
     c.add_argument("--text-column", default="text")
     c.add_argument("--label-column", default="label")
-    c.add_argument("--split", choices=("balanced", "stratified"), default="balanced",
-                   help="balanced: the book's undersampled 70/10/20; stratified: every record, "
-                   "each class 70/10/20")  # fmt: skip
+    c.add_argument(
+        "--split",
+        choices=("balanced", "stratified"),
+        default="balanced",
+        help="balanced: the book's undersampled 70/10/20; stratified: every record, "
+        "each class 70/10/20",
+    )
     c.add_argument("--max-length", type=int, default=None, help="cut texts to this many tokens")
-    c.add_argument("--random-init", action="store_true",
-                   help="start from random weights of the same shape (a baseline)")  # fmt: skip
+    c.add_argument(
+        "--random-init",
+        action="store_true",
+        help="start from random weights of the same shape (a baseline)",
+    )
     c.set_defaults(func=run_finetune_classify)
 
     i = tasks.add_parser("instruct", help="Alpaca / chat instruction tuning")
     _common(i, "all", 2)
-    i.add_argument("--mask-prompt", action="store_true",
-                   help="learn the answers only (the prompt's targets are ignored)")  # fmt: skip
+    i.add_argument(
+        "--mask-prompt",
+        action="store_true",
+        help="learn the answers only (the prompt's targets are ignored)",
+    )
     i.add_argument("--max-new-tokens", type=int, default=128, help="for the held-out answers")
-    i.add_argument("--eval-examples", type=int, default=None,
-                   help="score only the first N test examples (default: all)")  # fmt: skip
+    i.add_argument(
+        "--eval-examples",
+        type=int,
+        default=None,
+        help="score only the first N test examples (default: all)",
+    )
     i.set_defaults(func=run_finetune_instruct)
 
     k = subparsers.add_parser("classify", help="label texts with a fine-tuned classifier")
@@ -87,8 +110,9 @@ def _lora(args):
     targets = DEFAULT_TARGETS
     if args.lora_targets:
         targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
-    return LoRAConfig(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout,
-                      targets=targets)  # fmt: skip
+    return LoRAConfig(
+        rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout, targets=targets
+    )
 
 
 def _check_out(out: str) -> None:
@@ -105,12 +129,24 @@ def run_finetune_classify(args) -> int:
 
     _check_out(args.out)
     summary = finetune_classifier(
-        args.checkpoint, args.data, out=args.out, text_column=args.text_column,
-        label_column=args.label_column, trainable=args.train, lora=_lora(args), split=args.split,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, max_length=args.max_length, seed=args.seed,
-        device=args.device, random_init=args.random_init, mirror=args.mirror,
-    )  # fmt: skip
+        args.checkpoint,
+        args.data,
+        out=args.out,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        trainable=args.train,
+        lora=_lora(args),
+        split=args.split,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        max_length=args.max_length,
+        seed=args.seed,
+        device=args.device,
+        random_init=args.random_init,
+        mirror=args.mirror,
+    )
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -126,17 +162,31 @@ def run_finetune_instruct(args) -> int:
 
     _check_out(args.out)
     summary = finetune_instruct(
-        args.checkpoint, args.data, out=args.out, trainable=args.train, lora=_lora(args),
-        mask_prompt=args.mask_prompt, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, max_new_tokens=args.max_new_tokens,
-        eval_examples=args.eval_examples, seed=args.seed, device=args.device, mirror=args.mirror,
-    )  # fmt: skip
+        args.checkpoint,
+        args.data,
+        out=args.out,
+        trainable=args.train,
+        lora=_lora(args),
+        mask_prompt=args.mask_prompt,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        max_new_tokens=args.max_new_tokens,
+        eval_examples=args.eval_examples,
+        seed=args.seed,
+        device=args.device,
+        mirror=args.mirror,
+    )
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"\n{summary['train_seconds']:.1f}s of training; answers in {summary['answers']}")
-    nxt = f"byollm merge-lora {args.out} --out MERGED" if summary["trainable"] == "lora" else (
-        f"byollm chat --checkpoint {args.out}")  # fmt: skip
+    nxt = (
+        f"byollm merge-lora {args.out} --out MERGED"
+        if summary["trainable"] == "lora"
+        else (f"byollm chat --checkpoint {args.out}")
+    )
     print(f"next: {nxt}")
     return 0
 
@@ -144,8 +194,9 @@ def run_finetune_instruct(args) -> int:
 def run_classify(args) -> int:
     from byollm.finetune.classify import classify
 
-    for text, (label, probability) in zip(args.texts, classify(args.checkpoint, args.texts,
-                                                               device=args.device)):  # fmt: skip
+    for text, (label, probability) in zip(
+        args.texts, classify(args.checkpoint, args.texts, device=args.device)
+    ):
         print(f"{label}\t{probability:.3f}\t{text}")
     return 0
 

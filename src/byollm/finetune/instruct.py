@@ -171,8 +171,9 @@ def generate_answers(model, tokenizer, pairs, max_new_tokens: int) -> list[dict]
     for prompt, reference in pairs:
         ids = tokenizer.encode(prompt)[-(block - 1) :]
         new, ended = [], False
-        steps = generate_ids(model, torch.tensor([ids], device=device), max_new_tokens,
-                             greedy, context="slide")  # fmt: skip
+        steps = generate_ids(
+            model, torch.tensor([ids], device=device), max_new_tokens, greedy, context="slide"
+        )
         for token in steps:
             token = int(token[0])
             if token == tokenizer.eot_id:
@@ -181,14 +182,16 @@ def generate_answers(model, tokenizer, pairs, max_new_tokens: int) -> list[dict]
             new.append(token)
         steps.close()
         answer = tokenizer.decode(new)
-        results.append({
-            "prompt": prompt,
-            "reference": reference,
-            "answer": answer.strip(),
-            "rouge_l": rouge_l(answer, reference),
-            "exact_match": exact_match(answer, reference),
-            "clean": ended and "### " not in answer,
-        })  # fmt: skip
+        results.append(
+            {
+                "prompt": prompt,
+                "reference": reference,
+                "answer": answer.strip(),
+                "rouge_l": rouge_l(answer, reference),
+                "exact_match": exact_match(answer, reference),
+                "clean": ended and "### " not in answer,
+            }
+        )
     return results
 
 
@@ -262,8 +265,9 @@ def finetune_instruct(
     log(f"byollm finetune instruct: before: {_scores(before)}")
     torch.manual_seed(seed)
     lm_head = model.lm_head
-    counts = choose_trainable(model, trainable, head=None if trainable == "lora" else lm_head,
-                              lora=lora)  # fmt: skip
+    counts = choose_trainable(
+        model, trainable, head=None if trainable == "lora" else lm_head, lora=lora
+    )
     log(
         f"byollm finetune instruct: train/val/test {len(encoded['train'])}/{len(encoded['val'])}/"
         f"{len(test_examples)}; training {trainable}: {counts['trainable']:,} of "
@@ -286,14 +290,22 @@ def finetune_instruct(
     started = time.perf_counter()
     val_examples = encoded["val"]
     result = fit(
-        model, loss_of, batches, epochs=epochs, lr=lr, weight_decay=weight_decay,
+        model,
+        loss_of,
+        batches,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
         evaluate=(lambda: {"val_response_loss": response_loss(model, val_examples, pad_id)})
-        if val_examples else None, log=log,
-    )  # fmt: skip
+        if val_examples
+        else None,
+        log=log,
+    )
     after, answers = evaluate(model, tokenizer, test_examples, test_pairs, pad_id, max_new_tokens)
     log(f"byollm finetune instruct: after: {_scores(after)}")
-    task = {"instruct": {"version": FORMAT_VERSION, "template": TEMPLATE,
-                         "mask_prompt": mask_prompt}}  # fmt: skip
+    task = {
+        "instruct": {"version": FORMAT_VERSION, "template": TEMPLATE, "mask_prompt": mask_prompt}
+    }
     save_finetuned(out, model, tokenizer, task, lora=lora, base=base)
     answers_path = Path(out) / "answers.jsonl"
     with answers_path.open("w", encoding="utf-8") as f:

@@ -38,8 +38,13 @@ MAX_LENGTH_PENALTY = 10.0
 def check_beam_args(num_beams: int, length_penalty: float) -> None:
     """Refuse a beam count or length penalty out of range, before any work."""
     check_number("num_beams", num_beams, 1, MAX_BEAMS, integer=True)
-    check_number("length_penalty", length_penalty, -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY,
-                 hint="0 ranks by probability alone")  # fmt: skip
+    check_number(
+        "length_penalty",
+        length_penalty,
+        -MAX_LENGTH_PENALTY,
+        MAX_LENGTH_PENALTY,
+        hint="0 ranks by probability alone",
+    )
 
 
 @dataclass

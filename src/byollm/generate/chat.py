@@ -42,8 +42,9 @@ MODES = ("instruct", "continue")
 REPLY_STOPS = {"instruct": ["\n### ", "### Instruction"], "continue": ["\n\n"]}
 
 
-def format_instruct(turns: list[tuple[str, str]], user: str,
-                    preamble: str = ALPACA_PREAMBLE) -> str:  # fmt: skip
+def format_instruct(
+    turns: list[tuple[str, str]], user: str, preamble: str = ALPACA_PREAMBLE
+) -> str:
     """The Alpaca prompt for `user` after the earlier (user, reply) `turns`.
 
     >>> format_instruct([], "Say hi")
@@ -110,9 +111,13 @@ class ChatSession:
         prompt = self.prompt_for(user)
         stop = REPLY_STOPS[self.mode]
         pieces = []
-        for piece in self.engine.stream(prompt, max_new_tokens=self.max_new_tokens,
-                                        sampling=self.sampling, generator=self._generator,
-                                        stop=stop):  # fmt: skip
+        for piece in self.engine.stream(
+            prompt,
+            max_new_tokens=self.max_new_tokens,
+            sampling=self.sampling,
+            generator=self._generator,
+            stop=stop,
+        ):
             pieces.append(piece)
             if on_text is not None:
                 on_text(piece)

@@ -24,30 +24,58 @@ from byollm.model.cli import (
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of `SamplingConfig` (shared by sample and chat)."""
     g = p.add_argument_group("sampling")
-    g.add_argument("--temperature", type=float, default=1.0,
-                   help="divide logits by T; 0 = greedy (default 1.0)")  # fmt: skip
+    g.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="divide logits by T; 0 = greedy (default 1.0)",
+    )
     g.add_argument("--top-k", type=int, default=None, help="keep the K most likely tokens")
     g.add_argument("--top-p", type=float, default=1.0, help="nucleus: keep mass P (default 1)")
-    g.add_argument("--min-p", type=float, default=0.0,
-                   help="keep tokens >= P x the most likely one (default 0)")  # fmt: skip
+    g.add_argument(
+        "--min-p",
+        type=float,
+        default=0.0,
+        help="keep tokens >= P x the most likely one (default 0)",
+    )
     g.add_argument("--typical-p", type=float, default=1.0, help="locally typical mass (default 1)")
-    g.add_argument("--repetition-penalty", type=float, default=1.0,
-                   help="CTRL penalty for tokens already seen (default 1 = off)")  # fmt: skip
+    g.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="CTRL penalty for tokens already seen (default 1 = off)",
+    )
     g.add_argument("--frequency-penalty", type=float, default=0.0)
     g.add_argument("--presence-penalty", type=float, default=0.0)
-    g.add_argument("--ban-token", type=int, action="append", default=[], metavar="ID",
-                   help="never generate this token id (repeatable)")  # fmt: skip
+    g.add_argument(
+        "--ban-token",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="never generate this token id (repeatable)",
+    )
     g.add_argument("--max-new-tokens", type=int, default=200)
     g.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
-    g.add_argument("--stop", action="append", default=[], metavar="TEXT",
-                   help="stop at this text (repeatable)")  # fmt: skip
+    g.add_argument(
+        "--stop", action="append", default=[], metavar="TEXT", help="stop at this text (repeatable)"
+    )
     g.add_argument("--no-cache", action="store_true", help="recompute the window every token")
-    g.add_argument("--context", choices=("slide", "error"), default="slide",
-                   help="when prompt + new tokens outgrow the window (default slide)")  # fmt: skip
-    g.add_argument("--speculative", type=int, default=0, metavar="K",
-                   help="guess up to K tokens by prompt lookup and check them in one forward "
-                   "pass: the same greedy output and sampling distribution, faster where the "
-                   "text repeats (one sample at a time; default 0 = off)")  # fmt: skip
+    g.add_argument(
+        "--context",
+        choices=("slide", "error"),
+        default="slide",
+        help="when prompt + new tokens outgrow the window (default slide)",
+    )
+    g.add_argument(
+        "--speculative",
+        type=int,
+        default=0,
+        metavar="K",
+        help="guess up to K tokens by prompt lookup and check them in one forward "
+        "pass: the same greedy output and sampling distribution, faster where the "
+        "text repeats (one sample at a time; default 0 = off)",
+    )
     add_quantize_argument(g)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
 
@@ -65,11 +93,16 @@ def sampling_from_args(args):
     from byollm.generate.processors import SamplingConfig
 
     return SamplingConfig(
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-        typical_p=args.typical_p, repetition_penalty=args.repetition_penalty,
-        frequency_penalty=args.frequency_penalty, presence_penalty=args.presence_penalty,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        typical_p=args.typical_p,
+        repetition_penalty=args.repetition_penalty,
+        frequency_penalty=args.frequency_penalty,
+        presence_penalty=args.presence_penalty,
         banned_tokens=tuple(args.ban_token),
-    )  # fmt: skip
+    )
 
 
 def register(subparsers) -> None:
@@ -84,12 +117,20 @@ def register(subparsers) -> None:
     source.add_argument("--prompt", default="", help="text to continue (default: empty)")
     source.add_argument("--prompt-file", type=Path, help="read the prompt from this file")
     p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--num-beams", type=int, default=None,
-                   help="beam search with this many beams instead of sampling")  # fmt: skip
+    p.add_argument(
+        "--num-beams",
+        type=int,
+        default=None,
+        help="beam search with this many beams instead of sampling",
+    )
     p.add_argument("--length-penalty", type=float, default=1.0, help="for beam search")
-    p.add_argument("--template", choices=("auto", "none"), default="auto",
-                   help="auto: the prompt of an instruction-tuned checkpoint goes into its "
-                   "instruction template (as in chat); none: the prompt as given")  # fmt: skip
+    p.add_argument(
+        "--template",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto: the prompt of an instruction-tuned checkpoint goes into its "
+        "instruction template (as in chat); none: the prompt as given",
+    )
     add_sampling_arguments(p)
     p.set_defaults(func=run_sample)
 
@@ -101,8 +142,12 @@ def register(subparsers) -> None:
         "Commands: /reset forgets the history, /quit (or end of input) leaves.",
     )
     add_checkpoint_arguments(c)
-    c.add_argument("--mode", choices=("auto", "instruct", "continue"), default="auto",
-                   help="auto: instruct if the checkpoint was instruction-tuned")  # fmt: skip
+    c.add_argument(
+        "--mode",
+        choices=("auto", "instruct", "continue"),
+        default="auto",
+        help="auto: instruct if the checkpoint was instruction-tuned",
+    )
     add_sampling_arguments(c)
     c.set_defaults(func=run_chat, temperature=0.7, top_p=0.9)
 
@@ -122,8 +167,13 @@ def _engine(args):
     from byollm.generate.engine import Engine
 
     model, tokenizer = load_model_and_tokenizer(args)
-    return Engine(model, tokenizer, use_cache=not args.no_cache, context=args.context,
-                  speculative=args.speculative)  # fmt: skip
+    return Engine(
+        model,
+        tokenizer,
+        use_cache=not args.no_cache,
+        context=args.context,
+        speculative=args.speculative,
+    )
 
 
 def _write(text: str) -> None:
@@ -160,9 +210,13 @@ def run_sample(args) -> int:
         if args.num_samples > 1:
             _write(f"--- sample {i + 1} ---\n")
         _write(prompt)
-        for piece in engine.stream(prompt, max_new_tokens=args.max_new_tokens,
-                                   sampling=sampling, stop=args.stop,
-                                   generator=generator):  # fmt: skip
+        for piece in engine.stream(
+            prompt,
+            max_new_tokens=args.max_new_tokens,
+            sampling=sampling,
+            stop=args.stop,
+            generator=generator,
+        ):
             _write(piece)
         _write("\n")
     return 0
@@ -179,10 +233,14 @@ def _run_beam(args, engine, prompt) -> int:
     from byollm.generate.beam import beam_search
 
     ids = engine.encode_prompt(prompt)
-    hypotheses = beam_search(engine.model, ids, num_beams=args.num_beams,
-                             max_new_tokens=args.max_new_tokens,
-                             length_penalty=args.length_penalty,
-                             eos_id=engine.tokenizer.eot_id)  # fmt: skip
+    hypotheses = beam_search(
+        engine.model,
+        ids,
+        num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens,
+        length_penalty=args.length_penalty,
+        eos_id=engine.tokenizer.eot_id,
+    )
     for i, h in enumerate(hypotheses[: args.num_samples]):
         tokens = [t for t in h.tokens if t != engine.tokenizer.eot_id]
         _write(f"--- beam {i + 1} (score {h.score:.3f}) ---\n" if args.num_samples > 1 else "")
@@ -200,8 +258,9 @@ def run_chat(args) -> int:
     mode = args.mode
     if mode == "auto":
         mode = checkpoint_chat_mode(checkpoint_from_args(args))
-    session = ChatSession(engine, mode=mode, sampling=sampling,
-                          max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
+    session = ChatSession(
+        engine, mode=mode, sampling=sampling, max_new_tokens=args.max_new_tokens, seed=args.seed
+    )
     interactive = sys.stdin.isatty()
     if interactive:
         with contextlib.suppress(ImportError):

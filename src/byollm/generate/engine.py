@@ -62,8 +62,14 @@ MAX_BATCH_ROWS = 1024  # rows decoded together (prompts x num_samples of equal l
 
 def check_generation_args(max_new_tokens: int, *, num_samples: int = 1, seed=None) -> None:
     """Refuse request sizes and seeds out of range, before any work; one line naming the value."""
-    check_number("max_new_tokens", max_new_tokens, 0, MAX_NEW_TOKENS, integer=True,
-                 hint="tokens are preallocated; generate longer texts in parts")  # fmt: skip
+    check_number(
+        "max_new_tokens",
+        max_new_tokens,
+        0,
+        MAX_NEW_TOKENS,
+        integer=True,
+        hint="tokens are preallocated; generate longer texts in parts",
+    )
     check_number("num_samples", num_samples, 1, MAX_BATCH_ROWS, integer=True)
     if seed is not None:
         check_seed("seed", seed)
@@ -119,16 +125,18 @@ def generate_ids(
     if max_new_tokens == 0:
         return
     # One preallocated buffer holds prompt + generated tokens: no concatenation per step.
-    tokens = torch.empty(batch_size, prompt_len + max_new_tokens, dtype=torch.long,
-                         device=prompt.device)  # fmt: skip
+    tokens = torch.empty(
+        batch_size, prompt_len + max_new_tokens, dtype=torch.long, device=prompt.device
+    )
     tokens[:, :prompt_len] = prompt
     length = prompt_len
     cache = None
     if use_cache and hasattr(model, "new_kv_cache"):
         # Room for what will be fed (the last token never is), at most the window.
         needed = prompt_len + max_new_tokens - 1
-        cache = model.new_kv_cache(batch_size, needed if block_size is None
-                                   else min(block_size, needed))  # fmt: skip
+        cache = model.new_kv_cache(
+            batch_size, needed if block_size is None else min(block_size, needed)
+        )
     with torch.inference_mode():
         logits = next_token_logits(model, prompt, cache)  # prefill
     for step in range(max_new_tokens):
@@ -169,8 +177,15 @@ class Engine:
     `tokenizer` needs `encode`, `decode`, `eot_id`, and works with `StreamingDecoder`.
     """
 
-    def __init__(self, model, tokenizer, *, use_cache: bool = True, context: str = "slide",
-                 speculative: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        use_cache: bool = True,
+        context: str = "slide",
+        speculative: int = 0,
+    ):
         if context not in CONTEXT_POLICIES:
             raise ByollmError(
                 f"unknown context policy {context!r}; choose one of {CONTEXT_POLICIES}"
@@ -180,8 +195,10 @@ class Engine:
         self.use_cache = use_cache
         self.context = context
         if speculative < 0:
-            raise ByollmError(f"speculative={speculative} is invalid: the number of tokens to "
-                              "guess per step must be >= 0 (0 turns it off)")  # fmt: skip
+            raise ByollmError(
+                f"speculative={speculative} is invalid: the number of tokens to "
+                "guess per step must be >= 0 (0 turns it off)"
+            )
         self.speculative = speculative  # see speculative.py; 0 = plain decoding
         if hasattr(model, "eval"):
             model.eval()  # no dropout while sampling
@@ -244,10 +261,14 @@ class Engine:
             groups.setdefault(len(ids), []).append(i)
         for row_indices in groups.values():
             texts = self._generate_batch(
-                [rows[i] for i in row_indices], max_new_tokens, sampling, generator, stop,
+                [rows[i] for i in row_indices],
+                max_new_tokens,
+                sampling,
+                generator,
+                stop,
                 stop_tokens,
                 None if on_text is None else (lambda r, s, m=row_indices: on_text(m[r], s)),
-            )  # fmt: skip
+            )
             for i, text in zip(row_indices, texts):
                 results[i] = text
         return results
@@ -274,8 +295,9 @@ class Engine:
             generator = seeded_generator(seed, model_device(self.model))
         yield from self._pieces([ids], max_new_tokens, sampling, generator, stop, stop_tokens)
 
-    def _generate_batch(self, rows, max_new_tokens, sampling, generator, stop, stop_tokens,
-                        on_text) -> list[str]:  # fmt: skip
+    def _generate_batch(
+        self, rows, max_new_tokens, sampling, generator, stop, stop_tokens, on_text
+    ) -> list[str]:
         texts = [""] * len(rows)
         for row, piece in self._pieces(
             rows, max_new_tokens, sampling, generator, stop, stop_tokens, with_rows=True
@@ -289,17 +311,35 @@ class Engine:
         """Speculative decoding where it applies (one row, a KV cache, room in the window)."""
         block_size = model_block_size(self.model)
         fits = block_size is None or prompt.shape[1] + max_new_tokens - 1 <= block_size
-        if (self.speculative and self.use_cache and prompt.shape[0] == 1 and fits
-                and hasattr(self.model, "new_kv_cache")):  # fmt: skip
+        if (
+            self.speculative
+            and self.use_cache
+            and prompt.shape[0] == 1
+            and fits
+            and hasattr(self.model, "new_kv_cache")
+        ):
             check_context(prompt.shape[1], max_new_tokens, block_size, self.context)
-            return speculative_ids(self.model, prompt, max_new_tokens, sampling,
-                                   num_guesses=self.speculative, generator=generator)  # fmt: skip
-        return generate_ids(self.model, prompt, max_new_tokens, sampling,
-                            use_cache=self.use_cache, context=self.context,
-                            generator=generator)  # fmt: skip
+            return speculative_ids(
+                self.model,
+                prompt,
+                max_new_tokens,
+                sampling,
+                num_guesses=self.speculative,
+                generator=generator,
+            )
+        return generate_ids(
+            self.model,
+            prompt,
+            max_new_tokens,
+            sampling,
+            use_cache=self.use_cache,
+            context=self.context,
+            generator=generator,
+        )
 
-    def _pieces(self, rows, max_new_tokens, sampling, generator, stop, stop_tokens,
-                with_rows=False):  # fmt: skip
+    def _pieces(
+        self, rows, max_new_tokens, sampling, generator, stop, stop_tokens, with_rows=False
+    ):
         """The streaming heart: token ids -> safe text pieces, row by row, until all stop."""
         device = model_device(self.model)
         prompt = torch.tensor(rows, dtype=torch.long, device=device)

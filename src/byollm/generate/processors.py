@@ -207,8 +207,9 @@ class BannedTokens:
         vocab_size = logits.shape[-1]
         outside = [t for t in self.token_ids if not 0 <= t < vocab_size]
         if outside:
-            raise ByollmError(f"banned token ids {outside} are outside the vocabulary "
-                              f"(ids 0..{vocab_size - 1})")  # fmt: skip
+            raise ByollmError(
+                f"banned token ids {outside} are outside the vocabulary (ids 0..{vocab_size - 1})"
+            )
         out = logits.clone()
         out[..., self.token_ids] = NEG_INF
         return out
@@ -242,11 +243,17 @@ class SamplingConfig:
         check_number("top_p", self.top_p, 0, 1, low_open=True, hint="1 keeps every token")
         check_number("min_p", self.min_p, 0, 1, hint="0 keeps every token")
         check_number("typical_p", self.typical_p, 0, 1, low_open=True, hint="1 keeps every token")
-        check_number("repetition_penalty", self.repetition_penalty, *PENALTY_FACTOR_RANGE,
-                     hint="1 = off")  # fmt: skip
+        check_number(
+            "repetition_penalty", self.repetition_penalty, *PENALTY_FACTOR_RANGE, hint="1 = off"
+        )
         for name in ("frequency_penalty", "presence_penalty"):
-            check_number(name, getattr(self, name), -MAX_ADDITIVE_PENALTY, MAX_ADDITIVE_PENALTY,
-                         hint="0 = off")  # fmt: skip
+            check_number(
+                name,
+                getattr(self, name),
+                -MAX_ADDITIVE_PENALTY,
+                MAX_ADDITIVE_PENALTY,
+                hint="0 = off",
+            )
         if isinstance(self.banned_tokens, (str, bytes)) or not isinstance(
             self.banned_tokens, Sequence
         ):

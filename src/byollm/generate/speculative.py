@@ -148,8 +148,9 @@ def speculative_ids(
             context = torch.tensor(tokens + guesses, device=device)
             new_tokens = []
             for i, guess in enumerate(guesses + [None]):
-                probs = _distribution(logits[i], context[: len(tokens) + i], processors,
-                                      sampling.greedy)  # fmt: skip
+                probs = _distribution(
+                    logits[i], context[: len(tokens) + i], processors, sampling.greedy
+                )
                 if guess is None:  # every guess accepted: the pass also gives one more token
                     new_tokens.append(draw(probs))
                 elif accept(probs, guess):

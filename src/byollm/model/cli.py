@@ -145,9 +145,15 @@ def _convert(args) -> int:
     )
     from byollm.tokenizer import TOKENIZER_FILE
 
-    hub_only = [f for f, given in (("--revision", args.revision != "main"),
-                                   ("--mirror", args.mirror), ("--via", args.via != "byollm"))
-                if given]  # fmt: skip
+    hub_only = [
+        f
+        for f, given in (
+            ("--revision", args.revision != "main"),
+            ("--mirror", args.mirror),
+            ("--via", args.via != "byollm"),
+        )
+        if given
+    ]
     if hub_only and args.from_hub is None:
         raise ByollmError(f"{hub_only[0]} only applies to --from-hub")
     if args.to_hf is not None:
@@ -161,9 +167,13 @@ def _convert(args) -> int:
         tokenizer = str(user_path(tokenizer))
     if args.from_hub is not None:
         model, tokenizer, why_not = convert_from_hub(
-            args.from_hub, args.out, revision=args.revision, mirror=args.mirror, via=args.via,
+            args.from_hub,
+            args.out,
+            revision=args.revision,
+            mirror=args.mirror,
+            via=args.via,
             tokenizer=tokenizer,
-        )  # fmt: skip
+        )
         print(f"wrote {args.out}: {model.num_params():,} parameters from {args.from_hub}")
     else:
         why_not = None
@@ -172,8 +182,10 @@ def _convert(args) -> int:
         model = convert_from_hf(args.from_hf, args.out, tokenizer)
         print(f"wrote {args.out}: {model.num_params():,} parameters")
     if tokenizer is None:
-        print(f"note: no tokenizer saved ({why_not}); pass --tokenizer NAME or FILE "
-              "(--tokenizer gpt2 for OpenAI's GPT-2 checkpoints)")  # fmt: skip
+        print(
+            f"note: no tokenizer saved ({why_not}); pass --tokenizer NAME or FILE "
+            "(--tokenizer gpt2 for OpenAI's GPT-2 checkpoints)"
+        )
     elif isinstance(tokenizer, str):
         print(f"wrote {args.out}/{TOKENIZER_FILE} ({tokenizer})")
     else:

@@ -85,8 +85,14 @@ class GPTConfig:
                 f"{_divisors(self.n_embd)})"
             )
         if self.n_kv_head is not None:
-            check_number("model config: n_kv_head", self.n_kv_head, 1, self.n_head, integer=True,
-                         hint="or None for n_head")  # fmt: skip
+            check_number(
+                "model config: n_kv_head",
+                self.n_kv_head,
+                1,
+                self.n_head,
+                integer=True,
+                hint="or None for n_head",
+            )
             if self.n_head % self.n_kv_head:
                 raise ByollmError(
                     f"model config: n_kv_head={self.n_kv_head} must divide n_head={self.n_head} "
@@ -94,8 +100,14 @@ class GPTConfig:
                     f"{_divisors(self.n_head)})"
                 )
         if self.mlp_hidden is not None:
-            check_number("model config: mlp_hidden", self.mlp_hidden, 1, MAX_MLP_HIDDEN,
-                         integer=True, hint="or None for the default width")  # fmt: skip
+            check_number(
+                "model config: mlp_hidden",
+                self.mlp_hidden,
+                1,
+                MAX_MLP_HIDDEN,
+                integer=True,
+                hint="or None for the default width",
+            )
         if self.pos == "rope" and self.head_dim % 2:
             raise ByollmError(
                 f"model config: RoPE rotates channel pairs, so the head size "

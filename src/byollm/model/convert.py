@@ -135,8 +135,10 @@ def hf_to_gpt_config(hf: dict, source: str = "config.json") -> GPTConfig:
     if kind == "gpt2":
         act = hf.get("activation_function", "gelu_new")
         if act not in GPT2_ACTIVATIONS:
-            raise ByollmError(f"{source}: activation_function {act!r} is not supported "
-                              f"(supported: {', '.join(GPT2_ACTIVATIONS)})")  # fmt: skip
+            raise ByollmError(
+                f"{source}: activation_function {act!r} is not supported "
+                f"(supported: {', '.join(GPT2_ACTIVATIONS)})"
+            )
         if hf.get("scale_attn_by_inverse_layer_idx") or hf.get("scale_attn_weights") is False:
             raise ByollmError(f"{source}: non-standard attention scaling is not supported")
         return GPTConfig(
@@ -163,8 +165,10 @@ def hf_to_gpt_config(hf: dict, source: str = "config.json") -> GPTConfig:
         n_embd, n_head = _get(hf, "hidden_size", source), _get(hf, "num_attention_heads", source)
         head_dim = hf.get("head_dim")
         if head_dim is not None and head_dim * n_head != n_embd:
-            raise ByollmError(f"{source}: head_dim {head_dim} x {n_head} heads != hidden_size "
-                              f"{n_embd}; byollm needs head_dim = hidden_size / heads")  # fmt: skip
+            raise ByollmError(
+                f"{source}: head_dim {head_dim} x {n_head} heads != hidden_size "
+                f"{n_embd}; byollm needs head_dim = hidden_size / heads"
+            )
         return GPTConfig(
             vocab_size=_get(hf, "vocab_size", source),
             block_size=_get(hf, "max_position_embeddings", source),
@@ -253,8 +257,9 @@ def from_hf(directory: str | Path) -> GPT:
     tensors = {k: v.float() for k, v in tensors.items()}
     source = f"{directory} (weights vs config.json)"
     # shapes first: a config.json that does not fit the weights never allocates its model
-    check_weights_match(expected_weight_shapes(config),
-                        {k: tuple(v.shape) for k, v in tensors.items()}, source)  # fmt: skip
+    check_weights_match(
+        expected_weight_shapes(config), {k: tuple(v.shape) for k, v in tensors.items()}, source
+    )
     model = GPT(config)
     load_state(model, tensors, source)
     return model.eval()
@@ -355,15 +360,20 @@ def to_hf(
     hf_config["written_by"] = WRITTEN_BY  # lets a later `byollm convert` replace this folder
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "model.safetensors"),
-              metadata={"format": "pt"})  # fmt: skip
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()},
+        str(directory / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     (directory / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
     return directory
 
 
 def _ours_to_llama(sd: dict, c: GPTConfig) -> dict[str, torch.Tensor]:
-    out = {"model.embed_tokens.weight": sd["transformer.wte.weight"],
-           "model.norm.weight": sd["transformer.ln_f.weight"]}  # fmt: skip
+    out = {
+        "model.embed_tokens.weight": sd["transformer.wte.weight"],
+        "model.norm.weight": sd["transformer.ln_f.weight"],
+    }
     if not c.tie_embeddings:
         out["lm_head.weight"] = sd["lm_head.weight"]
     kv = c.kv_heads * c.head_dim
@@ -373,8 +383,13 @@ def _ours_to_llama(sd: dict, c: GPTConfig) -> dict[str, torch.Tensor]:
         out[dst + "post_attention_layernorm.weight"] = sd[src + "ln_2.weight"]
         for s in ["weight", "bias"] if c.bias else ["weight"]:
             q, k, v = sd[src + f"attn.c_attn.{s}"].split([c.n_embd, kv, kv], dim=0)
-            out.update({dst + f"self_attn.q_proj.{s}": q, dst + f"self_attn.k_proj.{s}": k,
-                        dst + f"self_attn.v_proj.{s}": v})  # fmt: skip
+            out.update(
+                {
+                    dst + f"self_attn.q_proj.{s}": q,
+                    dst + f"self_attn.k_proj.{s}": k,
+                    dst + f"self_attn.v_proj.{s}": v,
+                }
+            )
             out[dst + f"self_attn.o_proj.{s}"] = sd[src + f"attn.c_proj.{s}"]
             gate, up = sd[src + f"mlp.c_fc.{s}"].chunk(2, dim=0)
             out[dst + f"mlp.gate_proj.{s}"], out[dst + f"mlp.up_proj.{s}"] = gate, up
@@ -444,8 +459,9 @@ def hf_folder_tokenizer(directory: str | Path):
         encoder = json.loads(vocab.read_text(encoding="utf-8"))  # read_gpt2_files parsed it
         specials = {ENDOFTEXT: encoder[ENDOFTEXT]} if ENDOFTEXT in encoder else {}
         is_gpt2 = len(ranks) == 50256 and specials == {ENDOFTEXT: 50256}
-        return BPETokenizer(ranks, pattern=GPT2_PATTERN, special_tokens=specials,
-                            name="gpt2" if is_gpt2 else None), None  # fmt: skip
+        return BPETokenizer(
+            ranks, pattern=GPT2_PATTERN, special_tokens=specials, name="gpt2" if is_gpt2 else None
+        ), None
     if hf_json.is_file():
         try:
             return from_huggingface(hf_json), None

@@ -172,8 +172,15 @@ class GPT(nn.Module):
             )
         weight = self.transformer.wte.weight
         c = self.config
-        return kind(c.n_layer, rows, c.kv_heads, max_seq_len, c.head_dim,
-                    device=weight.device, dtype=weight.dtype)  # fmt: skip
+        return kind(
+            c.n_layer,
+            rows,
+            c.kv_heads,
+            max_seq_len,
+            c.head_dim,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
 
     @torch.no_grad()
     def generate(

@@ -42,7 +42,9 @@ from byollm.paths import byollm_home
 
 HUB_URL = "https://huggingface.co"
 # the OpenAI checkpoints by their short names (their repos moved under openai-community/)
-GPT2_REPOS = {name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")}  # fmt: skip
+GPT2_REPOS = {
+    name: f"openai-community/{name}" for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+}
 # The Hub's LFS sha256 and size of a registered model's weights, checked against the listing too
 # so that a wrong mirror cannot pass other weights off under the name (gpt2's is the file of
 # revision 607a30d783dfa663caf39e06633721c8d4cfcd7e, unchanged since safetensors were added).
@@ -98,8 +100,14 @@ def download_from_hub(
         entry = listing[path]
         where = f"{repo}/resolve/{revision}/{path}"
         if entry["lfs"]:
-            download.fetch(url(path), entry["lfs"]["oid"], folder / path, mirror=base,
-                           mirror_path=where, size=entry["size"])  # fmt: skip
+            download.fetch(
+                url(path),
+                entry["lfs"]["oid"],
+                folder / path,
+                mirror=base,
+                mirror_path=where,
+                size=entry["size"],
+            )
         else:
             _fetch_small(url(path), entry, folder / path)
     return folder
@@ -134,8 +142,11 @@ def _listing_entries(data: list, source: str) -> dict[str, dict]:
             lfs = item.get("lfs") or None
             if lfs is not None:
                 lfs = {"oid": str(lfs["oid"]), "size": int(lfs["size"])}
-            listing[str(item["path"])] = {"size": int(item["size"]), "oid": str(item["oid"]),
-                                          "lfs": lfs}  # fmt: skip
+            listing[str(item["path"])] = {
+                "size": int(item["size"]),
+                "oid": str(item["oid"]),
+                "lfs": lfs,
+            }
         except (AttributeError, KeyError, TypeError, ValueError):
             raise ByollmError(f"{source}: malformed listing entry {str(item)[:80]}") from None
     return listing
@@ -229,7 +240,7 @@ def _download_with_huggingface_hub(repo: str, revision: str, mirror: str | None)
                     "size": e.size,
                     "oid": e.blob_id,
                     "lfs": {"oid": e.lfs.sha256, "size": e.lfs.size} if e.lfs else None,
-                }  # fmt: skip
+                }
                 for e in entries
                 if isinstance(e, huggingface_hub.hf_api.RepoFile)
             }
@@ -237,8 +248,9 @@ def _download_with_huggingface_hub(repo: str, revision: str, mirror: str | None)
             listing = None  # HF_HUB_OFFLINE: what the cache holds, checked when it was fetched
 
         def get(path: str) -> Path:
-            return Path(huggingface_hub.hf_hub_download(repo, path, revision=revision,
-                                                        endpoint=endpoint))  # fmt: skip
+            return Path(
+                huggingface_hub.hf_hub_download(repo, path, revision=revision, endpoint=endpoint)
+            )
 
         if listing is None:
             return _cached_with_huggingface_hub(repo, get)

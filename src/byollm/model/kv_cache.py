@@ -171,8 +171,10 @@ class BatchKVCache:
         """Raise a clear error before a pass that does not match `feed` or would overflow."""
         count = self.rows.stop - self.rows.start
         if (batch_size, T) != (count, self.T):
-            raise ByollmError(f"BatchKVCache: selected {count} slots x {self.T} tokens, "
-                              f"got a batch of {batch_size} x {T}; call feed() first")  # fmt: skip
+            raise ByollmError(
+                f"BatchKVCache: selected {count} slots x {self.T} tokens, "
+                f"got a batch of {batch_size} x {T}; call feed() first"
+            )
         if self.pos + T > self.max_seq_len:
             raise ByollmError(
                 f"BatchKVCache is full: a slot holds {self.pos} positions + {T} new > "

@@ -68,15 +68,21 @@ from byollm.serve.schemas import (
 
 log = logging.getLogger("byollm.serve")
 STATIC = Path(__file__).parent / "static"
-ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error",
-               500: "server_error", 503: "server_error"}  # fmt: skip
+ERROR_TYPES = {
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    500: "server_error",
+    503: "server_error",
+}
 
 
 class APIError(Exception):
     """An error the client gets as OpenAI-style JSON with this HTTP status."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None,
-                 code: str | None = None):  # fmt: skip
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
 
@@ -89,9 +95,19 @@ class APIError(Exception):
 class Server:
     """What the routes share: the model, its tokenizer, the batcher and the limits."""
 
-    def __init__(self, model, tokenizer, *, model_name: str, chat_mode: str, max_batch: int,
-                 max_waiting: int, max_body_bytes: int, max_messages: int,
-                 max_prompts: int):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        model_name: str,
+        chat_mode: str,
+        max_batch: int,
+        max_waiting: int,
+        max_body_bytes: int,
+        max_messages: int,
+        max_prompts: int,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.engine = Engine(model, tokenizer)  # for its prompt encoding (empty prompt rule)
@@ -127,16 +143,23 @@ class Server:
             message, param = schema_error_message(e.errors())
             raise APIError(422, message, param=param, code="invalid_value") from None
         if parsed.model not in (None, self.model_name):
-            raise APIError(404, f"the model {parsed.model!r} does not exist; this server has "
-                           f"{self.model_name!r}", param="model", code="model_not_found")  # fmt: skip
+            raise APIError(
+                404,
+                f"the model {parsed.model!r} does not exist; this server has {self.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
         unsupported = getattr(parsed, "unsupported_fields", lambda: None)()
         if unsupported:
             raise APIError(400, unsupported, code="unsupported")
         return parsed
 
     def too_large(self) -> APIError:
-        return APIError(413, f"the request body is larger than {self.max_body_bytes} bytes",
-                        code="request_too_large")  # fmt: skip
+        return APIError(
+            413,
+            f"the request body is larger than {self.max_body_bytes} bytes",
+            code="request_too_large",
+        )
 
     def encode(self, prompt) -> list[int]:
         """A prompt (text or token ids) as ids."""
@@ -145,13 +168,23 @@ class Server:
         vocab = self.model.config.vocab_size
         bad = [i for i in prompt if not 0 <= i < vocab]
         if not prompt or bad:
-            raise APIError(400, f"prompt: token ids must be in 0..{vocab - 1} and at least one "
-                           f"is needed (got {bad[:5] or 'none'})", param="prompt")  # fmt: skip
+            raise APIError(
+                400,
+                f"prompt: token ids must be in 0..{vocab - 1} and at least one "
+                f"is needed (got {bad[:5] or 'none'})",
+                param="prompt",
+            )
         return list(prompt)
 
     # -- generation --------------------------------------------------------------------------
-    def start(self, req, prompts: list[list[int]], stop: list[str], max_tokens: int | None,
-              top_logprobs: int | None) -> Generation:  # fmt: skip
+    def start(
+        self,
+        req,
+        prompts: list[list[int]],
+        stop: list[str],
+        max_tokens: int | None,
+        top_logprobs: int | None,
+    ) -> Generation:
         """Queue n sequences per prompt; their events arrive on the returned Generation."""
         try:
             sampling = req.sampling()
@@ -165,11 +198,15 @@ class Server:
             for j in range(req.n):
                 try:
                     job = self.batcher.new_job(
-                        prompt, room if max_tokens is None else max_tokens, sampling,
-                        seed=None if req.seed is None else req.seed + j, stop=stop,
-                        stop_tokens=stop_tokens, top_logprobs=top_logprobs,
+                        prompt,
+                        room if max_tokens is None else max_tokens,
+                        sampling,
+                        seed=None if req.seed is None else req.seed + j,
+                        stop=stop,
+                        stop_tokens=stop_tokens,
+                        top_logprobs=top_logprobs,
                         on_event=generation.listener(p * req.n + j),
-                    )  # fmt: skip
+                    )
                 except ByollmError as e:
                     raise APIError(400, str(e), code="context_length_exceeded") from None
                 jobs.append(job)
@@ -185,8 +222,11 @@ class Server:
         tok = self.tokenizer
 
         def one(token_id, logprob):
-            return {"token": token_text(tok, token_id), "logprob": logprob,
-                    "bytes": list(token_bytes(tok, token_id))}  # fmt: skip
+            return {
+                "token": token_text(tok, token_id),
+                "logprob": logprob,
+                "bytes": list(token_bytes(tok, token_id)),
+            }
 
         item = one(entry.token, entry.logprob)
         item["top_logprobs"] = [one(i, lp) for i, lp in entry.top]
@@ -262,18 +302,32 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     server = server_of(request)
     if request.path_params["model"] != server.model_name:
-        raise APIError(404, f"the model {request.path_params['model']!r} does not exist",
-                       code="model_not_found")  # fmt: skip
+        raise APIError(
+            404,
+            f"the model {request.path_params['model']!r} does not exist",
+            code="model_not_found",
+        )
     return JSONResponse(model_card(server))
 
 
 def model_card(server: Server) -> dict:
     c = server.model.config
-    shape = {"n_layer": c.n_layer, "n_head": c.n_head, "n_embd": c.n_embd,
-             "block_size": c.block_size, "vocab_size": c.vocab_size,
-             "chat_mode": server.chat_mode, "max_batch": server.batcher.max_batch}  # fmt: skip
-    return {"id": server.model_name, "object": "model", "created": server.created,
-            "owned_by": "byollm", "byollm": shape}  # fmt: skip
+    shape = {
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_embd": c.n_embd,
+        "block_size": c.block_size,
+        "vocab_size": c.vocab_size,
+        "chat_mode": server.chat_mode,
+        "max_batch": server.batcher.max_batch,
+    }
+    return {
+        "id": server.model_name,
+        "object": "model",
+        "created": server.created,
+        "owned_by": "byollm",
+        "byollm": shape,
+    }
 
 
 async def completions(request: Request) -> Response:
@@ -285,8 +339,9 @@ async def completions(request: Request) -> Response:
     if not prompt or len(prompt) > server.max_prompts:
         raise APIError(400, f"prompt: give 1 to {server.max_prompts} prompts", param="prompt")
     prompts = [server.encode(p) for p in prompt]
-    texts = [p if isinstance(p, str) else server.tokenizer.decode(ids)
-             for p, ids in zip(prompt, prompts)]  # fmt: skip
+    texts = [
+        p if isinstance(p, str) else server.tokenizer.decode(ids) for p, ids in zip(prompt, prompts)
+    ]
     generation = server.start(req, prompts, req.stop_strings(), req.max_tokens, req.logprobs)
     head = Head("cmpl", "text_completion", server)
     usage = Usage(sum(len(p) for p in prompts))
@@ -302,11 +357,14 @@ async def completions(request: Request) -> Response:
 
     if req.stream:
         return sse_response(
-            generation, head, usage, req.include_usage(),
+            generation,
+            head,
+            usage,
+            req.include_usage(),
             opening=[choice(index, text) for index, text in echo.items()],
             piece=lambda index, event: choice(index, event.text, None, event.logprobs),
             finish=lambda index, event: choice(index, "", event.reason),
-        )  # fmt: skip
+        )
     choices = []
     for index, (pieces, reason) in enumerate(await collect(generation, request, usage)):
         text = echo.get(index, "") + "".join(p.text for p in pieces)
@@ -319,8 +377,12 @@ async def chat_completions(request: Request) -> Response:
     server = server_of(request)
     req: ChatRequest = await server.read(request, ChatRequest)
     if len(req.messages) > server.max_messages:
-        raise APIError(400, f"messages: {len(req.messages)} messages is too many; this server "
-                       f"takes at most {server.max_messages}", param="messages")  # fmt: skip
+        raise APIError(
+            400,
+            f"messages: {len(req.messages)} messages is too many; this server "
+            f"takes at most {server.max_messages}",
+            param="messages",
+        )
     try:
         prompt_text, stop = chat_prompt(req.messages, server.chat_mode)
     except ByollmError as e:
@@ -340,18 +402,28 @@ async def chat_completions(request: Request) -> Response:
     if req.stream:
         role = {"role": "assistant", "content": ""}  # once per choice, in its first chunk
         return sse_response(
-            generation, head, usage, req.include_usage(),
+            generation,
+            head,
+            usage,
+            req.include_usage(),
             opening=[chat_choice(index, role, None, None) for index in range(generation.n)],
-            piece=lambda index, event: chat_choice(index, {"content": event.text}, None,
-                                                   logprobs(event.logprobs)),
+            piece=lambda index, event: chat_choice(
+                index, {"content": event.text}, None, logprobs(event.logprobs)
+            ),
             finish=lambda index, event: chat_choice(index, {}, event.reason, None),
-        )  # fmt: skip
+        )
     choices = []
     for index, (pieces, reason) in enumerate(await collect(generation, request, usage)):
         message = {"role": "assistant", "content": "".join(p.text for p in pieces)}
         entries = [e for p in pieces for e in p.logprobs]
-        choices.append({"index": index, "message": message, "logprobs": logprobs(entries),
-                        "finish_reason": reason})  # fmt: skip
+        choices.append(
+            {
+                "index": index,
+                "message": message,
+                "logprobs": logprobs(entries),
+                "finish_reason": reason,
+            }
+        )
     head.object = "chat.completion"
     return JSONResponse(head.body({"choices": choices, "usage": usage.json()}))
 
@@ -379,8 +451,9 @@ async def inspect(request: Request) -> Response:
 
     def run():
         with server.inspect_lock:
-            return look_inside(server.model, server.tokenizer, ids, top_k=req.top_k,
-                               layer=req.layer)  # fmt: skip
+            return look_inside(
+                server.model, server.tokenizer, ids, top_k=req.top_k, layer=req.layer
+            )
 
     try:
         report = await run_in_threadpool(run)
@@ -404,8 +477,14 @@ class Head:
         self.model = server.model_name
 
     def body(self, fields: dict) -> dict:
-        return {"id": self.id, "object": self.object, "created": self.created,
-                "model": self.model, "system_fingerprint": f"byollm-{__version__}", **fields}  # fmt: skip
+        return {
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": f"byollm-{__version__}",
+            **fields,
+        }
 
     def sse(self, fields: dict) -> str:
         return f"data: {json.dumps(self.body(fields), ensure_ascii=False)}\n\n"
@@ -420,8 +499,11 @@ class Usage:
         self.completion_tokens += finished.completion_tokens
 
     def json(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}  # fmt: skip
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
 
 
 def sse_error(failed: Failed) -> str:
@@ -429,8 +511,16 @@ def sse_error(failed: Failed) -> str:
     return f"data: {json.dumps({'error': error})}\n\n"
 
 
-def sse_response(generation: Generation, head: Head, usage: Usage, include_usage: bool, *,
-                 opening: list[dict], piece, finish) -> StreamingResponse:  # fmt: skip
+def sse_response(
+    generation: Generation,
+    head: Head,
+    usage: Usage,
+    include_usage: bool,
+    *,
+    opening: list[dict],
+    piece,
+    finish,
+) -> StreamingResponse:
     """Server-Sent Events: the `opening` choices, then a chunk per `piece(index, Piece)` and
     per `finish(index, Finished)`, the usage if asked for, and `data: [DONE]`.
 
@@ -481,8 +571,10 @@ async def api_error(request: Request, exc: APIError) -> Response:
 
 
 async def http_error(request: Request, exc: HTTPException) -> Response:
-    message = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on "
-               f"{request.url.path}"}.get(exc.status_code, str(exc.detail))  # fmt: skip
+    message = {
+        404: f"no route {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
     return APIError(exc.status_code, message).response()
 
 
@@ -508,21 +600,41 @@ class RequireAPIKey:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                response = APIError(401, "missing or wrong API key (send the header "
-                                    "'Authorization: Bearer KEY')", code="invalid_api_key")  # fmt: skip
+                response = APIError(
+                    401,
+                    "missing or wrong API key (send the header 'Authorization: Bearer KEY')",
+                    code="invalid_api_key",
+                )
                 await response.response()(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-def create_app(model, tokenizer, *, model_name: str = "byollm", chat_mode: str = "continue",
-               api_key: str | None = None, max_batch: int = 8, max_waiting: int = 64,
-               max_body_bytes: int = 1 << 20, max_messages: int = 256,
-               max_prompts: int = 16) -> Starlette:  # fmt: skip
+def create_app(
+    model,
+    tokenizer,
+    *,
+    model_name: str = "byollm",
+    chat_mode: str = "continue",
+    api_key: str | None = None,
+    max_batch: int = 8,
+    max_waiting: int = 64,
+    max_body_bytes: int = 1 << 20,
+    max_messages: int = 256,
+    max_prompts: int = 16,
+) -> Starlette:
     """The ASGI app serving `model`. The batcher's thread starts and stops with the app."""
-    server = Server(model, tokenizer, model_name=model_name, chat_mode=chat_mode,
-                    max_batch=max_batch, max_waiting=max_waiting, max_body_bytes=max_body_bytes,
-                    max_messages=max_messages, max_prompts=max_prompts)  # fmt: skip
+    server = Server(
+        model,
+        tokenizer,
+        model_name=model_name,
+        chat_mode=chat_mode,
+        max_batch=max_batch,
+        max_waiting=max_waiting,
+        max_body_bytes=max_body_bytes,
+        max_messages=max_messages,
+        max_prompts=max_prompts,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -542,8 +654,12 @@ def create_app(model, tokenizer, *, model_name: str = "byollm", chat_mode: str =
         Route("/v1/byollm/inspect", inspect, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    handlers = {APIError: api_error, ByollmError: user_error, HTTPException: http_error,
-                Exception: unexpected_error}  # fmt: skip
+    handlers = {
+        APIError: api_error,
+        ByollmError: user_error,
+        HTTPException: http_error,
+        Exception: unexpected_error,
+    }
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.server = server
     if api_key:

@@ -86,9 +86,16 @@ class ServerBusy(ByollmError):
 class Job:
     """One sequence being generated: its prompt, sampler, random stream and text stream."""
 
-    def __init__(self, prompt: list[int], max_new_tokens: int, sampling: SamplingConfig,
-                 generator: torch.Generator, stream: TextStream, top_logprobs: int | None,
-                 on_event: Callable[[object], None]):  # fmt: skip
+    def __init__(
+        self,
+        prompt: list[int],
+        max_new_tokens: int,
+        sampling: SamplingConfig,
+        generator: torch.Generator,
+        stream: TextStream,
+        top_logprobs: int | None,
+        on_event: Callable[[object], None],
+    ):
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self.sampling = sampling
@@ -151,15 +158,25 @@ class Batcher:
             if self._stopping or self._thread is None:
                 raise ServerBusy("the server is not running (starting up or shutting down)")
             if len(self.waiting) + len(jobs) > self.max_waiting:
-                raise ServerBusy(f"the server is busy: {len(self.waiting)} sequences are "
-                                 f"waiting for one of {self.max_batch} slots; retry later")  # fmt: skip
+                raise ServerBusy(
+                    f"the server is busy: {len(self.waiting)} sequences are "
+                    f"waiting for one of {self.max_batch} slots; retry later"
+                )
             self.waiting.extend(jobs)
             self._wakeup.notify()
 
-    def new_job(self, prompt: Sequence[int], max_new_tokens: int, sampling: SamplingConfig,
-                *, seed: int | None = None, stop: Sequence[str] = (),
-                stop_tokens: Sequence[int] = (), top_logprobs: int | None = None,
-                on_event: Callable[[object], None]) -> Job:  # fmt: skip
+    def new_job(
+        self,
+        prompt: Sequence[int],
+        max_new_tokens: int,
+        sampling: SamplingConfig,
+        *,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+        stop_tokens: Sequence[int] = (),
+        top_logprobs: int | None = None,
+        on_event: Callable[[object], None],
+    ) -> Job:
         """A job for one sequence, checked against the context window (not yet queued)."""
         if not prompt:
             raise ByollmError("the prompt is empty (no tokens)")
@@ -178,11 +195,13 @@ class Batcher:
         else:
             generator.manual_seed(seed % 2**64)
         stream = TextStream(self.tokenizer, stop, stop_tokens)
-        return Job(list(prompt), max_new_tokens, sampling, generator, stream, top_logprobs,
-                   on_event)  # fmt: skip
+        return Job(
+            list(prompt), max_new_tokens, sampling, generator, stream, top_logprobs, on_event
+        )
 
-    def submit(self, prompt: Sequence[int], max_new_tokens: int, sampling: SamplingConfig,
-               **kwargs) -> Job:  # fmt: skip
+    def submit(
+        self, prompt: Sequence[int], max_new_tokens: int, sampling: SamplingConfig, **kwargs
+    ) -> Job:
         """Queue one sequence; see `new_job` for the arguments."""
         job = self.new_job(prompt, max_new_tokens, sampling, **kwargs)
         self.submit_all([job])
@@ -190,8 +209,11 @@ class Batcher:
 
     def load(self) -> dict:
         """How busy the loop is, for /health."""
-        return {"running": len(self.running), "waiting": len(self.waiting),
-                "max_batch": self.max_batch}  # fmt: skip
+        return {
+            "running": len(self.running),
+            "waiting": len(self.waiting),
+            "max_batch": self.max_batch,
+        }
 
     # -- the loop (its own thread) -------------------------------------------------------------
     def _loop(self) -> None:
@@ -252,8 +274,11 @@ class Batcher:
         for job in jobs:
             context = job.ids[:, : job.length]
             try:
-                choices.append(choose_next_token(job.logits, context, job.sampling,
-                                                 job.processors, job.generator))  # fmt: skip
+                choices.append(
+                    choose_next_token(
+                        job.logits, context, job.sampling, job.processors, job.generator
+                    )
+                )
                 drawn.append(job)
             except ByollmError as e:  # e.g. every token banned: this request fails, not all
                 self._finish(job, Failed(str(e)))
@@ -282,8 +307,7 @@ class Batcher:
         n = len(self.running)
         newest = [[job.generated[-1]] for job in self.running]
         self.cache.feed(0, n, 1)
-        logits = next_token_logits(self.model, torch.tensor(newest, device=self.device),
-                                   self.cache)  # fmt: skip
+        logits = next_token_logits(self.model, torch.tensor(newest, device=self.device), self.cache)
         for i, job in enumerate(self.running):
             job.logits = logits[i : i + 1]
 

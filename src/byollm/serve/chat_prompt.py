@@ -51,8 +51,9 @@ def split_turns(messages: list[Message]) -> tuple[str | None, list[tuple[str, st
         role, text = message.role, message.text()
         if role in ("system", "developer"):
             if turns or user is not None:
-                raise ByollmError(f"messages[{i}]: a {role} message must come before the "
-                                  "conversation starts")  # fmt: skip
+                raise ByollmError(
+                    f"messages[{i}]: a {role} message must come before the conversation starts"
+                )
             system.append(text)
         elif role == "user":
             user = text if user is None else user + "\n" + text

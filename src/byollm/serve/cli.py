@@ -33,22 +33,43 @@ def register(subparsers) -> None:
         "Binds to 127.0.0.1 unless --host says otherwise.",
     )
     add_checkpoint_arguments(p)
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")  # fmt: skip
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
     p.add_argument("--port", type=int, default=8000, help="default 8000")
-    p.add_argument("--api-key", default=None,
-                   help=f"require 'Authorization: Bearer KEY' on /v1/* (default: the "
-                   f"{API_KEY_VARIABLE} environment variable, else no key)")  # fmt: skip
-    p.add_argument("--model-name", default=None,
-                   help="the model id clients ask for (default: the checkpoint's folder name)")  # fmt: skip
-    p.add_argument("--chat-mode", choices=("auto", "instruct", "continue"), default="auto",
-                   help="chat template: auto = instruct if the checkpoint was instruction-tuned, "
-                   "else continue (the conversation as plain text)")  # fmt: skip
-    p.add_argument("--max-batch", type=int, default=8,
-                   help="sequences decoded together; each holds a KV cache of the full "
-                   "context window (default 8)")  # fmt: skip
-    p.add_argument("--max-waiting", type=int, default=64,
-                   help="sequences that may wait for a slot before requests get 503 (default 64)")  # fmt: skip
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help=f"require 'Authorization: Bearer KEY' on /v1/* (default: the "
+        f"{API_KEY_VARIABLE} environment variable, else no key)",
+    )
+    p.add_argument(
+        "--model-name",
+        default=None,
+        help="the model id clients ask for (default: the checkpoint's folder name)",
+    )
+    p.add_argument(
+        "--chat-mode",
+        choices=("auto", "instruct", "continue"),
+        default="auto",
+        help="chat template: auto = instruct if the checkpoint was instruction-tuned, "
+        "else continue (the conversation as plain text)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=8,
+        help="sequences decoded together; each holds a KV cache of the full "
+        "context window (default 8)",
+    )
+    p.add_argument(
+        "--max-waiting",
+        type=int,
+        default=64,
+        help="sequences that may wait for a slot before requests get 503 (default 64)",
+    )
     add_quantize_argument(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.set_defaults(func=run_serve)
@@ -66,8 +87,9 @@ def run_serve(args) -> int:
     try:
         import uvicorn
     except ImportError:
-        raise ByollmError("byollm serve needs uvicorn and starlette: pip install "
-                          "'byollm[serve]'") from None  # fmt: skip
+        raise ByollmError(
+            "byollm serve needs uvicorn and starlette: pip install 'byollm[serve]'"
+        ) from None
     from byollm.generate.chat import checkpoint_chat_mode
     from byollm.serve.app import create_app
 
@@ -80,13 +102,26 @@ def run_serve(args) -> int:
     api_key = args.api_key or os.environ.get(API_KEY_VARIABLE) or None
     model, tokenizer = load_model_and_tokenizer(args)
     name = args.model_name or model_name_for(checkpoint)
-    app = create_app(model, tokenizer, model_name=name, chat_mode=chat_mode, api_key=api_key,
-                     max_batch=args.max_batch, max_waiting=args.max_waiting)  # fmt: skip
+    app = create_app(
+        model,
+        tokenizer,
+        model_name=name,
+        chat_mode=chat_mode,
+        api_key=api_key,
+        max_batch=args.max_batch,
+        max_waiting=args.max_waiting,
+    )
     if not _is_loopback(args.host) and not api_key:
-        print(f"byollm serve: warning: listening on {args.host} without an API key: anyone who "
-              "can reach this address can use the model", file=sys.stderr)  # fmt: skip
-    print(f"byollm serve: {name} ({chat_mode} chat) on http://{args.host}:{args.port}/ "
-          f"-- playground at /, API at /v1", file=sys.stderr)  # fmt: skip
+        print(
+            f"byollm serve: warning: listening on {args.host} without an API key: anyone who "
+            "can reach this address can use the model",
+            file=sys.stderr,
+        )
+    print(
+        f"byollm serve: {name} ({chat_mode} chat) on http://{args.host}:{args.port}/ "
+        f"-- playground at /, API at /v1",
+        file=sys.stderr,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

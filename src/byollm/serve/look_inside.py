@@ -38,8 +38,7 @@ def token_text(tokenizer, token_id: int) -> str:
     return token_bytes(tokenizer, token_id).decode("utf-8", errors="replace")
 
 
-def look_inside(model, tokenizer, ids: list[int], *, top_k: int = 5,
-                layer: int | None = 0) -> dict:  # fmt: skip
+def look_inside(model, tokenizer, ids: list[int], *, top_k: int = 5, layer: int | None = 0) -> dict:
     """Tokens (with the probability the model gave each), the top-k next-token candidates at
     every position, and the attention weights of every head of `layer` (None: no maps)."""
     config = model.config
@@ -67,8 +66,12 @@ def look_inside(model, tokenizer, ids: list[int], *, top_k: int = 5,
     if top_k:
         values, top_ids = torch.topk(probs, min(top_k, probs.size(-1)), dim=-1)
         for row_ids, row_values in zip(top_ids.tolist(), values.tolist()):
-            predictions.append([{"id": i, "text": token_text(tokenizer, i), "prob": round(p, 4)}
-                                for i, p in zip(row_ids, row_values)])  # fmt: skip
+            predictions.append(
+                [
+                    {"id": i, "text": token_text(tokenizer, i), "prob": round(p, 4)}
+                    for i, p in zip(row_ids, row_values)
+                ]
+            )
     report = {
         "tokens": tokens,
         "predictions": predictions,

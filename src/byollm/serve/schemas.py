@@ -66,10 +66,15 @@ class SamplingFields(Strict):
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(
-            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
-            typical_p=self.typical_p, repetition_penalty=self.repetition_penalty,
-            frequency_penalty=self.frequency_penalty, presence_penalty=self.presence_penalty,
-        )  # fmt: skip
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            typical_p=self.typical_p,
+            repetition_penalty=self.repetition_penalty,
+            frequency_penalty=self.frequency_penalty,
+            presence_penalty=self.presence_penalty,
+        )
 
     def stop_strings(self) -> list[str]:
         if self.stop is None:
@@ -150,8 +155,11 @@ def schema_error_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]
     further (`stop: [""]` is a list, of an empty string), that type's own error.
     """
     field = errors[0]["loc"][:1]
-    union = [e for e in errors if e["loc"][:1] == field and len(e["loc"]) > 1
-             and _is_type_tag(e["loc"][1])]  # fmt: skip
+    union = [
+        e
+        for e in errors
+        if e["loc"][:1] == field and len(e["loc"]) > 1 and _is_type_tag(e["loc"][1])
+    ]
     first, message = errors[0], None
     if len(union) > 1:
         deeper = [e for e in union if len(e["loc"]) > 2]

@@ -300,8 +300,13 @@ class BPETokenizer(Tokenizer):
         if len(ranks) != sum(t is not None for t in vocab):
             raise ByollmError("'vocab' holds the same token twice")
         pattern = payload_field(data, "pattern", str, "a split pattern name or regex")
-        merges = payload_field(data, "merges", (list, type(None)), "a list of [left id, right id] "
-                               "pairs, or null", default=None)  # fmt: skip
+        merges = payload_field(
+            data,
+            "merges",
+            (list, type(None)),
+            "a list of [left id, right id] pairs, or null",
+            default=None,
+        )
         if merges is not None:
             _check_merges(merges, ranks)
         specials = check_special_tokens(data.get("special_tokens", {}), "bpe tokenizer")

@@ -35,9 +35,12 @@ def register(subparsers) -> None:
     )
     verbs = parser.add_subparsers(dest="tokenizer_verb", metavar="<command>", required=True)
 
-    p = verbs.add_parser("train", help="train a tokenizer on a corpus",
-                         description="Train a byte-level BPE (or character) tokenizer: the one "
-                         "`byollm prepare --tokenizer SPEC` trains on the same corpus.")  # fmt: skip
+    p = verbs.add_parser(
+        "train",
+        help="train a tokenizer on a corpus",
+        description="Train a byte-level BPE (or character) tokenizer: the one "
+        "`byollm prepare --tokenizer SPEC` trains on the same corpus.",
+    )
     p.add_argument("--corpus", required=True, help="corpus name (e.g. tinyshakespeare) or path")
     spec = p.add_mutually_exclusive_group(required=True)
     spec.add_argument(
@@ -47,8 +50,13 @@ def register(subparsers) -> None:
     )
     spec.add_argument("--vocab-size", type=int, metavar="N", help="short for --tokenizer bpe:N")
     p.add_argument("--pattern", default="gpt4", help="split pattern: gpt2, gpt4, gpt4o or none")
-    p.add_argument("--special", nargs="*", default=None, metavar="TOKEN",
-                   help="special tokens (default: <|endoftext|> for bpe, none for char)")  # fmt: skip
+    p.add_argument(
+        "--special",
+        nargs="*",
+        default=None,
+        metavar="TOKEN",
+        help="special tokens (default: <|endoftext|> for bpe, none for char)",
+    )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--out", required=True, type=Path, help="output tokenizer JSON file")
     p.add_argument("--no-progress", action="store_true")
@@ -61,23 +69,38 @@ def register(subparsers) -> None:
     ]:
         p = verbs.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}.")
         p.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
-        p.add_argument("input", nargs="*", metavar="TEXT" if verb != "decode" else "IDS",
-                       help="input (default: --file, else standard input)")  # fmt: skip
+        p.add_argument(
+            "input",
+            nargs="*",
+            metavar="TEXT" if verb != "decode" else "IDS",
+            help="input (default: --file, else standard input)",
+        )
         p.add_argument("--file", type=Path, help="read the input from this file")
         if verb != "decode":
-            p.add_argument("--allow-special", action="store_true",
-                           help="recognise special tokens such as <|endoftext|> in the text")  # fmt: skip
+            p.add_argument(
+                "--allow-special",
+                action="store_true",
+                help="recognise special tokens such as <|endoftext|> in the text",
+            )
         if verb == "encode":
             p.add_argument("--json", action="store_true", help="print a JSON list")
         if verb == "show":
             p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
         p.set_defaults(func=func)
 
-    p = verbs.add_parser("compare", help="compression of several tokenizers on a corpus",
-                         description="Tokens, bytes/token and speed of tokenizers on a corpus.")  # fmt: skip
+    p = verbs.add_parser(
+        "compare",
+        help="compression of several tokenizers on a corpus",
+        description="Tokens, bytes/token and speed of tokenizers on a corpus.",
+    )
     p.add_argument("--corpus", default="tinyshakespeare", help="corpus name or path")
-    p.add_argument("--tokenizers", nargs="+", default=["gpt2", "cl100k_base", "o200k_base"],
-                   metavar="SPEC", help=f"{TOKENIZER_HELP}, char (this corpus' characters)")  # fmt: skip
+    p.add_argument(
+        "--tokenizers",
+        nargs="+",
+        default=["gpt2", "cl100k_base", "o200k_base"],
+        metavar="SPEC",
+        help=f"{TOKENIZER_HELP}, char (this corpus' characters)",
+    )
     p.add_argument("--max-chars", type=int, default=None, help="use only the start of the corpus")
     p.set_defaults(func=_compare)
 
@@ -128,8 +151,10 @@ def _decode(args) -> int:
     ids = parse_ids(_read_input(args))
     bad = next((i for i in ids if not tok.is_valid_id(i)), None)
     if bad is not None:
-        raise ByollmError(f"token id {bad} is not in the vocabulary of {args.tokenizer!r} "
-                          f"(valid: 0..{tok.vocab_size - 1})")  # fmt: skip
+        raise ByollmError(
+            f"token id {bad} is not in the vocabulary of {args.tokenizer!r} "
+            f"(valid: 0..{tok.vocab_size - 1})"
+        )
     sys.stdout.buffer.write(tok.decode_bytes(ids))
     sys.stdout.buffer.flush()
     return 0
@@ -145,8 +170,10 @@ def _show(args) -> int:
     allowed = "all" if args.allow_special else ()
     print(show_tokens(tok, text, color=color, allowed_special=allowed))
     stats = compression_stats(tok, text)
-    print(f"{stats['tokens']} tokens, {stats['bytes']} bytes, "
-          f"{stats['bytes_per_token']:.2f} bytes/token ({args.tokenizer})")  # fmt: skip
+    print(
+        f"{stats['tokens']} tokens, {stats['bytes']} bytes, "
+        f"{stats['bytes_per_token']:.2f} bytes/token ({args.tokenizer})"
+    )
     return 0
 
 
@@ -166,8 +193,10 @@ def _compare(args) -> int:
     for spec in args.tokenizers:
         s = compression_stats(load_tokenizer(spec, corpus=files), text)  # char: this corpus'
         speed = s["bytes"] / 1e6 / s["seconds"] if s["seconds"] else float("inf")
-        print(f"{spec:<24} {s['vocab_size']:>8} {s['tokens']:>10} {s['bytes_per_token']:>12.2f} "
-              f"{s['chars_per_token']:>12.2f} {speed:>7.2f}")  # fmt: skip
+        print(
+            f"{spec:<24} {s['vocab_size']:>8} {s['tokens']:>10} {s['bytes_per_token']:>12.2f} "
+            f"{s['chars_per_token']:>12.2f} {speed:>7.2f}"
+        )
     return 0
 
 

@@ -104,7 +104,7 @@ def _added_tokens(tok) -> list[dict]:
             "rstrip": False,
             "normalized": False,
             "special": True,
-        }  # fmt: skip
+        }
         for s, i in sorted(tok.special_tokens.items(), key=lambda item: item[1])
     ]
 
@@ -116,14 +116,27 @@ def _char_tokenizer_json(tok: CharTokenizer) -> dict:
     vocab = {c: i for i, c in enumerate(tok.chars)}
     vocab.update(tok.special_tokens)
     return {
-        "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": _added_tokens(tok), "normalizer": None, "pre_tokenizer": None,
-        "post_processor": None, "decoder": {"type": "Fuse"},
-        "model": {"type": "BPE", "dropout": None, "unk_token": tok.unk,
-                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
-                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
-                  "vocab": vocab, "merges": []},
-    }  # fmt: skip
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": _added_tokens(tok),
+        "normalizer": None,
+        "pre_tokenizer": None,
+        "post_processor": None,
+        "decoder": {"type": "Fuse"},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": tok.unk,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": [],
+        },
+    }
 
 
 def to_huggingface(tokenizer, path: str | Path) -> Path:
@@ -138,11 +151,19 @@ def to_huggingface(tokenizer, path: str | Path) -> Path:
     # Specials also go into the model's vocabulary: otherwise Hugging Face renumbers added
     # tokens that lie beyond a gap (cl100k's specials start at 100257, after 100255).
     vocab.update(tok.special_tokens)
-    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
-                  "use_regex": False}  # fmt: skip
+    byte_level = {
+        "type": "ByteLevel",
+        "add_prefix_space": False,
+        "trim_offsets": True,
+        "use_regex": False,
+    }
     if tok.pattern:
-        split = {"type": "Split", "pattern": {"Regex": huggingface_regex(tok.pattern)}, "behavior": "Isolated",
-                 "invert": False}  # fmt: skip
+        split = {
+            "type": "Split",
+            "pattern": {"Regex": huggingface_regex(tok.pattern)},
+            "behavior": "Isolated",
+            "invert": False,
+        }
         pre_tokenizer = {"type": "Sequence", "pretokenizers": [split, byte_level]}
     else:
         pre_tokenizer = byte_level

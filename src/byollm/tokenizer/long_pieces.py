@@ -71,9 +71,14 @@ class _JoinTable:
         count = max(left.size, right.size)
         if count > LOOKUP_SLICE:
             slices = [slice(start, start + LOOKUP_SLICE) for start in range(0, count, LOOKUP_SLICE)]
-            return np.concatenate([self.lookup(left[part] if left.ndim else left,
-                                               right[part] if right.ndim else right)
-                                   for part in slices])  # fmt: skip
+            return np.concatenate(
+                [
+                    self.lookup(
+                        left[part] if left.ndim else left, right[part] if right.ndim else right
+                    )
+                    for part in slices
+                ]
+            )
         query = left.astype(np.int64) * self.size + right
         index = np.searchsorted(self.keys, query)
         found = self.keys[index] == query
@@ -155,8 +160,10 @@ class LongPieceEncoder:
     def encode(self, piece: bytes) -> list[int]:
         """The ids of one piece, as `bpe.byte_pair_merge` would give them."""
         if len(piece) > MAX_PIECE:
-            raise ByollmError(f"a piece of {len(piece):,} bytes with no split point is too long "
-                              f"to encode (at most {MAX_PIECE:,}); split the text")  # fmt: skip
+            raise ByollmError(
+                f"a piece of {len(piece):,} bytes with no split point is too long "
+                f"to encode (at most {MAX_PIECE:,}); split the text"
+            )
         state = _Piece(piece, self.joins)
         while (lowest := state.queue.pop_lowest()) is not None:
             state.merge_round(*lowest)
@@ -207,8 +214,12 @@ class _Piece:
     def _merge_slice(self, rank: int, candidates: np.ndarray) -> bool:
         """Merge these pairs of `rank`; False if it stopped before a pair ranked below."""
         n, token, pair_rank, next_of, prev_of = (
-            self.n, self.token, self.pair_rank, self.next_of, self.prev_of
-        )  # fmt: skip
+            self.n,
+            self.token,
+            self.pair_rank,
+            self.next_of,
+            self.prev_of,
+        )
         lookup = self.joins.lookup
         candidates = candidates[pair_rank[candidates] == rank]  # drop stale entries
         if not len(candidates):

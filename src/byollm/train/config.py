@@ -153,8 +153,15 @@ class TrainConfig:
         data preparation, no model) happens with a value that cannot work.
         """
         self.model.validate()
-        for key in ("name", "out_dir", "corpus", "tokenizer", "data_dir", "mirror",
-                    "sample_prompt"):  # fmt: skip
+        for key in (
+            "name",
+            "out_dir",
+            "corpus",
+            "tokenizer",
+            "data_dir",
+            "mirror",
+            "sample_prompt",
+        ):
             if not isinstance(getattr(self, key), str):
                 raise ByollmError(f"{key}={getattr(self, key)!r} is invalid: expected a string")
         for key in ("compile", "tensorboard", "wandb"):
@@ -164,10 +171,22 @@ class TrainConfig:
 
         block = self.model.block_size
         rows_limit = f"* block_size may be at most {MAX_BATCH_TOKENS:,} tokens"
-        check_number("batch_size", self.batch_size, 1, MAX_BATCH_TOKENS // block, integer=True,
-                     hint=f"batch_size {rows_limit}")  # fmt: skip
-        check_number("tokens_per_step", self.tokens_per_step, 0, MAX_STEP_TOKENS, integer=True,
-                     hint="0 = one micro-batch per step")  # fmt: skip
+        check_number(
+            "batch_size",
+            self.batch_size,
+            1,
+            MAX_BATCH_TOKENS // block,
+            integer=True,
+            hint=f"batch_size {rows_limit}",
+        )
+        check_number(
+            "tokens_per_step",
+            self.tokens_per_step,
+            0,
+            MAX_STEP_TOKENS,
+            integer=True,
+            hint="0 = one micro-batch per step",
+        )
         micro = self.batch_size * block
         if self.tokens_per_step % micro:
             raise ByollmError(
@@ -183,30 +202,53 @@ class TrainConfig:
         for key in ("muon_momentum", "beta1", "beta2"):
             check_number(key, getattr(self, key), 0, 1, high_open=True)
         # AdamW's decoupled decay multiplies the weights by 1 - lr * weight_decay every step
-        check_number("weight_decay", self.weight_decay, 0, 1 / self.lr, high_open=True,
-                     hint="lr * weight_decay must stay below 1, or the decay wipes the weights"
-                     )  # fmt: skip
+        check_number(
+            "weight_decay",
+            self.weight_decay,
+            0,
+            1 / self.lr,
+            high_open=True,
+            hint="lr * weight_decay must stay below 1, or the decay wipes the weights",
+        )
         check_number("grad_clip", self.grad_clip, 0, hint="0 = off")
         check_number("warmup_steps", self.warmup_steps, 0, MAX_STEPS, integer=True)
         check_number("min_lr_ratio", self.min_lr_ratio, 0, 1, hint="a fraction of the peak lr")
         check_number("decay_fraction", self.decay_fraction, 0, 1, hint="a fraction of max_steps")
 
         check_number("eval_interval", self.eval_interval, 1, MAX_STEPS, integer=True)
-        check_number("eval_rows", self.eval_rows, 1, MAX_BATCH_TOKENS // block, integer=True,
-                     hint=f"eval_rows {rows_limit}")  # fmt: skip
+        check_number(
+            "eval_rows",
+            self.eval_rows,
+            1,
+            MAX_BATCH_TOKENS // block,
+            integer=True,
+            hint=f"eval_rows {rows_limit}",
+        )
         check_number("log_interval", self.log_interval, 1, MAX_STEPS, integer=True)
-        check_number("sample_tokens", self.sample_tokens, 0, MAX_NEW_TOKENS, integer=True,
-                     hint="0 = no samples")  # fmt: skip
+        check_number(
+            "sample_tokens",
+            self.sample_tokens,
+            0,
+            MAX_NEW_TOKENS,
+            integer=True,
+            hint="0 = no samples",
+        )
         check_temperature("sample_temperature", self.sample_temperature)
         check_number("sample_top_k", self.sample_top_k, 0, integer=True, hint="0 = no filter")
 
         check_device_name(self.device)
         check_choice("dtype", self.dtype, DTYPES)
-        check_number("threads", self.threads, 0, MAX_THREADS, integer=True,
-                     hint="0 = torch's choice")  # fmt: skip
-        check_number("workers", self.workers, 0, WORKERS_PER_CPU * (os.cpu_count() or 1),
-                     integer=True, hint=f"0 = one per CPU; at most {WORKERS_PER_CPU} per CPU"
-                     )  # fmt: skip
+        check_number(
+            "threads", self.threads, 0, MAX_THREADS, integer=True, hint="0 = torch's choice"
+        )
+        check_number(
+            "workers",
+            self.workers,
+            0,
+            WORKERS_PER_CPU * (os.cpu_count() or 1),
+            integer=True,
+            hint=f"0 = one per CPU; at most {WORKERS_PER_CPU} per CPU",
+        )
         # The loader seeds step s with seed * 1_000_003 + s, which must stay within torch's 64 bits
         check_seed("seed", self.seed, MAX_TRAIN_SEED)
 

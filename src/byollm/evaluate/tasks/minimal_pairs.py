@@ -96,8 +96,11 @@ def evaluate_minimal_pairs(
         "acc": sum(correct) / len(correct),
         **run,
     }
-    for name, key in (("by_field", "field"), ("by_phenomenon", "phenomenon"),
-                      ("by_paradigm", "paradigm")):  # fmt: skip
+    for name, key in (
+        ("by_field", "field"),
+        ("by_phenomenon", "phenomenon"),
+        ("by_paradigm", "paradigm"),
+    ):
         groups = defaultdict(list)
         for pair, right in zip(kept, correct):
             if getattr(pair, key):

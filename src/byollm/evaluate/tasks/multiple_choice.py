@@ -116,8 +116,7 @@ def evaluate_multiple_choice(
         summed = [s.logprob for s in choice_scores]
         per_char = [s.logprob / len(c) for s, c in zip(choice_scores, item.choices)]
         per_token = [s.logprob / s.n_tokens for s in choice_scores]
-        for name, values in (("acc", summed), ("acc_norm", per_char),
-                             ("acc_per_token", per_token)):  # fmt: skip
+        for name, values in (("acc", summed), ("acc_norm", per_char), ("acc_per_token", per_token)):
             right[name] += argmax(values) == item.label
     n = len(kept)
     return {

@@ -58,22 +58,49 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in [
-        TaskSpec("blimp", "minimal_pairs", "blimp",
-                 "BLiMP, 67,000 grammatical minimal pairs; chance 0.5", members="data/*.jsonl"),
-        TaskSpec("hellaswag", "multiple_choice", "hellaswag-val",
-                 "HellaSwag validation, 10,042 sentence endings, 4 choices"),
-        TaskSpec("arc-easy", "multiple_choice", "arc", "ARC-Easy test, 2,376 science questions",
-                 members="ARC-Easy/ARC-Easy-Test.jsonl"),
-        TaskSpec("arc-challenge", "multiple_choice", "arc",
-                 "ARC-Challenge test, 1,172 harder science questions",
-                 members="ARC-Challenge/ARC-Challenge-Test.jsonl"),
-        TaskSpec("piqa", "multiple_choice", "piqa", "PIQA dev, 1,838 goals with 2 solutions",
-                 members="physicaliqa-train-dev/dev.jsonl",
-                 labels="physicaliqa-train-dev/dev-labels.lst"),
-        TaskSpec("lambada", "cloze", "lambada-openai",
-                 "LAMBADA (OpenAI's version), 5,153 passages: predict the last word"),
+        TaskSpec(
+            "blimp",
+            "minimal_pairs",
+            "blimp",
+            "BLiMP, 67,000 grammatical minimal pairs; chance 0.5",
+            members="data/*.jsonl",
+        ),
+        TaskSpec(
+            "hellaswag",
+            "multiple_choice",
+            "hellaswag-val",
+            "HellaSwag validation, 10,042 sentence endings, 4 choices",
+        ),
+        TaskSpec(
+            "arc-easy",
+            "multiple_choice",
+            "arc",
+            "ARC-Easy test, 2,376 science questions",
+            members="ARC-Easy/ARC-Easy-Test.jsonl",
+        ),
+        TaskSpec(
+            "arc-challenge",
+            "multiple_choice",
+            "arc",
+            "ARC-Challenge test, 1,172 harder science questions",
+            members="ARC-Challenge/ARC-Challenge-Test.jsonl",
+        ),
+        TaskSpec(
+            "piqa",
+            "multiple_choice",
+            "piqa",
+            "PIQA dev, 1,838 goals with 2 solutions",
+            members="physicaliqa-train-dev/dev.jsonl",
+            labels="physicaliqa-train-dev/dev-labels.lst",
+        ),
+        TaskSpec(
+            "lambada",
+            "cloze",
+            "lambada-openai",
+            "LAMBADA (OpenAI's version), 5,153 passages: predict the last word",
+        ),
     ]
-}  # fmt: skip
+}
 
 
 def load_task(

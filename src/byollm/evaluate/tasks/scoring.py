@@ -169,8 +169,12 @@ def score_requests(
     results: list[list[Score]] = [[] for _ in requests]
     was_training = model.training
     model.eval()
-    bar = tqdm(total=len(requests), desc="score", unit="item",
-               disable=not options.progress or not sys.stderr.isatty())  # fmt: skip
+    bar = tqdm(
+        total=len(requests),
+        desc="score",
+        unit="item",
+        disable=not options.progress or not sys.stderr.isatty(),
+    )
     try:
         for batch in _batches(order, plans, batch_tokens, logit_budget):
             with autocast(device, dtype):
@@ -277,8 +281,9 @@ def _score_batch(model, plans: list[_Plan]) -> list[list[Score]]:
     if fed_after > 0:
         pad = [fed_after + 1 - (len(s) - L) for s in sequences]
         inputs = torch.tensor([s[L:-1] + [0] * n for s, n in zip(sequences, pad)], device=device)
-        targets = torch.tensor([s[L + 1 :] + [-1] * n for s, n in zip(sequences, pad)],
-                               device=device)  # fmt: skip
+        targets = torch.tensor(
+            [s[L + 1 :] + [-1] * n for s, n in zip(sequences, pad)], device=device
+        )
         positions = torch.arange(L + 1, L + 1 + fed_after, device=device)[None, :]
         targets[positions < n_context[:, None]] = -1  # context tokens are not scored
         logits, _ = model(inputs, kv_cache=cache.select_rows(item))
