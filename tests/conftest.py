@@ -22,6 +22,12 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from hypothesis import settings
+
+# No test depends on wall-clock speed: hypothesis's per-example deadline (200 ms) would make
+# property tests fail on a loaded machine, so it is off for the whole suite.
+settings.register_profile("byollm", deadline=None)
+settings.load_profile("byollm")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BYOLLM_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -57,7 +63,7 @@ def _fetched(relative: str) -> Path:
     """`relative` fetched through the registry into the session's cache, or skip the test."""
     global _session_home
     from byollm import download
-    from byollm.data.corpora import CORPORA, get_asset
+    from byollm.corpora import CORPORA, get_asset
     from byollm.errors import ByollmError
 
     if _session_home is None:

@@ -67,7 +67,7 @@ def test_convert_from_and_to_hf(tmp_path, capsys):
             n_head=2,
             bos_token_id=0,
             eos_token_id=0,
-        )  # fmt: skip
+        )
     ).eval()
     hf.save_pretrained(tmp_path / "hf")
     assert main(["convert", "--from-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "ck")]) == 0
@@ -155,8 +155,8 @@ def test_convert_replaces_its_own_output_whole(tmp_path, capsys):
     tok = _char_tokenizer(tmp_path / "tok.json")
     assert _convert(capsys, "--from-hf", hf, "--out", ck, "--tokenizer", tok)[0] == 0
     assert json.loads((ck / "config.json").read_text())["written_by"] == "byollm convert"
-    assert (ck / "tokenizer.json").is_file()
-    # again without a tokenizer: the old tokenizer.json must not survive beside the new weights
+    assert (ck / "byollm-tokenizer.json").is_file()
+    # again without a tokenizer: the old tokenizer file must not survive beside the new weights
     assert _convert(capsys, "--from-hf", hf, "--out", ck)[0] == 0
     assert sorted(p.name for p in ck.iterdir()) == ["config.json", "model.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "hf", "tok.json"]  # no temp
@@ -196,7 +196,7 @@ def test_convert_on_a_full_disk_keeps_the_previous_folder(tmp_path, capsys, monk
     import errno
     import os
 
-    import byollm.model.io as model_io
+    import byollm.model.checkpoint as model_checkpoint
 
     hf = _hf_folder(tmp_path / "hf")
     ck = tmp_path / "ck"
@@ -208,7 +208,7 @@ def test_convert_on_a_full_disk_keeps_the_previous_folder(tmp_path, capsys, monk
             f.write(b"half a file")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(model_io, "save_file", full_disk)
+    monkeypatch.setattr(model_checkpoint, "save_file", full_disk)
     code, err = _convert(capsys, "--from-hf", hf, "--out", ck)
     assert code == 2 and "No space left on device" in err and str(ck) in err
     assert _snapshot(ck) == before
@@ -221,6 +221,6 @@ def test_convert_expands_tilde_in_every_path(tmp_path, capsys, monkeypatch):
     _hf_folder(tmp_path / "hf")
     _char_tokenizer(tmp_path / "tok.json")
     assert _convert(capsys, "--from-hf", "~/hf", "--out=~/ck", "--tokenizer", "~/tok.json")[0] == 0
-    assert (tmp_path / "ck" / "tokenizer.json").is_file() and not (tmp_path / "~").exists()
+    assert (tmp_path / "ck" / "byollm-tokenizer.json").is_file() and not (tmp_path / "~").exists()
     assert _convert(capsys, "--to-hf", "~/ck", "--out", "~/back")[0] == 0
     assert (tmp_path / "back" / "model.safetensors").is_file()

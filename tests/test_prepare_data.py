@@ -11,10 +11,11 @@ from conftest import shared_file
 from full_disk import fill_disk_after
 
 import byollm.data.prepare as prepare_module
-from byollm.data.loader import BatchLoader, open_tokens, read_meta
+from byollm.data.loader import BatchLoader
 from byollm.data.prepare import OUTPUT_FILES, prepare
+from byollm.data.tokens import open_tokens, read_meta
 from byollm.errors import ByollmError
-from byollm.tokenizer import BPETokenizer, load_tokenizer
+from byollm.tokenizer import TOKENIZER_FILE, BPETokenizer, load_tokenizer
 
 
 def make_corpus(folder, n_files=3, lines=400, seed=0):
@@ -33,7 +34,7 @@ def full_text(folder):
 
 
 def decoded(out, split):
-    tokenizer = load_tokenizer(out / "tokenizer.json")
+    tokenizer = load_tokenizer(out / TOKENIZER_FILE)
     return tokenizer.decode(open_tokens(out, split).tolist())
 
 
@@ -331,8 +332,8 @@ def test_prepare_never_overwrites_files_it_did_not_write(tmp_path):
     # a folder with other files only is fine, and so is the tokenizer file being used
     (mine / "train.bin").unlink()
     prepare(corpus, "bpe:270", tmp_path / "tok-source", progress=False)
-    own_tokenizer = mine / "tokenizer.json"
-    own_tokenizer.write_bytes((tmp_path / "tok-source" / "tokenizer.json").read_bytes())
+    own_tokenizer = mine / TOKENIZER_FILE
+    own_tokenizer.write_bytes((tmp_path / "tok-source" / TOKENIZER_FILE).read_bytes())
     prepare(corpus, own_tokenizer, mine, progress=False)
     assert (mine / "notes.txt").read_text() == "keep\n" and (mine / "meta.json").is_file()
 
@@ -343,7 +344,8 @@ def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
     prepare(corpus, "char", out, progress=False)
     dead = 2**22 + 12345  # above Linux's largest pid: no such process
     (out / f".train.bin.tmp-{dead}").touch()
-    (out / f".tokenizer.json.tmp-{dead}.tmp").touch()  # Tokenizer.save's own temporary
+    (out / f".{TOKENIZER_FILE}.tmp-{dead}.tmp").touch()  # Tokenizer.save's own temporary
+    (out / f".tokenizer.json.tmp-{dead}").touch()  # a killed run of a byollm before the rename
     (out / f".train.bin.tmp-{os.getpid()}x").touch()  # not one of ours: left alone
     with (corpus / "part0.txt").open("a", encoding="utf-8") as f:
         f.write("more\n")

@@ -160,8 +160,10 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path, monkeypatch):
     lines = []
     resumed = run_sweep(config, progress=False, log=lines.append)
     first_checkpoint = math.ceil(straight[1]["steps"] / 2)
-    assert any(f"resuming {config.sweep_dir()}/runs/C1.2e8-d2 at step {first_checkpoint}" in line
-               for line in lines), lines  # fmt: skip
+    assert any(
+        f"resuming {config.sweep_dir()}/runs/C1.2e8-d2 at step {first_checkpoint}" in line
+        for line in lines
+    ), lines
     assert sum("skipped" in line for line in lines) == 1
     for a, b in zip(straight, resumed):
         assert a["point"] == b["point"] and a["tokens"] == b["tokens"]

@@ -8,6 +8,8 @@ shared data folder), so nothing here is copied from our code under test.
 from __future__ import annotations
 
 import hashlib
+import random
+import string
 from functools import cache
 
 import pytest
@@ -65,7 +67,7 @@ def reference(name) -> tiktoken.Encoding:
 @cache
 def stdlib_slice() -> str:
     """The first 400 KB of the `python-stdlib` corpus (built offline by the corpus registry)."""
-    from byollm.data.corpora import read_corpus_text
+    from byollm.corpora import read_corpus_text
 
     return read_corpus_text("python-stdlib:400KB")
 
@@ -185,6 +187,20 @@ def test_unicode_parity(name):
 def test_long_runs(name):
     tok, ref = ours(name), reference(name)
     for text in [" " * 5000 + "x", "7" * 3000, "a" * 4000, "\n" * 2000 + "b", "😀" * 500]:
+        assert tok.encode(text) == ref.encode_ordinary(text)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "cl100k_base"])
+def test_huge_single_words(name):
+    """Pieces over 64 KiB go to the round-based merger (`long_pieces.py`): same ids."""
+    tok, ref = ours(name), reference(name)
+    rng = random.Random(0)
+    for text in [
+        "a" * 70_000,
+        "".join(rng.choices(string.ascii_letters, k=100_000)),
+        "".join(rng.choices("ab", k=80_000)),
+        "=" * 66_000 + "x" * 66_000,
+    ]:
         assert tok.encode(text) == ref.encode_ordinary(text)
 
 

@@ -11,6 +11,7 @@ loss scaling (unlike fp16).
 from __future__ import annotations
 
 import contextlib
+import re
 
 import torch
 
@@ -18,21 +19,35 @@ from byollm.errors import ByollmError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# A device name: one of DEVICES, or cuda:N for the N-th GPU.
+DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,4})?")
+
+
+def check_device_name(name: str) -> None:
+    """Refuse a string that names no device (whether this machine has it is `pick_device`'s job)."""
+    if not isinstance(name, str) or not DEVICE_NAME.fullmatch(name):
+        raise ByollmError(
+            f"unknown device {name!r}; choose one of auto, cpu, cuda, cuda:N (the N-th GPU), mps"
+        )
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """The best available device for `name='auto'`, or the named one if it exists here."""
+    check_device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind not in DEVICES:
-        raise ByollmError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    kind, _, index = name.partition(":")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ByollmError("device 'cuda' was asked for but PyTorch sees no CUDA GPU here")
+        raise ByollmError(f"device {name!r} was asked for but PyTorch sees no CUDA GPU here")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ByollmError(
+            f"device {name!r} was asked for but PyTorch sees {torch.cuda.device_count()} CUDA "
+            f"GPU(s) here: cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ByollmError("device 'mps' was asked for but PyTorch sees no Apple GPU here")
     return torch.device(name)

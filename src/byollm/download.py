@@ -1,6 +1,6 @@
 """Verified downloads: a file is either complete and checked, or absent.
 
-    >>> fetch("https://example.org/input.txt", "86c4e6aa...", Path("cache/input.txt"))
+    >>> fetch("https://example.org/input.txt", "86c4e6aa...", Path("cache/input.txt"))  # doctest: +SKIP
     PosixPath('cache/input.txt')
 
 Design choices:
@@ -220,6 +220,35 @@ def fetch(
             )
         os.replace(part, dest)  # atomic: readers see the old state or the verified file
     return dest
+
+
+def read_url(url: str, *, max_bytes: int) -> bytes:
+    """The whole body of a small resource (an http(s):// or file:// URL), at most `max_bytes`.
+
+    For files whose checksum is not a sha256 known in advance (a server's file listing, a file
+    the caller checks another way); the same errors as `fetch`, nothing written to disk.
+    """
+    try:
+        stream, remaining, _ = _open(url, 0)
+    except _CutShort as e:
+        raise OfflineError(f"cannot read {url} ({e}): {OFFLINE_HINT}") from None
+    if remaining is not None and remaining > max_bytes:
+        stream.close()
+        raise ByollmError(
+            f"{url} announces {remaining:,} bytes, more than the {max_bytes:,} expected"
+        )
+    with stream:
+        try:
+            data = stream.read(max_bytes + 1)
+        except (http.client.HTTPException, OSError) as e:
+            raise OfflineError(
+                f"reading {url} failed ({type(e).__name__}): {OFFLINE_HINT}"
+            ) from None
+    if len(data) > max_bytes:
+        raise ByollmError(f"{url} sent more than the {max_bytes:,} bytes expected")
+    if remaining is not None and len(data) != remaining:
+        raise OfflineError(f"reading {url} was cut short ({len(data)} of {remaining} bytes)")
+    return data
 
 
 # --- internals ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ here), so greedy text drifts from the fp32 text after a while and the loss rises
 a product of many rows (a long prompt's prefill) is slower than fp32, because the kernel is
 built for few rows. It is for inference only: the weights are frozen buffers.
 
-    >>> model = quantize_int8(load_model("runs/shakespeare/best"))   # in place, returns model
+    >>> model = quantize_int8(load_model("runs/shakespeare/best"))  # in place  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -39,29 +39,48 @@ def register(subparsers) -> None:
         allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", metavar="PRESET|FILE", default=None,
-                   help="a sweep preset (cpu [default], cpu-smoke, gpu) or a TOML file")  # fmt: skip
-    p.add_argument("--plan", action="store_true",
-                   help="print the runs and exit, training nothing (the data is prepared, for its vocabulary)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true",
-                   help="train every point again from scratch (after a change of rules)")  # fmt: skip
+    p.add_argument(
+        "--config",
+        metavar="PRESET|FILE",
+        default=None,
+        help="a sweep preset (cpu [default], cpu-smoke, gpu) or a TOML file",
+    )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the runs and exit, training nothing (the data is prepared, for its vocabulary)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train every point again from scratch (after a change of rules)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run, accepts_overrides=True)
 
-    p = verbs.add_parser("fit", help="fit isoFLOP curves, power laws and L(N, D) to a sweep",
-                         description="Fit a sweep's results; prints a report, writes fit.json.")  # fmt: skip
+    p = verbs.add_parser(
+        "fit",
+        help="fit isoFLOP curves, power laws and L(N, D) to a sweep",
+        description="Fit a sweep's results; prints a report, writes fit.json.",
+    )
     _sweep_argument(p)
-    p.add_argument("--params", default="non_embedding_head",
-                   choices=("total", "non_embedding", "non_embedding_head"),
-                   help="which parameter count is N (default: non_embedding_head)")  # fmt: skip
+    p.add_argument(
+        "--params",
+        default="non_embedding_head",
+        choices=("total", "non_embedding", "non_embedding_head"),
+        help="which parameter count is N (default: non_embedding_head)",
+    )
     p.add_argument("--bootstrap", type=int, default=200, help="resamples for the intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     p.add_argument("--out", type=user_path, help="where to write fit.json (default: the sweep's)")
     p.add_argument("--json", action="store_true", help="print the fit as JSON, not a report")
     p.set_defaults(func=_fit)
 
-    p = verbs.add_parser("plot", help="draw a sweep's fits as PNGs",
-                         description="isoflops.png, optimal.png, surface.png, residuals.png.")  # fmt: skip
+    p = verbs.add_parser(
+        "plot",
+        help="draw a sweep's fits as PNGs",
+        description="isoflops.png, optimal.png, surface.png, residuals.png.",
+    )
     _sweep_argument(p)
     p.add_argument("--out", type=user_path, help="folder for the PNGs (default: the sweep's)")
     p.set_defaults(func=_plot)
@@ -73,8 +92,11 @@ def register(subparsers) -> None:
         "bits per byte; with --run, train that run and report the prediction's error.",
     )
     _sweep_argument(p)
-    p.add_argument("--budget", default="10x",
-                   help="training FLOPs (3e14) or a multiple of the largest budget (default 10x)")  # fmt: skip
+    p.add_argument(
+        "--budget",
+        default="10x",
+        help="training FLOPs (3e14) or a multiple of the largest budget (default 10x)",
+    )
     p.add_argument("--run", action="store_true", help="train the predicted run and compare")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_predict)
@@ -108,8 +130,10 @@ def _run(args) -> int:
         return 0
     records = run_sweep(config, overwrite=args.overwrite, progress=_progress(args))
     hours = sum(r["wall_s"] for r in records) / 3600
-    print(f"\n{len(records)} runs done ({hours:.2f} h of training in all): "
-          f"{config.sweep_dir() / 'results.jsonl'}")  # fmt: skip
+    print(
+        f"\n{len(records)} runs done ({hours:.2f} h of training in all): "
+        f"{config.sweep_dir() / 'results.jsonl'}"
+    )
     print(f"next: byollm scaling fit {config.sweep_dir()}")
     return 0
 

@@ -309,8 +309,10 @@ def fit_sweep(
     if not records:
         raise ByollmError("no runs to fit")
     if any(key not in r for r in records):
-        raise ByollmError(f"records have no {key!r}; params must be one of total, "
-                          "non_embedding, non_embedding_head")  # fmt: skip
+        raise ByollmError(
+            f"records have no {key!r}; params must be one of total, "
+            "non_embedding, non_embedding_head"
+        )
     by_budget: dict[float, list[dict]] = {}
     for r in records:
         by_budget.setdefault(r["budget"], []).append(r)

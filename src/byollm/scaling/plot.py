@@ -57,8 +57,9 @@ def isoflop_figure(records: list[dict], fit: dict):
         runs = sorted((r for r in records if r["budget"] == entry["budget"]), key=lambda r: r[key])
         colour = colours[entry["budget"]]
         n = np.array([r[key] for r in runs], dtype=float)
-        ax.plot(n, [r["val_loss"] for r in runs], "o", color=colour,
-                label=f"C = {entry['budget']:.3g}")  # fmt: skip
+        ax.plot(
+            n, [r["val_loss"] for r in runs], "o", color=colour, label=f"C = {entry['budget']:.3g}"
+        )
         if entry.get("coefficients"):
             x = np.linspace(np.log10(n.min()) - 0.1, np.log10(n.max()) + 0.1, 100)
             ax.plot(10**x, np.polyval(entry["coefficients"], x), "-", color=colour, lw=1)
@@ -85,8 +86,13 @@ def optimal_figure(records: list[dict], fit: dict):
         ax.plot(budgets, [f[what] for f in minima], "o", color="black", label="isoFLOP minima")
         if law_key in fit:
             exponent = fit[law_key]["exponent"]
-            ax.plot(span, power_law(fit[law_key], span), "-", color="tab:blue",
-                    label=f"power law, exponent {exponent:.2f}")  # fmt: skip
+            ax.plot(
+                span,
+                power_law(fit[law_key], span),
+                "-",
+                color="tab:blue",
+                label=f"power law, exponent {exponent:.2f}",
+            )
         if law is not None:
             optimum = [compute_optimal(law, c, fit["flops_per_param_token"])[what] for c in span]
             ax.plot(span, optimum, "--", color="tab:orange", label="from L(N, D)")
@@ -118,8 +124,16 @@ def surface_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
     levels = np.linspace(measured.min() * 0.97, measured.max() * 1.03, 12)
     contours = left.contour(grid_n, grid_d, surface, levels=levels, cmap="magma_r", linewidths=1)
     left.clabel(contours, fontsize=7, fmt="%.2f")
-    left.scatter(n, d, c=measured, cmap="magma_r", vmin=levels[0], vmax=levels[-1],
-                 edgecolors="black", zorder=3)  # fmt: skip
+    left.scatter(
+        n,
+        d,
+        c=measured,
+        cmap="magma_r",
+        vmin=levels[0],
+        vmax=levels[-1],
+        edgecolors="black",
+        zorder=3,
+    )
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xlabel("N (parameters)")
@@ -128,11 +142,23 @@ def surface_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
 
     predicted = parametric_loss(law, n, d)
     colours = _budget_colours(fit["budgets"])
-    right.scatter(measured, predicted, c=[colours[r["budget"]] for r in records],
-                  edgecolors="black", label="sweep runs")  # fmt: skip
+    right.scatter(
+        measured,
+        predicted,
+        c=[colours[r["budget"]] for r in records],
+        edgecolors="black",
+        label="sweep runs",
+    )
     for h in holdout:
-        right.plot(h["measured_val_loss"], h["predicted_val_loss"], "*", color="tab:red", ms=15,
-                   mec="black", label=f"predicted run {h['point']}")  # fmt: skip
+        right.plot(
+            h["measured_val_loss"],
+            h["predicted_val_loss"],
+            "*",
+            color="tab:red",
+            ms=15,
+            mec="black",
+            label=f"predicted run {h['point']}",
+        )
     ends = [min(measured.min(), predicted.min()), max(measured.max(), predicted.max())]
     right.plot(ends, ends, "-", color="grey", lw=1, label="prediction = measurement")
     right.set_xlabel("measured val loss")

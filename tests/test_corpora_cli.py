@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from byollm.cli import main
-from byollm.data.corpora import CORPORA, Corpus
+from byollm.corpora import CORPORA, Corpus
 
 
 def test_list_shows_every_name_with_size_and_cache_status(capsys):
@@ -143,7 +143,7 @@ def test_tilde_in_out_means_the_home_folder(capsys, tmp_path, monkeypatch):
 
 
 def test_disk_full_while_copying_keeps_the_old_file_and_no_temporary(capsys, tmp_path, monkeypatch):
-    import byollm.data.cli as data_cli
+    import byollm.corpora.cli as data_cli
 
     source, target = tmp_path / "new.txt", tmp_path / "out.txt"
     source.write_text("new content\n" * 100)
@@ -163,13 +163,13 @@ def test_disk_full_while_copying_keeps_the_old_file_and_no_temporary(capsys, tmp
 
 
 def test_disk_full_while_building_python_stdlib_leaves_nothing(capsys, monkeypatch):
-    from byollm.data import corpora
+    from byollm.corpora import registry
 
-    fill_disk_after(monkeypatch, corpora, writes=0)
+    fill_disk_after(monkeypatch, registry, writes=0)
     assert main(["data", "get", "python-stdlib:10KB"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err
-    folder = corpora.data_home() / "python-stdlib"
+    folder = registry.data_home() / "python-stdlib"
     assert list(folder.iterdir()) == []
 
 

