@@ -488,8 +488,8 @@ def run_point(
     log=print,
 ) -> dict:
     """Train one point (or skip or resume it) and return its record, appended to `results`."""
+    from byollm.model.checkpoint import read_checkpoint_config
     from byollm.train import train
-    from byollm.train.checkpoint import read_checkpoint_config, resolve_checkpoint
 
     train_config = point_train_config(config, point, data_dir)
     fingerprint = config_hash(train_config)
@@ -500,7 +500,7 @@ def run_point(
             return done[point.name]
         raise _changed_config_error(point, results)
     run_dir = train_config.run_dir()
-    checkpoint = resolve_checkpoint(run_dir / "checkpoint")
+    checkpoint = _resumable_checkpoint(run_dir)
     resume = checkpoint is not None and not overwrite
     if resume and config_hash(read_checkpoint_config(checkpoint).get("train", {})) != fingerprint:
         raise _changed_config_error(point, run_dir)
@@ -514,6 +514,17 @@ def run_point(
         f"({record['val_bpb']:.4f} bits/byte), {record['wall_s']:.1f} s"
     )
     return record
+
+
+def _resumable_checkpoint(run_dir: Path) -> Path | None:
+    """The run's latest training checkpoint (or its `.old` twin after a crash), if it has one."""
+    from byollm.model.checkpoint import resolve_checkpoint
+    from byollm.train.checkpoint import STATE_FILE
+
+    try:
+        return resolve_checkpoint(run_dir / "checkpoint", require=STATE_FILE)
+    except ByollmError:  # no checkpoint yet: the run never reached its first save
+        return None
 
 
 def _changed_config_error(point: SweepPoint, where: Path) -> ByollmError:
