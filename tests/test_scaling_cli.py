@@ -8,7 +8,6 @@ import json
 
 import pytest
 import train_helpers
-from conftest import shared_file
 
 from byollm.cli import main
 from byollm.scaling.fit import load_fit, parametric_loss
@@ -27,7 +26,7 @@ from byollm.scaling.sweep import (
 
 # alpha = beta: N_opt = G (C/k)^0.5 with G = (A/B)^(1/0.7) = 0.22, D_opt/N_opt = 1/G^2 = 20; at
 # these budgets N_opt is a few thousand parameters, which depths 1-3 of the tiny size rule
-# (1.6K to 21K parameters) bracket.
+# (1.6K to 23K parameters) bracket.
 LAW = {"E": 1.5, "A": 7.0, "B": 20.0, "alpha": 0.35, "beta": 0.35}
 
 
@@ -43,7 +42,7 @@ def sweep_dir(tmp_path):
     config = SweepConfig(
         name="law",
         out_dir=str(tmp_path),
-        corpus=str(shared_file("misc/the-verdict.txt")),
+        corpus="python-stdlib:40KB",  # built offline: no download, never skipped
         val_fraction=0.1,
         budgets=[3.5e9, 7e9, 1.4e10],
         depths=[1, 2, 3],
@@ -127,7 +126,7 @@ def test_run_plan_prints_the_runs(tmp_path, capsys):
     config = tmp_path / "sweep.toml"
     config.write_text(
         f'name = "planned"\nout_dir = "{tmp_path}"\n'
-        f'corpus = "{shared_file("misc/the-verdict.txt")}"\nbudgets = [1e8]\nsizes = 2\n'
+        'corpus = "python-stdlib:40KB"\nbudgets = [1e8]\nsizes = 2\n'
         "aspect_ratio = 8\nhead_dim = 8\nblock_size = 32\nbatch_size = 4\nmin_steps = 1\n"
     )
     assert main(["scaling", "run", "--config", str(config), "--plan", "--budgets", "1e8,2e8"]) == 0

@@ -7,6 +7,10 @@ owner module, which calls `check_header` when it reads a file:
     byollm-train-state  a checkpoint's train_state   byollm.train.checkpoint
     byollm-token-data   a token folder's meta.json   byollm.data
     byollm-tokenizer    a tokenizer file             byollm.tokenizer.base
+    byollm-scaling-sweep, -run, -prediction
+                        a sweep's sweep.json, results.jsonl lines, predictions.jsonl lines
+                                                     byollm.scaling.sweep, byollm.scaling.predict
+    byollm-scaling-fit  a sweep's fit.json           byollm.scaling.fit
 
 A reader accepts exactly its own version: a file from a newer byollm is refused with one line
 rather than misread.

@@ -45,7 +45,11 @@ def register(subparsers) -> None:
         default=None,
         help="a sweep preset (cpu [default], cpu-smoke, gpu) or a TOML file",
     )
-    p.add_argument("--plan", action="store_true", help="print the runs and exit, training nothing")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the runs and exit, training nothing (the data is prepared, for its vocabulary)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",

@@ -43,6 +43,7 @@ from typing import Literal
 
 from byollm.config import apply_overrides, from_dict, load_toml, to_dict
 from byollm.errors import ByollmError
+from byollm.formats import check_header
 from byollm.model import GPTConfig, model_info
 from byollm.train import TrainConfig
 
@@ -241,20 +242,14 @@ def read_sweep_config(sweep_dir: str | Path) -> SweepConfig:
 
 
 def read_json_file(path: Path, file_format: str, version: int, missing_hint: str) -> dict:
-    """A JSON file whose "format" and "version" must be `file_format` and `version`."""
+    """A JSON file whose header must say `file_format` and `version` (`byollm.formats`)."""
     try:
         payload = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ByollmError(f"{path}: missing; {missing_hint}") from None
     except (OSError, json.JSONDecodeError) as e:
         raise ByollmError(f"{path}: not readable ({e})") from None
-    if not isinstance(payload, dict) or payload.get("format") != file_format:
-        raise ByollmError(f"{path}: not a {file_format} file")
-    if payload.get("version") != version:
-        raise ByollmError(
-            f"{path}: {file_format} version {payload.get('version')!r}, this byollm reads {version}"
-        )
-    return payload
+    return check_header(payload, path, format=file_format, version=version)
 
 
 # --- sizes and the plan --------------------------------------------------------------------------
@@ -488,8 +483,8 @@ def run_point(
     log=print,
 ) -> dict:
     """Train one point (or skip or resume it) and return its record, appended to `results`."""
+    from byollm.model.checkpoint import read_checkpoint_config
     from byollm.train import train
-    from byollm.train.checkpoint import read_checkpoint_config, resolve_checkpoint
 
     train_config = point_train_config(config, point, data_dir)
     fingerprint = config_hash(train_config)
@@ -500,7 +495,7 @@ def run_point(
             return done[point.name]
         raise _changed_config_error(point, results)
     run_dir = train_config.run_dir()
-    checkpoint = resolve_checkpoint(run_dir / "checkpoint")
+    checkpoint = _resumable_checkpoint(run_dir)
     resume = checkpoint is not None and not overwrite
     if resume and config_hash(read_checkpoint_config(checkpoint).get("train", {})) != fingerprint:
         raise _changed_config_error(point, run_dir)
@@ -514,6 +509,17 @@ def run_point(
         f"({record['val_bpb']:.4f} bits/byte), {record['wall_s']:.1f} s"
     )
     return record
+
+
+def _resumable_checkpoint(run_dir: Path) -> Path | None:
+    """The run's latest training checkpoint (or its `.old` twin after a crash), if it has one."""
+    from byollm.model.checkpoint import resolve_checkpoint
+    from byollm.train.checkpoint import STATE_FILE
+
+    try:
+        return resolve_checkpoint(run_dir / "checkpoint", require=STATE_FILE)
+    except ByollmError:  # no checkpoint yet: the run never reached its first save
+        return None
 
 
 def _changed_config_error(point: SweepPoint, where: Path) -> ByollmError:
@@ -591,14 +597,9 @@ def read_records(path: str | Path, record_format: str, version: int) -> list[dic
             if number == len(lines):
                 continue
             raise ByollmError(f"{path}:{number}: not a JSON line") from None
-        if not isinstance(record, dict) or record.get("format") != record_format:
-            raise ByollmError(f"{path}:{number}: not a {record_format} record")
-        if record.get("version") != version:
-            raise ByollmError(
-                f"{path}:{number}: {record_format} version {record.get('version')!r}, "
-                f"this byollm reads {version}"
-            )
-        records.append(record)
+        records.append(
+            check_header(record, f"{path}:{number}", format=record_format, version=version)
+        )
     return records
 
 
