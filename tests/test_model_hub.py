@@ -17,7 +17,7 @@ from byollm.cli import main
 from byollm.errors import ByollmError
 from byollm.model import GPT, GPTConfig, load_model, save_model
 from byollm.model.hub import download_from_hub, hub_repo
-from byollm.tokenizer import BPETokenizer, load_tokenizer
+from byollm.tokenizer import TOKENIZER_FILE, BPETokenizer, load_tokenizer
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
@@ -56,7 +56,7 @@ def test_from_hub_with_byollm_downloader(hub, tmp_path, capsys):
     assert main(["convert", "--from-hub", REPO, "--mirror", server.url, "--out", str(out)]) == 0
     assert "the model's own tokenizer" in capsys.readouterr().out
     assert same_logits(out, hf_model)
-    tok = load_tokenizer(out / "tokenizer.json")
+    tok = load_tokenizer(out / TOKENIZER_FILE)
     assert tok.encode("Hello world") == [15496, 995] and tok.eot_id == 50256
     meta = json.loads((out / "config.json").read_text())
     assert meta["source"] == {"hub": REPO, "revision": "main"}
@@ -81,7 +81,7 @@ def test_from_hub_through_huggingface_hub(hub, tmp_path, monkeypatch):
     out = tmp_path / "ck"
     assert main(["convert", "--from-hub", REPO, "--via", "huggingface_hub", "--out", str(out)]) == 0
     assert same_logits(out, hf_model)
-    assert load_tokenizer(out / "tokenizer.json").encode("Hello world") == [15496, 995]
+    assert load_tokenizer(out / TOKENIZER_FILE).encode("Hello world") == [15496, 995]
     assert ("GET", f"{REPO}/resolve/main/model.safetensors") in server.requests
 
 
@@ -138,7 +138,7 @@ def test_a_repo_with_only_tokenizer_json_keeps_it(hub, tmp_path):
         == 0
     )
     text = "a tiny corpus<|endoftext|>, tiny!"
-    assert load_tokenizer(back / "tokenizer.json").encode(text, allowed_special="all") == (
+    assert load_tokenizer(back / TOKENIZER_FILE).encode(text, allowed_special="all") == (
         tok.encode(text, allowed_special="all")
     )
     idx = torch.tensor([tok.encode(text)])
@@ -164,7 +164,7 @@ def test_a_tokenizer_byollm_cannot_read_leaves_a_note_not_a_failure(hub, tmp_pat
     assert main(["convert", "--from-hf", str(folder), "--out", str(tmp_path / "ck")]) == 0
     assert "note: no tokenizer saved (GPT-2 merges file" in capsys.readouterr().out
     assert same_logits(tmp_path / "ck", hf_model)
-    assert not (tmp_path / "ck" / "tokenizer.json").exists()
+    assert not (tmp_path / "ck" / TOKENIZER_FILE).exists()
 
 
 def test_gpt2_sizes_are_openai_community_repos():

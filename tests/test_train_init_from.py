@@ -9,6 +9,7 @@ import train_helpers
 from byollm.cli import main
 from byollm.errors import ByollmError
 from byollm.model import load_model
+from byollm.tokenizer import TOKENIZER_FILE
 from byollm.train import load_train_config, train
 from byollm.train.checkpoint import load_train_state
 from byollm.train.metrics import read_metrics
@@ -51,7 +52,7 @@ def test_init_from_takes_weights_model_and_tokenizer_but_not_the_optimizer(tmp_p
     tuned = tmp_path / "runs" / "tuned" / "checkpoint"
     base_model, tuned_model = load_model(base_run), load_model(tuned)
     assert tuned_model.config == base_model.config  # the checkpoint's shape, not the preset's
-    assert (tuned / "tokenizer.json").read_text() == (base_run / "tokenizer.json").read_text()
+    assert (tuned / TOKENIZER_FILE).read_text() == (base_run / TOKENIZER_FILE).read_text()
     state = load_train_state(tuned)
     assert state["step"] == 1  # a fresh schedule: step 0 -> 1, not 10 -> 11
     # one AdamW step with a fresh optimizer moves each weight by at most ~lr; a run from

@@ -67,11 +67,11 @@ class StopStrings:
 class TextStream:
     """One sequence's token ids -> safe text: UTF-8 held back mid-character, stops cut.
 
-        >>> stream = TextStream(tokenizer, stop=["\\n\\n"], stop_tokens=[tokenizer.eot_id])
-        >>> stream.push(token_id)        # the text that token makes safe to show (maybe "")
-        >>> stream.finished, stream.hit_stop
+        >>> stream = TextStream(tokenizer, stop=["\\n\\n"], stop_tokens=[tokenizer.eot_id])  # doctest: +SKIP
+        >>> stream.push(token_id)        # the text that token makes safe to show (maybe "")  # doctest: +SKIP
+        >>> stream.finished, stream.hit_stop  # doctest: +SKIP
         (False, False)
-        >>> stream.close()               # at the length limit: whatever was held back
+        >>> stream.close()               # at the length limit: whatever was held back  # doctest: +SKIP
 
     `hit_stop` tells a stop (token or string) from the caller's `close()` at a length limit.
     """

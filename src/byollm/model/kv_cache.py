@@ -121,10 +121,10 @@ class BatchKVCache:
     the keys at positions <= their own in the same row. Keys are read up to the longest fed
     row; the shorter rows' tails are masked out, so what is stored there never matters.
 
-        >>> cache = BatchKVCache(n_layer=2, n_slots=4, n_kv_head=2, max_seq_len=16, head_dim=8)
-        >>> cache.feed(first=1, count=1, T=5)          # prefill a 5-token prompt into slot 1
-        >>> logits, _ = model(prompt, kv_cache=cache)  # cache.lengths == [0, 5, 0, 0]
-        >>> cache.feed(first=0, count=2, T=1)          # one decode step for slots 0 and 1
+        >>> cache = BatchKVCache(n_layer=2, n_slots=4, n_kv_head=2, max_seq_len=16, head_dim=8)  # doctest: +SKIP
+        >>> cache.feed(first=1, count=1, T=5)          # prefill a 5-token prompt into slot 1  # doctest: +SKIP
+        >>> logits, _ = model(prompt, kv_cache=cache)  # cache.lengths == [0, 5, 0, 0]  # doctest: +SKIP
+        >>> cache.feed(first=0, count=2, T=1)          # one decode step for slots 0 and 1  # doctest: +SKIP
 
     `move(src, dst)` copies a slot, so that a server can keep its live sequences in slots
     0..n-1 (one contiguous batch) when one in the middle finishes.

@@ -1,7 +1,7 @@
 """byollm.serve: an OpenAI-compatible HTTP server with batched decoding, and a playground page.
 
-    >>> from byollm.serve import create_app
-    >>> app = create_app(model, tokenizer, model_name="shakespeare")   # an ASGI app
+    >>> from byollm.serve import create_app  # doctest: +SKIP
+    >>> app = create_app(model, tokenizer, model_name="shakespeare")   # an ASGI app  # doctest: +SKIP
     $ byollm serve --checkpoint runs/shakespeare-char                   # the same, under uvicorn
 
 Read in this order: `batcher.py` (one decode loop shared by every request, over the model's

@@ -1,7 +1,7 @@
 """The HTTP side: an OpenAI-compatible API and the playground, as one Starlette app.
 
-    >>> app = create_app(model, tokenizer, model_name="shakespeare")
-    >>> uvicorn.run(app, host="127.0.0.1", port=8000)          # what `byollm serve` does
+    >>> app = create_app(model, tokenizer, model_name="shakespeare")  # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)          # what `byollm serve` does  # doctest: +SKIP
 
 Routes:
     GET  /                        the playground (static/index.html; no build step, no CDN)

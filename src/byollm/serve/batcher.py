@@ -1,8 +1,8 @@
 """One decode loop shared by every request: continuous batching over a `BatchKVCache`.
 
-    >>> batcher = Batcher(model, tokenizer, max_batch=8)
-    >>> batcher.start()
-    >>> job = batcher.submit(prompt_ids, max_new_tokens=50, sampling=SamplingConfig(),
+    >>> batcher = Batcher(model, tokenizer, max_batch=8)  # doctest: +SKIP
+    >>> batcher.start()  # doctest: +SKIP
+    >>> job = batcher.submit(prompt_ids, max_new_tokens=50, sampling=SamplingConfig(),  # doctest: +SKIP
     ...                      seed=1, on_event=print)
     Piece(text='ROMEO', tokens=[...]) ... Finished(reason='length', completion_tokens=50)
 

