@@ -299,13 +299,14 @@ def test_a_source_of_exactly_the_registered_size_is_accepted(server, tmp_path):
 def test_disk_full_while_downloading_is_one_line_and_leaves_no_part_file(
     server, tmp_path, monkeypatch
 ):
-    fill_disk_after(monkeypatch, download, writes=1)
     dest = tmp_path / "payload.bin"
-    with pytest.raises(ByollmError, match="No space left on device") as info:
-        fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, progress=False)
+    # A patch of its own: monkeypatch.undo() would also undo conftest's isolation ($BYOLLM_MIRROR).
+    with pytest.MonkeyPatch.context() as full_disk:
+        fill_disk_after(full_disk, download, writes=1)
+        with pytest.raises(ByollmError, match="No space left on device") as info:
+            fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, progress=False)
     assert "\n" not in str(info.value) and "payload.bin.part" in str(info.value)
     assert not dest.exists() and not dest.with_name("payload.bin.part").exists()
-    monkeypatch.undo()
     fetch(f"{server.url}/sub/payload.bin", PAYLOAD_SHA, dest, progress=False)  # space again
     assert dest.read_bytes() == PAYLOAD
 

@@ -282,12 +282,12 @@ def test_disk_full_keeps_the_previous_data_and_leaves_no_temporary_files(tmp_pat
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with (corpus / "part0.txt").open("a", encoding="utf-8") as f:
         f.write("new text that needs a new data folder\n")
-    fill_disk_after(monkeypatch, prepare_module, writes=3)
-    with pytest.raises(ByollmError, match="No space left on device") as info:
-        prepare(corpus, "char", out, chunk_bytes=2000, progress=False)
+    with pytest.MonkeyPatch.context() as full_disk:  # undone alone, not conftest's isolation
+        fill_disk_after(full_disk, prepare_module, writes=3)
+        with pytest.raises(ByollmError, match="No space left on device") as info:
+            prepare(corpus, "char", out, chunk_bytes=2000, progress=False)
     assert "\n" not in str(info.value) and "previous data" in str(info.value)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched, no temp file
-    monkeypatch.undo()
     meta = prepare(corpus, "char", out, chunk_bytes=2000, progress=False)  # space again
     assert "new data folder" in decoded(out, "val")
     assert meta == read_meta(out)

@@ -43,16 +43,16 @@ def test_save_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch, failing):
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(tokenizer_base.os, failing, disk_full)
-    with pytest.raises(ByollmError, match="No space left on device") as info:
-        CharTokenizer.train("abcdef").save(path)
-    message = str(info.value)
-    assert "\n" not in message and "tok.json" in message and "unchanged" in message
-    with pytest.raises(ByollmError, match="No space left"):  # the exports share the writer
-        to_tiktoken(BPETokenizer.train("ab ab", 258, progress=False), tmp_path / "x.tiktoken")
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.json"]  # no temporary file left
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as patch:  # undone alone, not conftest's isolation
+        patch.setattr(tokenizer_base.os, failing, disk_full)
+        with pytest.raises(ByollmError, match="No space left on device") as info:
+            CharTokenizer.train("abcdef").save(path)
+        message = str(info.value)
+        assert "\n" not in message and "tok.json" in message and "unchanged" in message
+        with pytest.raises(ByollmError, match="No space left"):  # the exports share the writer
+            to_tiktoken(BPETokenizer.train("ab ab", 258, progress=False), tmp_path / "x.tiktoken")
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["tok.json"]  # no temporary file left
     assert load_tokenizer(path).content_hash == old.content_hash
 
 

@@ -170,24 +170,24 @@ def test_disk_full_keeps_the_previous_checkpoint_and_no_temporary_folder(
     def torch_writer_fails(*args, **kwargs):  # what torch.save raises when a write fails
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
-    if writer == "weights":
-        monkeypatch.setattr(model_checkpoint, "save_file", disk_full)
-    elif writer == "train state":
-        monkeypatch.setattr(ckpt.torch, "save", disk_full)
-    elif writer == "tokenizer":
-        monkeypatch.setattr(type(tokenizer), "save", disk_full)
-    else:
-        monkeypatch.setattr(ckpt.torch, "save", torch_writer_fails)
-    with pytest.raises(ByollmError) as error:
-        ckpt.save_train_checkpoint(target, tiny_model(2), tokenizer, state(2))
-    message = str(error.value)
-    assert "\n" not in message and "the previous checkpoint is kept" in message
-    assert "MiB free there" in message
-    if writer != "torch's writer":
-        assert "No space left on device" in message
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temporary folder
-    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as patch:  # undone alone, not conftest's isolation
+        if writer == "weights":
+            patch.setattr(model_checkpoint, "save_file", disk_full)
+        elif writer == "train state":
+            patch.setattr(ckpt.torch, "save", disk_full)
+        elif writer == "tokenizer":
+            patch.setattr(type(tokenizer), "save", disk_full)
+        else:
+            patch.setattr(ckpt.torch, "save", torch_writer_fails)
+        with pytest.raises(ByollmError) as error:
+            ckpt.save_train_checkpoint(target, tiny_model(2), tokenizer, state(2))
+        message = str(error.value)
+        assert "\n" not in message and "the previous checkpoint is kept" in message
+        assert "MiB free there" in message
+        if writer != "torch's writer":
+            assert "No space left on device" in message
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temporary folder
+        assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert ckpt.load_train_state(target)["step"] == 1
 
 

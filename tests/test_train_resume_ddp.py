@@ -154,10 +154,10 @@ def test_resume_with_dropout_is_exact(corpus, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return train_step(self, lr_mult)
 
-    monkeypatch.setattr(Trainer, "train_step", crash_at_step_6)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, progress=False, log=lambda *a: None)
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as crash:  # undone alone, not conftest's isolation
+        crash.setattr(Trainer, "train_step", crash_at_step_6)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, progress=False, log=lambda *a: None)
     resumed = train(config, resume=True, progress=False, log=lambda *a: None)
 
     assert resumed["final_val_loss"] == expected["final_val_loss"]
