@@ -33,7 +33,10 @@ VERBS: dict[str, tuple[str, str]] = {
     ),
     "sample": ("byollm.generate.cli", "generate text from a checkpoint"),
     "chat": ("byollm.generate.cli", "talk to a checkpoint in the terminal"),
-    "eval": ("byollm.evaluate.cli", "loss, perplexity and bits per byte on a corpus"),
+    "eval": (
+        "byollm.evaluate.cli",
+        "loss, perplexity and bits per byte on a corpus, or benchmark tasks",
+    ),
 }
 # The stages that contribute verbs, in the order a newcomer meets them.
 STAGE_CLIS: list[str] = list(dict.fromkeys(module for module, _ in VERBS.values()))
