@@ -22,14 +22,18 @@ from collections import defaultdict
 
 import torch
 
-from byollm.data.corpora import get_asset
+from byollm.corpora import get_asset
 from byollm.evaluate.tasks import ScoringOptions, load_task, run_task
-from byollm.generate.loading import load_for_inference
+from byollm.model.checkpoint import load_for_inference
 from byollm.train.metrics import measure_peak_flops
 
 FIELDS = ("morphology", "syntax", "semantics", "syntax_semantics")
-PAPER_MODELS = {"ngram": "5-gram (paper)", "lstm": "LSTM (paper)",
-                "txl": "Transformer-XL (paper)", "gpt2": "GPT-2 (paper)"}  # fmt: skip
+PAPER_MODELS = {
+    "ngram": "5-gram (paper)",
+    "lstm": "LSTM (paper)",
+    "txl": "Transformer-XL (paper)",
+    "gpt2": "GPT-2 (paper)",
+}
 
 
 def paper_rows() -> list[tuple[str, float, dict[str, float]]]:
@@ -63,8 +67,9 @@ def main() -> None:
         model, tokenizer = load_for_inference(checkpoint, device="cpu")
         peak = measure_peak_flops(torch.device("cpu"), torch.float32)
         began = time.perf_counter()
-        result = run_task(model, tokenizer, "blimp", limit=args.limit,
-                          options=ScoringOptions(dtype=args.dtype))  # fmt: skip
+        result = run_task(
+            model, tokenizer, "blimp", limit=args.limit, options=ScoringOptions(dtype=args.dtype)
+        )
         speed = (
             f"{result['items']:,} pairs in {time.perf_counter() - began:.0f} s: "
             f"{result['items_per_s']:.0f} pairs/s ({args.dtype}, {torch.get_num_threads()} "

@@ -23,8 +23,9 @@ At batch 1 there are also int8 rows: ours with int8 weight-only matrices
 row; their "same tokens" column says how long the greedy text stays equal to our fp32 text.
 
 It checks that both produce the same tokens (greedy, fp32) and reports tokens/s, and for batch 1
-with the cache the weight bytes read per second against the memory bandwidth (~30-44 GB/s on the
-reference machine): every decoded token reads every weight matrix once.
+with the cache the weight bytes read per second against the memory bandwidth (~11-13 GB/s on the
+2-core development box of RESULTS.md, ~30-44 GB/s on a desktop with two channels of DDR4): every
+decoded token reads every weight matrix once.
 
 Models: "shakespeare" is the `small-10m` preset (nanoGPT's shakespeare-char model: 6 layers,
 6 heads, 384 wide, 65 tokens) with block_size raised to 512 so that 16 + 256 tokens fit Hugging
@@ -73,9 +74,16 @@ def run_hf(hf, prompt, n, use_cache, guesses=0):
     start = time.perf_counter()
     with torch.inference_mode():
         out = hf.generate(
-            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n,
-            do_sample=False, use_cache=use_cache, pad_token_id=0, eos_token_id=None, **extra,
-        )  # fmt: skip
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            use_cache=use_cache,
+            pad_token_id=0,
+            eos_token_id=None,
+            **extra,
+        )
     seconds = time.perf_counter() - start
     return out[:, prompt.shape[1] :], seconds
 
@@ -102,11 +110,17 @@ def int8_rows(args, name, model, prompt, rows) -> list[dict]:
 
     "same tokens" here compares with our fp32 greedy tokens: int8 changes the outputs.
     """
-    plain = next(r for r in rows if r["model"] == name and r["batch"] == 1 and r["cache"]
-                 and not r["guesses"])  # fmt: skip
+    plain = next(
+        r
+        for r in rows
+        if r["model"] == name and r["batch"] == 1 and r["cache"] and not r["guesses"]
+    )
     quantized = quantize_int8(copy.deepcopy(model))
-    n_bytes = sum(m.weight_int8.numel() + 2 * m.scale.numel() for m in quantized.modules()
-                  if isinstance(m, Int8Linear))  # fmt: skip
+    n_bytes = sum(
+        m.weight_int8.numel() + 2 * m.scale.numel()
+        for m in quantized.modules()
+        if isinstance(m, Int8Linear)
+    )
     fp32_tokens, _ = run_ours(model, prompt, args.new_tokens, True)
     run_ours(quantized, prompt, 4, True)  # warm-up
     out = []
@@ -115,31 +129,48 @@ def int8_rows(args, name, model, prompt, rows) -> list[dict]:
         tokens, seconds = run_ours(quantized, prompt, args.new_tokens, True, guesses, stats)
         passes = stats.get("forward_passes", args.new_tokens)
         diff = first_difference(tokens, fp32_tokens)
-        row = {"model": name, "batch": 1, "cache": True, "guesses": guesses, "int8": True,
-               "new_tokens": args.new_tokens, "ours_tok_s": args.new_tokens / seconds,
-               "hf_tok_s": plain["hf_tok_s"], "same_tokens_as_fp32": diff is None,
-               "first_difference_from_fp32": diff, "forward_passes": passes,
-               "gb_s": n_bytes * passes / seconds / 1e9, "load": os.getloadavg()[0]}  # fmt: skip
+        row = {
+            "model": name,
+            "batch": 1,
+            "cache": True,
+            "guesses": guesses,
+            "int8": True,
+            "new_tokens": args.new_tokens,
+            "ours_tok_s": args.new_tokens / seconds,
+            "hf_tok_s": plain["hf_tok_s"],
+            "same_tokens_as_fp32": diff is None,
+            "first_difference_from_fp32": diff,
+            "forward_passes": passes,
+            "gb_s": n_bytes * passes / seconds / 1e9,
+            "load": os.getloadavg()[0],
+        }
         out.append(row)
         decoding = "int8, " + (f"prompt lookup {guesses}" if guesses else "plain")
         same = "= fp32" if diff is None else f"fp32's until step {diff}"
-        print(f"| 1 | yes | {decoding} | {args.new_tokens} | {row['ours_tok_s']:.1f} | "
-              f"{row['hf_tok_s']:.1f} (fp32) | {row['ours_tok_s'] / row['hf_tok_s']:.2f}x | "
-              f"{same} | {passes} | {row['gb_s']:.1f} |", flush=True)  # fmt: skip
+        print(
+            f"| 1 | yes | {decoding} | {args.new_tokens} | {row['ours_tok_s']:.1f} | "
+            f"{row['hf_tok_s']:.1f} (fp32) | {row['ours_tok_s'] / row['hf_tok_s']:.2f}x | "
+            f"{same} | {passes} | {row['gb_s']:.1f} |",
+            flush=True,
+        )
     return out
 
 
 def trained_checkpoint(args) -> list[dict]:
     """Plain vs speculative decoding (and int8) on a trained model, on real text."""
-    from byollm.generate.loading import load_for_inference
+    from byollm.model.checkpoint import load_for_inference
 
     model, tokenizer = load_for_inference(args.checkpoint, device="cpu")
     prompt = torch.tensor([tokenizer.encode(args.prompt)])
     n_new = min(args.new_tokens, model.config.block_size - prompt.shape[1] + 1)
-    print(f"\n## trained checkpoint {args.checkpoint}: {model.num_params() / 1e6:.1f}M params, "
-          f"prompt {args.prompt!r} ({prompt.shape[1]} tokens), {n_new} new tokens")  # fmt: skip
-    print("| sampling | weights | decoding | tok/s | speed-up | forward passes | guesses accepted "
-          "| same tokens as fp32 plain |")  # fmt: skip
+    print(
+        f"\n## trained checkpoint {args.checkpoint}: {model.num_params() / 1e6:.1f}M params, "
+        f"prompt {args.prompt!r} ({prompt.shape[1]} tokens), {n_new} new tokens"
+    )
+    print(
+        "| sampling | weights | decoding | tok/s | speed-up | forward passes | guesses accepted "
+        "| same tokens as fp32 plain |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     variants = [("greedy", GREEDY, model), ("T=0.8, top-k 40", SamplingConfig(0.8, 40), model)]
     if args.int8:
@@ -152,8 +183,17 @@ def trained_checkpoint(args) -> list[dict]:
             list(generate_ids(net, prompt, 8, sampling))  # warm-up
             start = time.perf_counter()
             if guesses:
-                out = list(speculative_ids(net, prompt, n_new, sampling, num_guesses=guesses,
-                                           generator=gen, stats=stats))  # fmt: skip
+                out = list(
+                    speculative_ids(
+                        net,
+                        prompt,
+                        n_new,
+                        sampling,
+                        num_guesses=guesses,
+                        generator=gen,
+                        stats=stats,
+                    )
+                )
             else:
                 out = list(generate_ids(net, prompt, n_new, sampling, generator=gen))
             tok_s = n_new / (time.perf_counter() - start)
@@ -163,19 +203,30 @@ def trained_checkpoint(args) -> list[dict]:
             if label == "greedy":
                 diff = first_difference(tokens[None], reference[label][0][None])
                 same = "yes" if diff is None else f"until step {diff}"
-            row = {"model": "checkpoint", "sampling": label, "weights": weights,
-                   "guesses": guesses, "tok_s": tok_s,
-                   "forward_passes": stats.get("forward_passes", n_new),
-                   "guessed": stats.get("guessed", 0), "accepted": stats.get("accepted", 0)}  # fmt: skip
+            row = {
+                "model": "checkpoint",
+                "sampling": label,
+                "weights": weights,
+                "guesses": guesses,
+                "tok_s": tok_s,
+                "forward_passes": stats.get("forward_passes", n_new),
+                "guessed": stats.get("guessed", 0),
+                "accepted": stats.get("accepted", 0),
+            }
             rows.append(row)
             accepted = f"{row['accepted']} / {row['guessed']}" if guesses else "-"
-            print(f"| {label} | {weights} | "
-                  f"{f'prompt lookup {guesses}' if guesses else 'plain'} | {tok_s:.1f} | "
-                  f"{tok_s / reference[label][1]:.2f}x | {row['forward_passes']} | {accepted} | "
-                  f"{same} |", flush=True)  # fmt: skip
+            print(
+                f"| {label} | {weights} | "
+                f"{f'prompt lookup {guesses}' if guesses else 'plain'} | {tok_s:.1f} | "
+                f"{tok_s / reference[label][1]:.2f}x | {row['forward_passes']} | {accepted} | "
+                f"{same} |",
+                flush=True,
+            )
             if guesses:
-                samples.append(f"sample ({label}, {weights}, prompt lookup): "
-                               + repr(tokenizer.decode(tokens.tolist())[:160]))  # fmt: skip
+                samples.append(
+                    f"sample ({label}, {weights}, prompt lookup): "
+                    + repr(tokenizer.decode(tokens.tolist())[:160])
+                )
     print("\n" + "\n\n".join(samples))
     return rows
 
@@ -228,8 +279,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f} at start")  # fmt: skip
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f} at start"
+    )
     rows = []
     for name in args.models.split(","):
         config = MODELS[name]()
@@ -238,10 +291,14 @@ def main(argv=None):
             to_hf(model, tmp)
             hf = GPT2LMHeadModel.from_pretrained(tmp, attn_implementation="sdpa").eval()
         n_bytes = weight_bytes(model)
-        print(f"\n## {name}: {model.num_params() / 1e6:.1f}M params, "
-              f"{n_bytes / 1e6:.0f} MB of fp32 weights read per decode step")  # fmt: skip
-        print("| batch | cache | decoding | new tokens | ours tok/s | HF tok/s | ours / HF "
-              "| same tokens | forward passes (ours) | GB/s (ours) |")  # fmt: skip
+        print(
+            f"\n## {name}: {model.num_params() / 1e6:.1f}M params, "
+            f"{n_bytes / 1e6:.0f} MB of fp32 weights read per decode step"
+        )
+        print(
+            "| batch | cache | decoding | new tokens | ours tok/s | HF tok/s | ours / HF "
+            "| same tokens | forward passes (ours) | GB/s (ours) |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for batch_size in map(int, args.batch_sizes.split(",")):
             prompt = torch.randint(0, config.vocab_size, (batch_size, args.prompt_tokens))
@@ -261,19 +318,29 @@ def main(argv=None):
                 passes = stats.get("forward_passes", n_new)
                 diff = first_difference(ours, theirs)
                 row = {
-                    "model": name, "batch": batch_size, "cache": use_cache,
-                    "guesses": guesses, "new_tokens": n_new, "ours_tok_s": tokens / t_ours,
-                    "hf_tok_s": tokens / t_hf, "same_tokens": diff is None,
-                    "first_difference": diff, "load": os.getloadavg()[0],
-                    "forward_passes": passes, "gb_s": n_bytes * passes / t_ours / 1e9,
-                }  # fmt: skip
+                    "model": name,
+                    "batch": batch_size,
+                    "cache": use_cache,
+                    "guesses": guesses,
+                    "new_tokens": n_new,
+                    "ours_tok_s": tokens / t_ours,
+                    "hf_tok_s": tokens / t_hf,
+                    "same_tokens": diff is None,
+                    "first_difference": diff,
+                    "load": os.getloadavg()[0],
+                    "forward_passes": passes,
+                    "gb_s": n_bytes * passes / t_ours / 1e9,
+                }
                 rows.append(row)
                 same = "yes" if diff is None else f"no (step {diff})"
                 decoding = f"prompt lookup {guesses}" if guesses else "plain"
-                print(f"| {batch_size} | {'yes' if use_cache else 'no'} | {decoding} | {n_new} | "
-                      f"{row['ours_tok_s']:.1f} | {row['hf_tok_s']:.1f} | "
-                      f"{row['ours_tok_s'] / row['hf_tok_s']:.2f}x | {same} | {passes} | "
-                      f"{row['gb_s']:.1f} |", flush=True)  # fmt: skip
+                print(
+                    f"| {batch_size} | {'yes' if use_cache else 'no'} | {decoding} | {n_new} | "
+                    f"{row['ours_tok_s']:.1f} | {row['hf_tok_s']:.1f} | "
+                    f"{row['ours_tok_s'] / row['hf_tok_s']:.2f}x | {same} | {passes} | "
+                    f"{row['gb_s']:.1f} |",
+                    flush=True,
+                )
             if batch_size == 1 and args.int8:
                 rows += int8_rows(args, name, model, prompt, rows)
             if no_cache_tokens != args.new_tokens and use_cache is False:
@@ -283,12 +350,17 @@ def main(argv=None):
         for r in rows:
             if r["model"] == name and not r["cache"]:
                 with_cache = r.get("ours_cache_same_length_tok_s") or next(
-                    c["ours_tok_s"] for c in rows
-                    if c["model"] == name and c["cache"] and c["batch"] == r["batch"]
+                    c["ours_tok_s"]
+                    for c in rows
+                    if c["model"] == name
+                    and c["cache"]
+                    and c["batch"] == r["batch"]
                     and not c["guesses"]
-                )  # fmt: skip
-                print(f"KV cache speed-up, ours, batch {r['batch']}, {r['new_tokens']} new "
-                      f"tokens: {with_cache / r['ours_tok_s']:.1f}x")  # fmt: skip
+                )
+                print(
+                    f"KV cache speed-up, ours, batch {r['batch']}, {r['new_tokens']} new "
+                    f"tokens: {with_cache / r['ours_tok_s']:.1f}x"
+                )
     if args.checkpoint:
         rows += trained_checkpoint(args)
     print(f"# load {os.getloadavg()[0]:.2f} at end")

@@ -115,8 +115,11 @@ def bench_setup(name, precision, compiled, args, device, peaks) -> list[dict]:
     # Eager steps to time; compiled runs also pay the compile on the first (warm-up) steps.
     n_steps = (args.steps or default_steps) if precision == "fp32" else args.bf16_steps
     est_row = est_step * (n_steps + args.warmup) * 2  # two models
-    base = {"setup": f"{name} B={B} T={T}", "precision": precision,
-            "compile": "yes" if compiled else "no"}  # fmt: skip
+    base = {
+        "setup": f"{name} B={B} T={T}",
+        "precision": precision,
+        "compile": "yes" if compiled else "no",
+    }
     if est_row > args.max_row_seconds:
         note = f"skipped: ~{est_step:.0f} s/step estimated at {peaks[precision] / 1e9:.1f} GFLOP/s"
         return [{**base, "impl": impl, "note": note} for impl in ("byollm", "HF")]
@@ -148,9 +151,18 @@ def bench_setup(name, precision, compiled, args, device, peaks) -> list[dict]:
         tok_s = tokens / step_s
         mfu = flops_per_token * tok_s / peaks[precision]
         note = f"warm-up {compile_s[k]:.0f} s incl. compile" if compiled else ""
-        rows.append({**base, "impl": k, "step_ms": 1000 * step_s, "tok_s": tok_s, "mfu": mfu,
-                     "median_ms": 1000 * statistics.median(times[k]), "steps": n_steps,
-                     "note": note})  # fmt: skip
+        rows.append(
+            {
+                **base,
+                "impl": k,
+                "step_ms": 1000 * step_s,
+                "tok_s": tok_s,
+                "mfu": mfu,
+                "median_ms": 1000 * statistics.median(times[k]),
+                "steps": n_steps,
+                "note": note,
+            }
+        )
     rows[0]["speedup"] = rows[1]["step_ms"] / rows[0]["step_ms"]
     rows[0]["speedup_median"] = rows[1]["median_ms"] / rows[0]["median_ms"]
     return rows
@@ -169,10 +181,13 @@ def profile(name: str, device: torch.device, steps: int = 3) -> str:
         time_steps(ours_step, ours, idx, idx, contextlib.nullcontext(), steps, device)
     averages = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in averages)
-    groups = {"matmul (mm, addmm, bmm)": ("aten::mm", "aten::addmm", "aten::bmm"),
-              "attention kernels": ("flash_attention", "scaled_dot_product"),
-              "layer norm": ("layer_norm",), "GELU": ("gelu",),
-              "cross-entropy": ("log_softmax", "nll_loss")}  # fmt: skip
+    groups = {
+        "matmul (mm, addmm, bmm)": ("aten::mm", "aten::addmm", "aten::bmm"),
+        "attention kernels": ("flash_attention", "scaled_dot_product"),
+        "layer norm": ("layer_norm",),
+        "GELU": ("gelu",),
+        "cross-entropy": ("log_softmax", "nll_loss"),
+    }
     shares = []
     for label, needles in groups.items():
         t = sum(e.self_cpu_time_total for e in averages if any(n in e.key for n in needles))
@@ -182,13 +197,17 @@ def profile(name: str, device: torch.device, steps: int = 3) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| setup | precision | compile | impl | best ms/step | median ms/step | tokens/s "
-            "| MFU | speed vs HF (best / median) | note |")  # fmt: skip
+    head = (
+        "| setup | precision | compile | impl | best ms/step | median ms/step | tokens/s "
+        "| MFU | speed vs HF (best / median) | note |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in rows:
         if "step_ms" not in r:
-            lines.append(f"| {r['setup']} | {r['precision']} | {r['compile']} | {r['impl']} "
-                         f"| – | – | – | – | | {r['note']} |")  # fmt: skip
+            lines.append(
+                f"| {r['setup']} | {r['precision']} | {r['compile']} | {r['impl']} "
+                f"| – | – | – | – | | {r['note']} |"
+            )
             continue
         speed = f"{r['speedup']:.2f}x / {r['speedup_median']:.2f}x" if "speedup" in r else ""
         lines.append(
@@ -207,8 +226,12 @@ def main() -> None:
     parser.add_argument(
         "--warmup", type=int, default=1, help="untimed steps (compile happens here)"
     )
-    parser.add_argument("--max-row-seconds", type=float, default=900.0,
-                        help="skip rows estimated to take longer (bf16 on AVX2 CPUs)")  # fmt: skip
+    parser.add_argument(
+        "--max-row-seconds",
+        type=float,
+        default=900.0,
+        help="skip rows estimated to take longer (bf16 on AVX2 CPUs)",
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument("--profile", action="store_true", help="print where our time goes")
     parser.add_argument("--device", default="cpu")
@@ -228,11 +251,15 @@ def main() -> None:
                 print(markdown(rows[-2:]).splitlines()[-2:], file=sys.stderr, flush=True)
     load_after = os.getloadavg()[0]
     cpu = platform.processor() or platform.machine()
-    print(f"\nMachine: {cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; device {device}. Date {datetime.date.today()}. "
-          f"Load average (1 min) {load_before:.2f} at start, {load_after:.2f} at end.")  # fmt: skip
-    print(f"Matmul peak measured in this run: fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, "
-          f"bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s.\n")  # fmt: skip
+    print(
+        f"\nMachine: {cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}; device {device}. Date {datetime.date.today()}. "
+        f"Load average (1 min) {load_before:.2f} at start, {load_after:.2f} at end."
+    )
+    print(
+        f"Matmul peak measured in this run: fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, "
+        f"bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s.\n"
+    )
     print(markdown(rows))
     if args.profile:
         for name in ["nanogpt-cpu"] if args.quick else list(SETUPS):

@@ -95,8 +95,11 @@ def run_hf(task: dict, threads: int) -> dict:
     env = {**os.environ, "RAYON_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "true"}
     out = subprocess.run(
         [sys.executable, __file__, "--hf-child", json.dumps(task)],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -106,7 +109,7 @@ def run_hf(task: dict, threads: int) -> dict:
 def training_benchmark(args, rows: list[str], tmp: Path) -> None:
     from tokenizer_oracle import naive_merges
 
-    from byollm.data.corpora import corpus_files, read_corpus_text
+    from byollm.corpora import corpus_files, read_corpus_text
     from byollm.tokenizer import BPETokenizer
 
     stdlib = "python-stdlib:4MB" if args.quick else "python-stdlib"
@@ -154,13 +157,15 @@ def training_benchmark(args, rows: list[str], tmp: Path) -> None:
 def encode_benchmark(args, rows: list[str], tmp: Path) -> None:
     import tiktoken
 
-    from byollm.data.corpora import get_asset, read_corpus_text
+    from byollm.corpora import get_asset, read_corpus_text
     from byollm.tokenizer import load_tokenizer
     from byollm.tokenizer.patterns import safe_split_points
 
     target = int(args.encode_mb * 1e6)
-    parts = [read_corpus_text(n) for n in
-             ("tinyshakespeare", "wikitext-2-valid", "wikitext-2-test", "tinystories-sample")]  # fmt: skip
+    parts = [
+        read_corpus_text(n)
+        for n in ("tinyshakespeare", "wikitext-2-valid", "wikitext-2-test", "tinystories-sample")
+    ]
     rest = target - sum(len(p.encode()) for p in parts)
     if rest > 0:
         parts.append(read_corpus_text(f"python-stdlib:{rest}B"))
@@ -206,15 +211,25 @@ def encode_benchmark(args, rows: list[str], tmp: Path) -> None:
     t_merge, _ = best_of(1, lambda: [tok_cold._encode_piece(c) for c in uniq])
 
     ranks = pretrained.read_tiktoken_file(get_asset("r50k_base"))
-    enc = tiktoken.Encoding(name="gpt2-local", pat_str=tok.pattern, mergeable_ranks=ranks,
-                            special_tokens=tok.special_tokens)  # fmt: skip
+    enc = tiktoken.Encoding(
+        name="gpt2-local",
+        pat_str=tok.pattern,
+        mergeable_ranks=ranks,
+        special_tokens=tok.special_tokens,
+    )
     tt_1, tt_ids = best_of(args.repeats, lambda: enc.encode_ordinary(text))
     tt_all, tt_batch = best_of(
         args.repeats, lambda: enc.encode_ordinary_batch(pieces, num_threads=n)
     )
-    task = {"kind": "encode", "encoder": str(get_asset("gpt2-encoder")), "merges": str(get_asset("gpt2-vocab")),
-            "text": str(tmp / "text.txt"), "pieces": str(tmp / "pieces.json"), "repeats": args.repeats,
-            "ids_out": str(tmp / "hf_ids.json")}  # fmt: skip
+    task = {
+        "kind": "encode",
+        "encoder": str(get_asset("gpt2-encoder")),
+        "merges": str(get_asset("gpt2-vocab")),
+        "text": str(tmp / "text.txt"),
+        "pieces": str(tmp / "pieces.json"),
+        "repeats": args.repeats,
+        "ids_out": str(tmp / "hf_ids.json"),
+    }
     hf_1 = run_hf(task, 1)
     hf_all = run_hf(task, n)
     hf_ids = json.loads((tmp / "hf_ids.json").read_text())

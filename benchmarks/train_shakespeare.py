@@ -112,13 +112,13 @@ def part_hf(rounds: int = 10, iters_per_round: int = 20) -> dict:
     nanogpt = GPT(GPTConfig(**{**dataclasses.asdict(toml), "vocab_size": vocab}))
     x = torch.randint(0, vocab, (batch, block))
     contenders = {
-        "hf": (lambda: hf(input_ids=x, labels=x).loss,
-               torch.optim.AdamW(hf.parameters(), lr=1e-3)),
-        "ours_same_model": (lambda: same(x, x)[1],
-                            torch.optim.AdamW(same.parameters(), lr=1e-3)),
-        "ours_nanogpt_config": (lambda: nanogpt(x, x)[1],
-                                torch.optim.AdamW(nanogpt.parameters(), lr=1e-3, fused=True)),
-    }  # fmt: skip
+        "hf": (lambda: hf(input_ids=x, labels=x).loss, torch.optim.AdamW(hf.parameters(), lr=1e-3)),
+        "ours_same_model": (lambda: same(x, x)[1], torch.optim.AdamW(same.parameters(), lr=1e-3)),
+        "ours_nanogpt_config": (
+            lambda: nanogpt(x, x)[1],
+            torch.optim.AdamW(nanogpt.parameters(), lr=1e-3, fused=True),
+        ),
+    }
 
     def run(name, iters):
         loss_fn, opt = contenders[name]

@@ -5,7 +5,8 @@ request, and can misbehave on purpose per file:
 
 - `truncate`: announce the full Content-Length, send half the body, close the connection;
 - `truncate-once`: the same on the first request for that file only;
-- `hang`: accept the request and answer nothing until the test ends (for timeouts).
+- `hang`: accept the request and answer nothing until the test ends (for timeouts);
+- `no-length`: send the whole body without a Content-Length, ending it by closing the connection.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
+        if behaviour == "no-length":
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         first_time = sum(1 for n, _ in self.server.requests if n == name) == 1

@@ -1,14 +1,18 @@
-"""Run a notebook from notebooks/ top to bottom, as CI does, and hand back its outputs.
+"""Run a notebook from notebooks/ top to bottom, as CI does, hand back its outputs, and check
+that the outputs committed in the notebook are still the ones it prints.
 
-The kernel is a new process: it imports byollm from this checkout's `src/`, draws with the Agg
-backend, and reads corpora from the shared data folder (as a mirror) when it is there, so no
-notebook ever touches the network in a test.
+Execution and comparison are `notebooks/execute.py`'s (one owner for both): a new kernel that
+imports byollm from this checkout's `src/`, a fresh BYOLLM_HOME, the shared data folder as the
+download mirror, one CPU thread, inline figures. Its module docstring gives the comparison
+rule (what may differ between two runs: timings, temporary paths, the last digit of a float,
+and on another kind of machine the outputs of a trained model).
+After changing code that a notebook prints about, `python notebooks/execute.py NAME` rewrites it.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import importlib.util
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,31 +21,40 @@ from conftest import SHARED_DATA
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_notebook(name: str, monkeypatch, cwd: Path | None = None, timeout: int = 300):
-    """Execute notebooks/<name>; returns (outputs, their text). Fails on any cell error."""
+def _load_execute():
+    spec = importlib.util.spec_from_file_location(
+        "byollm_notebooks_execute", ROOT / "notebooks" / "execute.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+notebook_tools = _load_execute()
+
+
+def run_notebook(name: str, cwd: Path | None = None, timeout: int = 300):
+    """Execute notebooks/<name>; returns (outputs, their stream text). Fails on any cell error,
+    on a cell without an id, and (when the shared data folder is here, as it was when the
+    notebooks were executed for committing) on committed outputs that differ from the new ones."""
     nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("nbclient")
     path = ROOT / "notebooks" / name
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    )
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    executed = notebook_tools.execute(path, cwd=cwd, timeout=timeout)
     if SHARED_DATA.exists():
-        monkeypatch.setenv("BYOLLM_MIRROR", f"file://{SHARED_DATA}")
-    # nbformat 4.5 requires cell ids (a hard error in future nbformat versions), and its reader
-    # quietly adds missing ones, so look at the file itself.
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    missing = [i for i, cell in enumerate(cells) if not cell.get("id")]
-    assert not missing, f"{name}: cells {missing} have no id (write the notebook with nbformat)"
-    notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook,
-        kernel_name="python3",
-        timeout=timeout,
-        resources={"metadata": {"path": str(cwd or path.parent)}},
-    )
-    client.execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    errors = [o for o in outputs if o.get("output_type") == "error"]
-    assert not errors, errors[0].get("evalue")
-    return outputs, "".join(o.get("text", "") for o in outputs)
+        committed = nbformat.read(path, as_version=4)
+        stale = notebook_tools.compare(committed, executed)
+        if notebook_tools.executed_on(committed) != notebook_tools.executed_on(executed):
+            warnings.warn(
+                f"{name} was executed on {notebook_tools.executed_on(committed)}, this is "
+                f"{notebook_tools.executed_on(executed)}: its machine-dependent cells were "
+                "compared by their kinds of output only",
+                stacklevel=2,
+            )
+        assert not stale, (
+            f"{name}: the committed outputs are stale; re-execute with "
+            f"`python notebooks/execute.py {name}`\n" + "\n".join(stale)
+        )
+    outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.outputs]
+    text = "".join(o.get("text", "") for o in outputs)
+    return outputs, text

@@ -58,7 +58,7 @@ def test_unknown_verb_and_stray_arguments_exit_2():
 
 def test_every_verb_and_subcommand_has_help(capsys):
     """`--help` works on every verb and every nested command (in-process: fast)."""
-    assert "byollm.data.cli" in STAGE_CLIS
+    assert "byollm.corpora.cli" in STAGE_CLIS
     parser = build_parser()
     verbs = parser._subparsers._group_actions[0].choices  # argparse keeps them here
     for verb, verb_parser in verbs.items():
@@ -84,7 +84,8 @@ def test_verb_table_matches_what_the_stages_register():
 def test_help_does_not_import_torch():
     code = "import sys; from byollm.cli import main; main(['--help'])\nassert 'torch' not in sys.modules"
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=environment, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert all(verb in result.stdout for verb in VERBS)

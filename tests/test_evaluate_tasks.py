@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from byollm.cli import main
-from byollm.data.corpora import CORPORA
+from byollm.corpora import CORPORA
 from byollm.errors import ByollmError
 from byollm.evaluate.tasks import (
     Request,
@@ -61,8 +61,17 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def model(tokenizer):
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=2, n_head=2,
-                       n_embd=32, pos="rope", norm="rmsnorm", mlp="relu2", bias=False)  # fmt: skip
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size,
+        block_size=128,
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        pos="rope",
+        norm="rmsnorm",
+        mlp="relu2",
+        bias=False,
+    )
     model = GPT(config).eval()
     with torch.no_grad():  # sharper predictions than at init, so choices and argmaxes differ
         model.lm_head.weight.mul_(20)
@@ -183,26 +192,57 @@ def test_long_contexts_lose_their_oldest_tokens_and_say_so(model, tokenizer, tmp
 # --- every registered format, served by the loopback server ------------------------------------
 
 HELLASWAG = [
-    {"ind": 4, "activity_label": "Baking cookies", "ctx_a": "A woman pours flour into a bowl.",
-     "ctx_b": "she", "endings": ["adds two eggs and stirs.", "paints the wall.",
-                                 "sings to the oven.", "throws the bowl away."],
-     "label": 0, "split": "val"},
-    {"ind": 9, "activity_label": "Home and Garden",
-     "ctx_a": "[header] How to plant a tree [title] Dig a hole.", "ctx_b": "",
-     "endings": ["[step] Make it twice as wide as the roots.", "Eat the tree.",
-                 "Dig [substeps] under the sea.", "Plant it in the sky."],
-     "label": 3, "split": "val"},
-]  # fmt: skip
+    {
+        "ind": 4,
+        "activity_label": "Baking cookies",
+        "ctx_a": "A woman pours flour into a bowl.",
+        "ctx_b": "she",
+        "endings": [
+            "adds two eggs and stirs.",
+            "paints the wall.",
+            "sings to the oven.",
+            "throws the bowl away.",
+        ],
+        "label": 0,
+        "split": "val",
+    },
+    {
+        "ind": 9,
+        "activity_label": "Home and Garden",
+        "ctx_a": "[header] How to plant a tree [title] Dig a hole.",
+        "ctx_b": "",
+        "endings": [
+            "[step] Make it twice as wide as the roots.",
+            "Eat the tree.",
+            "Dig [substeps] under the sea.",
+            "Plant it in the sky.",
+        ],
+        "label": 3,
+        "split": "val",
+    },
+]
 # lm-evaluation-harness's text for the two items above, written out by hand (its preprocess strips
 # before it deletes "[step]", so that ending keeps a leading space)
 HELLASWAG_TEXT = [
-    ("Baking cookies: A woman pours flour into a bowl. She",
-     ["adds two eggs and stirs.", "paints the wall.", "sings to the oven.",
-      "throws the bowl away."]),
-    ("Home and Garden: How to plant a tree. Dig a hole.",
-     [" Make it twice as wide as the roots.", "Eat the tree.", "Dig under the sea.",
-      "Plant it in the sky."]),
-]  # fmt: skip
+    (
+        "Baking cookies: A woman pours flour into a bowl. She",
+        [
+            "adds two eggs and stirs.",
+            "paints the wall.",
+            "sings to the oven.",
+            "throws the bowl away.",
+        ],
+    ),
+    (
+        "Home and Garden: How to plant a tree. Dig a hole.",
+        [
+            " Make it twice as wide as the roots.",
+            "Eat the tree.",
+            "Dig under the sea.",
+            "Plant it in the sky.",
+        ],
+    ),
+]
 
 
 def arc_line(stem, texts, keys, answer):
@@ -259,14 +299,14 @@ def mirror(tmp_path, monkeypatch, model, tokenizer):
                 "ARC-V1-Feb2018-2/ARC-Challenge/ARC-Challenge-Test.jsonl": jsonl(ARC_CHALLENGE),
                 "__MACOSX/ARC-V1-Feb2018-2/ARC-Easy/._ARC-Easy-Test.jsonl": b"\x00\x05\x16\x07",
             }
-        ),  # fmt: skip
+        ),
         "piqa": zip_bytes(
             {
                 "physicaliqa-train-dev/dev.jsonl": jsonl(PIQA),
                 "physicaliqa-train-dev/dev-labels.lst": PIQA_LABELS.encode(),
                 "physicaliqa-train-dev/train.jsonl": jsonl(PIQA[:1]),
             }
-        ),  # fmt: skip
+        ),
         "lambada-openai": jsonl(lambada),
     }
     blimp = SHARED_DATA / "eval/blimp/BLiMP.zip"  # test_blimp_... skips without it
@@ -284,10 +324,16 @@ def mirror(tmp_path, monkeypatch, model, tokenizer):
         corpus = CORPORA[name]
         (root / corpus.mirror_path).parent.mkdir(parents=True, exist_ok=True)
         (root / corpus.mirror_path).write_bytes(data)
-        monkeypatch.setitem(CORPORA, name, dataclasses.replace(
-            corpus, url=f"{refused}/{corpus.filename}", size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-        ))  # fmt: skip
+        monkeypatch.setitem(
+            CORPORA,
+            name,
+            dataclasses.replace(
+                corpus,
+                url=f"{refused}/{corpus.filename}",
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+            ),
+        )
     server = LoopbackServer(root)
     yield server
     server.stop()
@@ -314,14 +360,22 @@ def independent_choices(model, tokenizer, questions):
 def test_multiple_choice_formats_through_the_loopback_mirror(mirror, model, tokenizer):
     cases = {
         "hellaswag": [(c, e, item["label"]) for (c, e), item in zip(HELLASWAG_TEXT, HELLASWAG)],
-        "arc-easy": [("Question: How many legs has a cat?\nAnswer:" if i else
-                      "Question: Which is a liquid?\nAnswer:", texts, 1)
-                     for i, texts in enumerate([["rock", "water", "wood"],
-                                                ["two", "four", "six", "eight"]])],
+        "arc-easy": [
+            (
+                "Question: How many legs has a cat?\nAnswer:"
+                if i
+                else "Question: Which is a liquid?\nAnswer:",
+                texts,
+                1,
+            )
+            for i, texts in enumerate([["rock", "water", "wood"], ["two", "four", "six", "eight"]])
+        ],
         "arc-challenge": [("Question: What melts ice?\nAnswer:", ["heat", "cold"], 0)],
-        "piqa": [(f"Question: {p['goal']}\nAnswer:", [p["sol1"], p["sol2"]], label)
-                 for p, label in zip(PIQA, (0, 1))],
-    }  # fmt: skip
+        "piqa": [
+            (f"Question: {p['goal']}\nAnswer:", [p["sol1"], p["sol2"]], label)
+            for p, label in zip(PIQA, (0, 1))
+        ],
+    }
     for task, questions in cases.items():
         result = run_task(model, tokenizer, task, mirror=mirror.url)
         assert result["items"] == len(questions) and result["kind"] == "multiple_choice"
@@ -362,8 +416,11 @@ def test_blimp_subset_by_field_phenomenon_and_paradigm(mirror, model, tokenizer)
         bad, _, _ = naive_score(model, start, tokenizer.encode(pair.bad))
         correct.append(good > bad)
     assert result["acc"] == pytest.approx(sum(correct) / len(correct))
-    for key, attribute, count in (("by_field", "field", 4), ("by_phenomenon", "phenomenon", 12),
-                                  ("by_paradigm", "paradigm", 67)):  # fmt: skip
+    for key, attribute, count in (
+        ("by_field", "field", 4),
+        ("by_phenomenon", "phenomenon", 12),
+        ("by_paradigm", "paradigm", 67),
+    ):
         groups = {}
         for pair, right in zip(pairs, correct):
             groups.setdefault(getattr(pair, attribute), []).append(right)
@@ -382,20 +439,29 @@ def test_spread_keeps_the_order_and_covers_the_whole_list():
 
 BAD_FILES = [
     ([{"context": "Hi", "label": 0}], r"items.jsonl:1: missing field 'choices'"),
-    ([{"context": "Hi", "choices": ["a", "b"], "label": 2}],
-     r"items.jsonl:1: label 2 is out of range for 2 choices \(valid: 0\.\.1\)"),
-    ([{"context": "Hi", "choices": [], "label": 0}], r"items.jsonl:1: the list of choices is empty"),
+    (
+        [{"context": "Hi", "choices": ["a", "b"], "label": 2}],
+        r"items.jsonl:1: label 2 is out of range for 2 choices \(valid: 0\.\.1\)",
+    ),
+    (
+        [{"context": "Hi", "choices": [], "label": 0}],
+        r"items.jsonl:1: the list of choices is empty",
+    ),
     ([{"context": "Hi", "choices": ["a", " "], "label": 0}], r"items.jsonl:1: choice 1 is empty"),
-    ([{"context": 3, "choices": ["a"], "label": 0}],
-     r"items.jsonl:1: field 'context' should be str, got int 3"),
+    (
+        [{"context": 3, "choices": ["a"], "label": 0}],
+        r"items.jsonl:1: field 'context' should be str, got int 3",
+    ),
     ([{"context": "Hi", "choices": ["a"], "label": "x"}], r"label 'x' is not a choice number"),
     ([{**HELLASWAG[0], "label": ""}], r"items.jsonl:1: no label \(an unlabelled test split"),
-    ([arc_line("Q?", ["a", "b"], "AB", "E")],
-     r"answerKey 'E' is not one of the choice labels \['A', 'B'\]"),
+    (
+        [arc_line("Q?", ["a", "b"], "AB", "E")],
+        r"answerKey 'E' is not one of the choice labels \['A', 'B'\]",
+    ),
     ([{"sentence_good": "A cat sleeps."}], r"items.jsonl:1: missing field 'sentence_bad'"),
     ([{"text": "oneword"}], r"items.jsonl:1: the text needs a context and a last word"),
     ([{"question": "what?"}], r"items.jsonl:1: cannot tell which task this line is for"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("rows, message", BAD_FILES)
@@ -419,20 +485,31 @@ def test_more_bad_input(tmp_path, model, tokenizer):
     too_long = {"context": "a", "target": " " + "x" * 130}
     path = write_jsonl(path, [too_long, {"context": "a", "target": " b"}])
     assert run_task(model, tokenizer, str(path), log=notes.append)["skipped"] == 1
-    assert notes == [f"items: skipped 1 of 2 items with a continuation longer than the model's "
-                     f"128-token window (first: {path}:1, 131 tokens)"]  # fmt: skip
+    assert notes == [
+        f"items: skipped 1 of 2 items with a continuation longer than the model's "
+        f"128-token window (first: {path}:1, 131 tokens)"
+    ]
     with pytest.raises(ByollmError, match="no item could be scored .0 cannot be encoded .*, 1 do"):
         run_task(model, tokenizer, str(write_jsonl(path, [too_long])), log=notes.append)
     notes = []
-    path = write_jsonl(path, [{"context": "Hi", "choices": ["caf\u00e9", "tea"], "label": 1}] * 2
-                       + [{"context": "Hi", "choices": ["tea", "milk"], "label": 0}])  # fmt: skip
+    path = write_jsonl(
+        path,
+        [{"context": "Hi", "choices": ["caf\u00e9", "tea"], "label": 1}] * 2
+        + [{"context": "Hi", "choices": ["tea", "milk"], "label": 0}],
+    )
     result = run_task(model, tokenizer, str(path), log=notes.append)
     assert result["items"] == 1 and result["skipped"] == 2
-    assert notes == [f"items: skipped 2 of 3 items the tokenizer cannot encode (first: {path}:1: "
-                     + notes[0].split(f"{path}:1: ", 1)[1]]  # fmt: skip
+    assert notes == [
+        f"items: skipped 2 of 3 items the tokenizer cannot encode (first: {path}:1: "
+        + notes[0].split(f"{path}:1: ", 1)[1]
+    ]
     with pytest.raises(ByollmError, match="no item could be scored .1 cannot be encoded"):
-        run_task(model, tokenizer, str(write_jsonl(path, [{"text": "caf\u00e9 au lait"}])),
-                 log=notes.append)  # fmt: skip
+        run_task(
+            model,
+            tokenizer,
+            str(write_jsonl(path, [{"text": "caf\u00e9 au lait"}])),
+            log=notes.append,
+        )
     piqa = tmp_path / "piqa.zip"
     piqa.write_bytes(zip_bytes({"p/dev.jsonl": jsonl(PIQA), "p/dev-labels.lst": b"0\n"}))
     from byollm.evaluate.tasks.multiple_choice import read_choice_items
@@ -456,10 +533,13 @@ def test_eval_cli_runs_task_files_and_keeps_perplexity_mode(tmp_path, model, tok
     checkpoint = tmp_path / "ckpt"
     save_model(model, checkpoint)
     tokenizer.save(checkpoint / "tokenizer.json")
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"sentence_good": "The cats sleep.", "sentence_bad": "The cats sleeps.", "field": "m"},
-        {"sentence_good": "She has left.", "sentence_bad": "She have left.", "field": "m"},
-    ])  # fmt: skip
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"sentence_good": "The cats sleep.", "sentence_bad": "The cats sleeps.", "field": "m"},
+            {"sentence_good": "She has left.", "sentence_bad": "She have left.", "field": "m"},
+        ],
+    )
     code, out, _ = run_cli("eval", "--checkpoint", str(checkpoint), "--task", str(pairs), "--json")
     result = json.loads(out)
     assert code == 0 and result["task"] == "pairs" and result["items"] == 2
@@ -470,8 +550,9 @@ def test_eval_cli_runs_task_files_and_keeps_perplexity_mode(tmp_path, model, tok
     text.write_text("To be or not to be, that is the question.\n" * 4)
     code, out, _ = run_cli("eval", str(checkpoint), "--corpus", str(text), "--json")
     assert code == 0 and json.loads(out)["tokens"] == len(text.read_text()) - 1
-    code, out, _ = run_cli("eval", str(checkpoint), "--task", str(pairs), "--json",
-                           "--dtype", "bfloat16")  # fmt: skip
+    code, out, _ = run_cli(
+        "eval", str(checkpoint), "--task", str(pairs), "--json", "--dtype", "bfloat16"
+    )
     assert code == 0 and json.loads(out)["dtype"] == "bfloat16"
     for argv, message in [
         (["--task", "nope"], "unknown task 'nope'"),
@@ -490,12 +571,16 @@ def test_training_logs_and_plots_task_accuracy(tmp_path):
     from byollm.train.metrics import read_metrics
 
     corpus = train_helpers.shakespeare_excerpt(tmp_path, 20_000)
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"sentence_good": f"The {n} cats sleep.", "sentence_bad": f"The {n} cats sleeps."}
-        for n in ("two", "three", "four", "five", "six")
-    ])  # fmt: skip
-    config = tiny_config(corpus, tmp_path, max_steps=4, eval_interval=2, sample_tokens=0,
-                         eval_tasks=f"{pairs}:4")  # fmt: skip
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"sentence_good": f"The {n} cats sleep.", "sentence_bad": f"The {n} cats sleeps."}
+            for n in ("two", "three", "four", "five", "six")
+        ],
+    )
+    config = tiny_config(
+        corpus, tmp_path, max_steps=4, eval_interval=2, sample_tokens=0, eval_tasks=f"{pairs}:4"
+    )
     train(config, progress=False, log=lambda *a: None)
     run = tmp_path / "runs" / config.name
     evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
@@ -514,9 +599,12 @@ def test_eval_tasks_spec():
 
 
 def test_training_metrics_reads_files_once_and_restores_the_mode(tmp_path, model, tokenizer):
-    pairs = write_jsonl(tmp_path / "few.jsonl", [
-        {"sentence_good": "A dog runs.", "sentence_bad": "A dog run."},
-    ])  # fmt: skip
+    pairs = write_jsonl(
+        tmp_path / "few.jsonl",
+        [
+            {"sentence_good": "A dog runs.", "sentence_bad": "A dog run."},
+        ],
+    )
     model.train()
     first = training_metrics(model, tokenizer, f"{pairs}:all")
     pairs.unlink()  # read once per process: the second evaluation does not need the file

@@ -5,6 +5,6 @@ from __future__ import annotations
 from notebook_runner import run_notebook
 
 
-def test_sampling_notebook_executes(monkeypatch):
-    _, text = run_notebook("04_sampling.ipynb", monkeypatch)
+def test_sampling_notebook_executes():
+    _, text = run_notebook("04_sampling.ipynb")
     assert "bits_per_byte" in text and "greedy" in text

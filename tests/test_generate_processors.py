@@ -134,7 +134,7 @@ def test_greedy_and_seeded_sampling():
             [
                 choose_next_token(logits, None, SamplingConfig(), generator=generator).tolist()
                 for _ in range(20)
-            ]  # fmt: skip
+            ]
         )
     assert draws[0] == draws[1]
 
@@ -155,7 +155,7 @@ def test_sampling_follows_the_processed_distribution():
         ({"temperature": -1.0}, "temperature"),
         ({"top_p": 1.5}, "top_p"),
         ({"top_p": 0.0}, "top_p"),
-        ({"top_k": 0}, "top_k"),
+        ({"top_k": -1}, "top_k"),
         ({"min_p": -0.1}, "min_p"),
         ({"typical_p": 2.0}, "typical_p"),
         ({"repetition_penalty": 0.0}, "repetition_penalty"),

@@ -14,7 +14,6 @@ from byollm.generate.engine import Engine, generate_ids
 from byollm.generate.processors import SamplingConfig, apply_processors, build_processors
 from byollm.generate.speculative import prompt_lookup, speculative_ids
 from byollm.model import GPT, GPTConfig
-from byollm.model.layers import Linear
 from byollm.tokenizer import CharTokenizer
 
 GREEDY = SamplingConfig(temperature=0)
@@ -22,8 +21,15 @@ GREEDY = SamplingConfig(temperature=0)
 
 def tiny_model(vocab_size=40, block_size=64, seed=0, **overrides):
     torch.manual_seed(seed)
-    config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2,
-                       n_embd=32, dropout=0.0, **overrides)  # fmt: skip
+    config = GPTConfig(
+        vocab_size=vocab_size,
+        block_size=block_size,
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        dropout=0.0,
+        **overrides,
+    )
     return GPT(config).eval()
 
 
@@ -50,31 +56,43 @@ def test_prompt_lookup_guesses_continue_an_earlier_occurrence(tokens, k, max_ngr
     guess = prompt_lookup(tokens, k, max_ngram)
     assert len(guess) <= k
     if guess:  # some n >= 1 tokens at the end occurred before and were followed by `guess`
-        n = next(n for n in range(min(max_ngram, len(tokens) - 1), 0, -1)
-                 if any(tokens[s : s + n] == tokens[-n:] for s in range(len(tokens) - n)))  # fmt: skip
-        assert any(tokens[s : s + n] == tokens[-n:] and tokens[s + n : s + n + len(guess)] == guess
-                   for s in range(len(tokens) - n))  # fmt: skip
+        n = next(
+            n
+            for n in range(min(max_ngram, len(tokens) - 1), 0, -1)
+            if any(tokens[s : s + n] == tokens[-n:] for s in range(len(tokens) - n))
+        )
+        assert any(
+            tokens[s : s + n] == tokens[-n:] and tokens[s + n : s + n + len(guess)] == guess
+            for s in range(len(tokens) - n)
+        )
 
 
 # -- greedy: exactly the plain decoder's tokens --------------------------------------------------
-@pytest.mark.parametrize("overrides", [{}, {"pos": "rope", "norm": "rmsnorm", "mlp": "swiglu",
-                                            "n_kv_head": 1, "qk_norm": True}])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"pos": "rope", "norm": "rmsnorm", "mlp": "swiglu", "n_kv_head": 1, "qk_norm": True}],
+)
 @pytest.mark.parametrize("num_guesses", [1, 3, 6])
 def test_greedy_speculative_equals_plain_greedy(overrides, num_guesses):
     model = tiny_model(**overrides)
     prompt = torch.tensor([[1, 2, 3, 4, 1, 2, 3, 4, 1, 2]])  # repeats: lookup has guesses
     plain = torch.cat(list(generate_ids(model, prompt, 50, GREEDY)))
     stats = {}
-    fast = torch.cat(list(speculative_ids(model, prompt, 50, GREEDY, num_guesses=num_guesses,
-                                          stats=stats)))  # fmt: skip
+    fast = torch.cat(
+        list(speculative_ids(model, prompt, 50, GREEDY, num_guesses=num_guesses, stats=stats))
+    )
     assert torch.equal(plain, fast)
     assert stats["guessed"] > 0 and stats["forward_passes"] <= 50
     assert stats["accepted"] == 50 - stats["forward_passes"]  # every pass gives 1 + accepted
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.integers(0, 10_000), st.integers(1, 5), st.integers(1, 30),
-       st.lists(st.integers(0, 5), min_size=1, max_size=12))  # fmt: skip
+@given(
+    st.integers(0, 10_000),
+    st.integers(1, 5),
+    st.integers(1, 30),
+    st.lists(st.integers(0, 5), min_size=1, max_size=12),
+)
 def test_greedy_speculative_equals_plain_on_random_models(seed, num_guesses, n_new, prompt):
     model = tiny_model(vocab_size=6, block_size=48, seed=seed)
     prompt = torch.tensor([prompt])
@@ -102,9 +120,13 @@ def exact_distribution(model, prompt, n_new, sampling):
     return probs
 
 
-@pytest.mark.parametrize("sampling", [SamplingConfig(temperature=1.0),
-                                      SamplingConfig(temperature=0.8, top_k=2,
-                                                     repetition_penalty=1.5)])  # fmt: skip
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        SamplingConfig(temperature=1.0),
+        SamplingConfig(temperature=0.8, top_k=2, repetition_penalty=1.5),
+    ],
+)
 def test_speculative_sampling_follows_the_model_distribution(sampling):
     model = tiny_model(vocab_size=3, block_size=16, seed=1)
     with torch.no_grad():  # sharpen the random model so that some guesses fail and some pass
@@ -115,8 +137,15 @@ def test_speculative_sampling_follows_the_model_distribution(sampling):
     counts = dict.fromkeys(exact, 0)
     stats = {}
     for _ in range(n_draws):
-        steps = speculative_ids(model, torch.tensor([prompt]), n_new, sampling,
-                                num_guesses=2, generator=generator, stats=stats)  # fmt: skip
+        steps = speculative_ids(
+            model,
+            torch.tensor([prompt]),
+            n_new,
+            sampling,
+            num_guesses=2,
+            generator=generator,
+            stats=stats,
+        )
         counts[tuple(int(t) for t in steps)] += 1
     # Pearson's chi-square over the outcomes with an expected count >= 5 (the rest pooled).
     big = [s for s in exact if exact[s] * n_draws >= 5]
@@ -132,8 +161,13 @@ def test_rejecting_a_guess_that_is_always_wrong_never_emits_it():
     model = tiny_model(vocab_size=3, block_size=16, seed=1)
     banned = SamplingConfig(temperature=1.0, banned_tokens=(2,))
     prompt = torch.tensor([[0, 2, 0, 2, 0]])  # lookup guesses 2, which is banned
-    out = torch.cat(list(speculative_ids(model, prompt, 10, banned, num_guesses=3,
-                                         generator=torch.Generator().manual_seed(0))))  # fmt: skip
+    out = torch.cat(
+        list(
+            speculative_ids(
+                model, prompt, 10, banned, num_guesses=3, generator=torch.Generator().manual_seed(0)
+            )
+        )
+    )
     assert 2 not in out.tolist()
 
 
@@ -145,12 +179,15 @@ def test_engine_speculative_text_equals_plain_and_falls_back_where_it_cannot_app
     plain, fast = Engine(model, tokenizer), Engine(model, tokenizer, speculative=4)
     prompt = "to be or not to be, to be or"
     assert fast.generate(prompt, max_new_tokens=30, sampling=GREEDY) == plain.generate(
-        prompt, max_new_tokens=30, sampling=GREEDY)  # fmt: skip
+        prompt, max_new_tokens=30, sampling=GREEDY
+    )
     # Past the window (slide) and batches decode plainly, with the same results.
     assert fast.generate(prompt, max_new_tokens=80, sampling=GREEDY) == plain.generate(
-        prompt, max_new_tokens=80, sampling=GREEDY)  # fmt: skip
+        prompt, max_new_tokens=80, sampling=GREEDY
+    )
     assert fast.generate(prompt, max_new_tokens=10, num_samples=2, seed=1) == plain.generate(
-        prompt, max_new_tokens=10, num_samples=2, seed=1)  # fmt: skip
+        prompt, max_new_tokens=10, num_samples=2, seed=1
+    )
     with pytest.raises(ByollmError, match="speculative=-1"):
         Engine(model, tokenizer, speculative=-1)
 
@@ -160,25 +197,9 @@ def test_bad_arguments_are_one_line_errors():
     with pytest.raises(ByollmError, match="one sequence"):
         list(speculative_ids(model, torch.zeros(2, 3, dtype=torch.long), 5, GREEDY))
     with pytest.raises(ByollmError, match="num_guesses"):
-        list(speculative_ids(model, torch.zeros(1, 3, dtype=torch.long), 5, GREEDY,
-                             num_guesses=0))  # fmt: skip
+        list(speculative_ids(model, torch.zeros(1, 3, dtype=torch.long), 5, GREEDY, num_guesses=0))
     with pytest.raises(ByollmError, match="fit the context window"):
         list(speculative_ids(model, torch.zeros(1, 3, dtype=torch.long), 63, GREEDY))
     cache = model.new_kv_cache(1, 8)
     with pytest.raises(ByollmError, match="truncate"):
         cache.truncate(1)  # nothing cached yet
-
-
-# -- the few-rows matrix product it relies on -----------------------------------------------------
-@pytest.mark.parametrize("rows", [1, 2, 5, 16, 17, 300])
-@pytest.mark.parametrize("bias", [True, False])
-def test_linear_few_rows_path_equals_nn_linear(rows, bias):
-    torch.manual_seed(0)
-    layer = Linear(24, 40, bias=bias)
-    x = torch.randn(1, rows, 24, requires_grad=True)
-    y = layer(x)
-    reference = torch.nn.functional.linear(x, layer.weight, layer.bias)
-    assert y.shape == (1, rows, 40)
-    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-6)
-    y.sum().backward()  # gradients flow through either path
-    torch.testing.assert_close(x.grad, layer.weight.sum(0).expand(1, rows, 24))

@@ -45,9 +45,15 @@ def gelu_visible(wte, c_fc_weights):
 def make_hf_gpt2(tmp_path, **overrides):
     torch.manual_seed(0)
     config = transformers.GPT2Config(
-        vocab_size=96, n_positions=32, n_embd=32, n_layer=2, n_head=4,
-        bos_token_id=0, eos_token_id=0, **overrides,
-    )  # fmt: skip
+        vocab_size=96,
+        n_positions=32,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=0,
+        eos_token_id=0,
+        **overrides,
+    )
     model = transformers.GPT2LMHeadModel(config).eval()
     with torch.no_grad():  # non-trivial LayerNorm parameters and biases, so a mix-up shows
         for name, p in model.named_parameters():
@@ -60,9 +66,14 @@ def make_hf_gpt2(tmp_path, **overrides):
 
 @pytest.mark.parametrize(
     "activation, mlp",
-    [("gelu_new", "gelu"), ("gelu_pytorch_tanh", "gelu"), ("gelu_fast", "gelu"),
-     ("gelu", "gelu_exact"), ("gelu_python", "gelu_exact")],
-)  # fmt: skip
+    [
+        ("gelu_new", "gelu"),
+        ("gelu_pytorch_tanh", "gelu"),
+        ("gelu_fast", "gelu"),
+        ("gelu", "gelu_exact"),
+        ("gelu_python", "gelu_exact"),
+    ],
+)
 def test_import_gpt2_from_save_pretrained(activation, mlp, tmp_path):
     hf = make_hf_gpt2(tmp_path, activation_function=activation)
     ours = from_hf(tmp_path / "hf")
@@ -105,9 +116,15 @@ def test_export_loads_in_auto_model_with_same_logits(variant, tmp_path):
         )
         if variant == "llama-tied-bias":
             config = GPTConfig.from_preset(
-                "llama-tiny", vocab_size=80, block_size=32, n_layer=2, n_embd=32,
-                tie_embeddings=True, bias=True, n_kv_head=1,
-            )  # fmt: skip
+                "llama-tiny",
+                vocab_size=80,
+                block_size=32,
+                n_layer=2,
+                n_embd=32,
+                tie_embeddings=True,
+                bias=True,
+                n_kv_head=1,
+            )
     ours = GPT(config).eval()
     with torch.no_grad():
         for p in ours.parameters():

@@ -10,12 +10,16 @@ def test_gpt2_124m_by_hand():
     C, V, P, L = 768, 50257, 1024, 12
     per_block = (
         2 * C  # ln_1 weight + bias
-        + C * 3 * C + 3 * C  # c_attn: q, k, v
-        + C * C + C  # attention c_proj
+        + C * 3 * C
+        + 3 * C  # c_attn: q, k, v
+        + C * C
+        + C  # attention c_proj
         + 2 * C  # ln_2
-        + C * 4 * C + 4 * C  # c_fc
-        + 4 * C * C + C  # mlp c_proj
-    )  # fmt: skip
+        + C * 4 * C
+        + 4 * C  # c_fc
+        + 4 * C * C
+        + C  # mlp c_proj
+    )
     assert per_block == 7_087_872
     assert info["params"] == V * C + P * C + L * per_block + 2 * C == 124_439_808
     assert info["params_non_embedding"] == 124_439_808 - V * C - P * C == 85_056_000

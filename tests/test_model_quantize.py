@@ -15,15 +15,22 @@ from byollm.generate.processors import SamplingConfig
 from byollm.model import GPT, GPTConfig, save_model
 from byollm.model import quantize as quantize_module
 from byollm.model.quantize import Int8Linear, quantize_int8
-from byollm.tokenizer import CharTokenizer
+from byollm.tokenizer import TOKENIZER_FILE, CharTokenizer
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
 
 
 def tiny_model(vocab_size=48, **overrides):
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=64,
-                       dropout=0.0, **overrides)  # fmt: skip
+    config = GPTConfig(
+        vocab_size=vocab_size,
+        block_size=32,
+        n_layer=2,
+        n_head=2,
+        n_embd=64,
+        dropout=0.0,
+        **overrides,
+    )
     return GPT(config).eval()
 
 
@@ -64,8 +71,19 @@ def test_fallback_without_the_kernel_matches_the_kernel(monkeypatch):
     assert relative_error(kernel, fallback) < 0.01  # bf16 activations vs fp32 activations
 
 
-@pytest.mark.parametrize("overrides", [{}, {"pos": "rope", "norm": "rmsnorm", "mlp": "swiglu",
-                                            "n_kv_head": 1, "tie_embeddings": False}])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "pos": "rope",
+            "norm": "rmsnorm",
+            "mlp": "swiglu",
+            "n_kv_head": 1,
+            "tie_embeddings": False,
+        },
+    ],
+)
 def test_quantized_gpt_is_close_and_consistent(overrides, tmp_path):
     model = tiny_model(**overrides)
     idx = torch.randint(0, 48, (2, 20))
@@ -93,21 +111,35 @@ def test_quantized_gpt_is_close_and_consistent(overrides, tmp_path):
 def checkpoint(tmp_path):
     tokenizer = CharTokenizer.train(TEXT)
     save_model(tiny_model(tokenizer.vocab_size), tmp_path / "ckpt", extra={"train": {"step": 0}})
-    tokenizer.save(tmp_path / "ckpt" / "tokenizer.json")
+    tokenizer.save(tmp_path / "ckpt" / TOKENIZER_FILE)
     return tmp_path / "ckpt"
 
 
 def test_sample_and_eval_cli_take_quantize(checkpoint, capsys, tmp_path):
-    code = main(["sample", str(checkpoint), "--prompt", "To be", "--max-new-tokens", "8",
-                 "--temperature", "0", "--quantize", "int8"])  # fmt: skip
+    code = main(
+        [
+            "sample",
+            str(checkpoint),
+            "--prompt",
+            "To be",
+            "--max-new-tokens",
+            "8",
+            "--temperature",
+            "0",
+            "--quantize",
+            "int8",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and out.startswith("To be") and len(out) == len("To be") + 8 + 1
     text = tmp_path / "heldout.txt"
     text.write_text(TEXT * 3)
     results = {}
     for mode in ("none", "int8"):
-        assert main(["eval", str(checkpoint), "--corpus", str(text), "--json",
-                     "--quantize", mode]) == 0  # fmt: skip
+        assert (
+            main(["eval", str(checkpoint), "--corpus", str(text), "--json", "--quantize", mode])
+            == 0
+        )
         results[mode] = json.loads(capsys.readouterr().out)
     assert results["int8"]["quantize"] == "int8"
     assert abs(results["int8"]["loss"] - results["none"]["loss"]) < 0.01 * results["none"]["loss"]

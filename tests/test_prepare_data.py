@@ -7,11 +7,15 @@ import os
 
 import numpy as np
 import pytest
+from conftest import shared_file
+from full_disk import fill_disk_after
 
-from byollm.data.loader import BatchLoader, open_tokens, read_meta
-from byollm.data.prepare import prepare
+import byollm.data.prepare as prepare_module
+from byollm.data.loader import BatchLoader
+from byollm.data.prepare import OUTPUT_FILES, prepare
+from byollm.data.tokens import open_tokens, read_meta
 from byollm.errors import ByollmError
-from byollm.tokenizer import load_tokenizer
+from byollm.tokenizer import TOKENIZER_FILE, BPETokenizer, load_tokenizer
 
 
 def make_corpus(folder, n_files=3, lines=400, seed=0):
@@ -30,7 +34,7 @@ def full_text(folder):
 
 
 def decoded(out, split):
-    tokenizer = load_tokenizer(out / "tokenizer.json")
+    tokenizer = load_tokenizer(out / TOKENIZER_FILE)
     return tokenizer.decode(open_tokens(out, split).tolist())
 
 
@@ -108,11 +112,16 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(ByollmError, match="empty"):
         prepare(tmp_path / "empty.txt", "char", tmp_path / "d1", progress=False)
-    (tmp_path / "one.txt").write_text("one line only, no newline to split at")
+    (tmp_path / "two.txt").write_text("hi")
     with pytest.raises(ByollmError, match="too small to split"):
-        prepare(tmp_path / "one.txt", "char", tmp_path / "d2", progress=False)
+        prepare(tmp_path / "two.txt", "char", tmp_path / "d2", progress=False)
+    (tmp_path / "one.txt").write_text("one line only, no newline to split at")
     with pytest.raises(ByollmError, match="val_fraction"):
         prepare(tmp_path / "one.txt", "char", tmp_path / "d3", val_fraction=1.5, progress=False)
+    for workers in (0, -3, 10**6):
+        with pytest.raises(ByollmError, match=f"workers must be between 1 and .*got {workers}"):
+            prepare(tmp_path / "one.txt", "char", tmp_path / "d3", workers=workers, progress=False)
+    assert not (tmp_path / "d3").exists()
     with pytest.raises(ByollmError, match="no prepared data"):
         read_meta(tmp_path / "nowhere")
     (tmp_path / "d4").mkdir()
@@ -202,3 +211,144 @@ def test_memory_stays_flat_as_the_corpus_grows(tmp_path):
 
     small, large = peak_rss(1), peak_rss(40)
     assert large - small < 20 * 2**20, (small, large)
+
+
+# --- bad data is refused, odd data is handled, a full disk keeps the old data ------------------
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("café au lait\n".encode("latin-1") * 20, r"is not UTF-8 text \(byte 0xe9 at offset 3\)"),
+        (b"plain text\n" * 50 + b"\x00\x01\x02binary", r"is binary.*offset 550"),
+        (b"cut in the middle \xe2\x9c", r"not UTF-8 text \(byte 0xe2 at offset 18\)"),
+    ],
+)
+def test_binary_or_non_utf8_corpus_is_refused_not_mangled(tmp_path, data, message):
+    (tmp_path / "corpus.txt").write_bytes(data)
+    for spec in ("char", "bpe:260"):
+        with pytest.raises(ByollmError, match=message) as info:
+            prepare(tmp_path / "corpus.txt", spec, tmp_path / "data", progress=False)
+        assert "corpus.txt" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_split_pattern_that_skips_text_is_refused(tmp_path):
+    # \w+ matches words only: spaces, punctuation and newlines would vanish from the tokens
+    # (40 KB became 10 tokens before this check).
+    text = shared_file("misc/the-verdict.txt").read_text(encoding="utf-8")
+    (tmp_path / "verdict.txt").write_text(text, encoding="utf-8")
+    skipping = BPETokenizer.train(text, 300, pattern=r"\w+", progress=False)
+    skipping.save(tmp_path / "words-only.json")
+    with pytest.raises(ByollmError, match=r"split pattern '\\\\w\+' does not match all") as info:
+        prepare(
+            tmp_path / "verdict.txt", tmp_path / "words-only.json", tmp_path / "d", progress=False
+        )
+    assert "verdict.txt" in str(info.value)
+    assert not (tmp_path / "d").exists()
+    # the same text with a pattern that covers everything keeps every byte
+    BPETokenizer.train(text, 300, pattern="gpt4", progress=False).save(tmp_path / "gpt4.json")
+    prepare(tmp_path / "verdict.txt", tmp_path / "gpt4.json", tmp_path / "d", progress=False)
+    assert decoded(tmp_path / "d", "train") + decoded(tmp_path / "d", "val") == text
+
+
+@pytest.mark.parametrize("separator", [" ", ""])
+def test_a_corpus_without_newlines_is_cut_between_words_or_characters(tmp_path, separator):
+    # 40 KB in one line: cut before spaces (or, with no space at all, between characters, never
+    # inside one), so the ranges stay small and there is a validation split.
+    rng = np.random.default_rng(1)
+    words = ["thou", "art", "café", "θάλασσα", "✓", "king"]
+    text = separator.join(rng.choice(words, size=8000))
+    (tmp_path / "line.txt").write_text(text, encoding="utf-8")
+    meta = prepare(tmp_path / "line.txt", "char", tmp_path / "d", chunk_bytes=999, progress=False)
+    train, val = decoded(tmp_path / "d", "train"), decoded(tmp_path / "d", "val")
+    assert train + val == text
+    assert 0.09 < meta["splits"]["val"]["bytes"] / meta["corpus_bytes"] < 0.11
+    if separator:
+        assert val.startswith(" ")  # the split falls on a word boundary
+
+
+def test_a_short_line_without_newline_still_splits(tmp_path):
+    text = "one line only, no newline to split at"
+    (tmp_path / "one.txt").write_text(text)
+    meta = prepare(tmp_path / "one.txt", "char", tmp_path / "d", progress=False)
+    assert decoded(tmp_path / "d", "val") == " at" and meta["splits"]["train"]["bytes"] == 34
+
+
+def test_disk_full_keeps_the_previous_data_and_leaves_no_temporary_files(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    out = tmp_path / "data"
+    prepare(corpus, "char", out, chunk_bytes=2000, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with (corpus / "part0.txt").open("a", encoding="utf-8") as f:
+        f.write("new text that needs a new data folder\n")
+    fill_disk_after(monkeypatch, prepare_module, writes=3)
+    with pytest.raises(ByollmError, match="No space left on device") as info:
+        prepare(corpus, "char", out, chunk_bytes=2000, progress=False)
+    assert "\n" not in str(info.value) and "previous data" in str(info.value)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched, no temp file
+    monkeypatch.undo()
+    meta = prepare(corpus, "char", out, chunk_bytes=2000, progress=False)  # space again
+    assert "new data folder" in decoded(out, "val")
+    assert meta == read_meta(out)
+
+
+def test_disk_full_on_a_first_run_leaves_no_folder(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    fill_disk_after(monkeypatch, prepare_module, writes=0)
+    with pytest.raises(ByollmError, match="No space left on device"):
+        prepare(corpus, "char", tmp_path / "new" / "data", progress=False)
+    assert not (tmp_path / "new" / "data").exists()
+
+
+def test_prepare_cli_expands_tilde_and_refuses_a_binary_file(tmp_path, capsys, monkeypatch):
+    from byollm.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    make_corpus(tmp_path / "corpus", n_files=1)
+    argv = ["prepare", "--corpus", "~/corpus", "--out=~/prepared", "--no-progress"]
+    assert main(argv) == 0
+    assert (tmp_path / "prepared" / "meta.json").is_file() and not (tmp_path / "~").exists()
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    argv = ["prepare", "--corpus", "~/blob.bin", "--out", "~/blob-data", "--no-progress"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "blob.bin is binary" in err
+
+
+def test_prepare_never_overwrites_files_it_did_not_write(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train.bin").write_bytes(b"someone's own binary")
+    (mine / "notes.txt").write_text("keep\n")
+    with pytest.raises(ByollmError, match="holds train.bin but no meta.json") as info:
+        prepare(corpus, "char", mine, progress=False)
+    assert "will not overwrite" in str(info.value)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "train.bin"]
+    assert (mine / "train.bin").read_bytes() == b"someone's own binary"
+    # a folder with other files only is fine, and so is the tokenizer file being used
+    (mine / "train.bin").unlink()
+    prepare(corpus, "bpe:270", tmp_path / "tok-source", progress=False)
+    own_tokenizer = mine / TOKENIZER_FILE
+    own_tokenizer.write_bytes((tmp_path / "tok-source" / TOKENIZER_FILE).read_bytes())
+    prepare(corpus, own_tokenizer, mine, progress=False)
+    assert (mine / "notes.txt").read_text() == "keep\n" and (mine / "meta.json").is_file()
+
+
+def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", n_files=1)
+    out = tmp_path / "data"
+    prepare(corpus, "char", out, progress=False)
+    dead = 2**22 + 12345  # above Linux's largest pid: no such process
+    (out / f".train.bin.tmp-{dead}").touch()
+    (out / f".{TOKENIZER_FILE}.tmp-{dead}.tmp").touch()  # Tokenizer.save's own temporary
+    (out / f".tokenizer.json.tmp-{dead}").touch()  # a killed run of a byollm before the rename
+    (out / f".train.bin.tmp-{os.getpid()}x").touch()  # not one of ours: left alone
+    with (corpus / "part0.txt").open("a", encoding="utf-8") as f:
+        f.write("more\n")
+    prepare(corpus, "char", out, progress=False)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f".train.bin.tmp-{os.getpid()}x", *sorted(OUTPUT_FILES)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import shared_file
@@ -73,6 +75,61 @@ def test_heap_merge_equals_simple_merge(data):
         ranks[token] = 256 + i
     assert _byte_pair_merge_heap(data, ranks) == _simple(data, ranks)
     assert b"".join(byte_pair_merge(data, ranks)) == data
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.text("abc", min_size=2, max_size=6), max_size=25, unique=True),
+    st.randoms(use_true_random=False),
+    st.text("abc", max_size=80),
+    st.sampled_from([(1, 1), (2, 3), (5, 2), (1 << 20, 1 << 18)]),
+)
+def test_long_piece_encoder_equals_simple_merge(tokens, rng, text, slices):
+    """The round-based merger gives the one-at-a-time result for any rank order, including
+    orders no BPE training produces (a token ranked before one of its own parts), which make
+    rounds stop early; and however small its slices."""
+    import byollm.tokenizer.long_pieces as long_pieces
+
+    ranks = {bytes([b]): b for b in range(256)}
+    rng.shuffle(tokens)
+    for token in tokens:
+        ranks[token.encode()] = len(ranks)
+    encoder = long_pieces.LongPieceEncoder(ranks)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(long_pieces, "ROUND_SLICE", slices[0])
+        patch.setattr(long_pieces, "LOOKUP_SLICE", slices[1])
+        ids = encoder.encode(text.encode())
+    assert ids == [ranks[part] for part in _simple(text.encode(), ranks)]
+
+
+LONG_WORD_PEAK = """
+import random, resource
+from byollm.tokenizer import BPETokenizer
+
+letters = "abcdefghij"
+ranks = {bytes([b]): b for b in range(256)}
+for token in [b"a" * 2**k for k in range(1, 7)] + [(x + y).encode() for x in letters for y in letters]:
+    ranks.setdefault(token, len(ranks))
+for x in letters:
+    for y in letters:
+        ranks.setdefault((x + y + x + y).encode(), len(ranks))
+tok = BPETokenizer(ranks, pattern="gpt2")
+word = "a" * 2**20 + "".join(random.Random(0).choices(letters, k=2**20))  # 2 MB, one piece
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ids = tok.encode(word)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert tok.decode(ids) == word
+print((after - before) * 1024)  # Linux reports KiB
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB is Linux's")
+def test_a_2_mb_word_is_encoded_in_bounded_memory():
+    # Merging one pair at a time in Python objects took ~510 MB more for this word (and 10 GB,
+    # then MemoryError, for 50 MB); the round-based merger in int32 arrays takes ~100 MB.
+    out = subprocess.run([sys.executable, "-c", LONG_WORD_PEAK], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) < 200 * 2**20
 
 
 def _simple(piece, ranks):
@@ -229,9 +286,13 @@ def test_malformed_tokenizer_files_name_the_file(tmp_path, content, message):
 def test_edited_file_fails_the_content_hash(tmp_path, trained):
     path = trained.save(tmp_path / "tok.json")
     data = json.loads(path.read_text())
-    data["merges"][0] = [1, 2]
+    data["special_tokens"]["<|endoftext|>"] = 600  # a well-formed edit: only the hash sees it
     path.write_text(json.dumps(data))
     with pytest.raises(ByollmError, match="content hash mismatch"):
+        load_tokenizer(path)
+    data["merges"][0] = [1, 2]  # an edit that breaks the vocabulary is named as such
+    path.write_text(json.dumps(data))
+    with pytest.raises(ByollmError, match="'merges' entry 0 .* does not join"):
         load_tokenizer(path)
 
 

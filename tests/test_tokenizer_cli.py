@@ -9,15 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, shared_file
+from conftest import shared_file, shared_mirror
 
 from byollm.cli import main
+
+GPT2_FILES = ("gpt2/encoder.json", "gpt2/vocab.bpe")
 
 
 @pytest.fixture
 def mirror(monkeypatch):
-    shared_file("gpt2/encoder.json")
-    monkeypatch.setenv("BYOLLM_MIRROR", f"file://{SHARED_DATA}")
+    folder = shared_mirror(*GPT2_FILES, "tiktoken/cl100k_base.tiktoken")
+    monkeypatch.setenv("BYOLLM_MIRROR", folder.as_uri())
 
 
 def test_encode_prints_ids_on_one_line(mirror, capsys):
@@ -42,30 +44,67 @@ def test_encode_decode_files(mirror, tmp_path, capsysbinary):
 
 
 def test_pipe_round_trip(tmp_path):
-    shared_file("gpt2/encoder.json")
-    env = {**os.environ, "BYOLLM_MIRROR": f"file://{SHARED_DATA}", "BYOLLM_HOME": str(tmp_path),
-           "PYTHONPATH": str(Path(__file__).parents[1] / "src")}  # fmt: skip
+    env = {
+        **os.environ,
+        "BYOLLM_MIRROR": shared_mirror(*GPT2_FILES).as_uri(),
+        "BYOLLM_HOME": str(tmp_path),
+        "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
+    }
     byollm = f"{sys.executable} -m byollm tokenizer"
     text = "Tabs\tand  spaces, émoji 😀\n\nend"
     result = subprocess.run(
         f"{byollm} encode --tokenizer gpt2 | {byollm} decode --tokenizer gpt2",
-        shell=True, input=text.encode(), capture_output=True, env=env, check=True,
-    )  # fmt: skip
+        shell=True,
+        input=text.encode(),
+        capture_output=True,
+        env=env,
+        check=True,
+    )
     assert result.stdout == text.encode()
 
 
 def test_train_show_and_compare(tmp_path, capsys):
     corpus = shared_file("tinyshakespeare.txt")
     out = tmp_path / "tok.json"
-    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "300",
-                 "--pattern", "gpt2", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--corpus",
+                str(corpus),
+                "--vocab-size",
+                "300",
+                "--pattern",
+                "gpt2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["type"] == "bpe"
     capsys.readouterr()
     assert main(["tokenizer", "show", "--tokenizer", str(out), "--color", "never", "the king"]) == 0
     shown = capsys.readouterr().out
     assert shown.startswith("[") and "bytes/token" in shown
-    assert main(["tokenizer", "compare", "--corpus", str(corpus), "--max-chars", "20000",
-                 "--tokenizers", str(out), f"char:{corpus}"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tokenizer",
+                "compare",
+                "--corpus",
+                str(corpus),
+                "--max-chars",
+                "20000",
+                "--tokenizers",
+                str(out),
+                f"char:{corpus}",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "tok.json" in table and "char:" in table
 
@@ -73,9 +112,23 @@ def test_train_show_and_compare(tmp_path, capsys):
 def test_train_char(tmp_path):
     corpus = shared_file("tinyshakespeare.txt")
     out = tmp_path / "char.json"
-    assert main(["tokenizer", "train", "--type", "char", "--corpus", str(corpus), "--special",
-                 "--out", str(out)]) == 0  # fmt: skip
-    assert len(json.loads(out.read_text())["chars"]) == 65
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--tokenizer",
+                "char",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    saved = json.loads(out.read_text())
+    assert len(saved["chars"]) == 65 and saved["special_tokens"] == {}  # char: no specials
 
 
 @pytest.mark.parametrize(
@@ -95,7 +148,7 @@ def test_train_char(tmp_path):
                 "x.json",
             ],
             "unknown pattern",
-        ),  # fmt: skip
+        ),
         (
             ["train", "--corpus", "{empty}", "--vocab-size", "300", "--out", "x.json"],
             "empty corpus",
@@ -107,6 +160,15 @@ def test_train_char(tmp_path):
         (["encode", "--tokenizer", "{tmp}/missing.json", "hi"], "missing.json does not exist"),
         (["encode", "--tokenizer", "{broken}", "hi"], "broken.json is not valid JSON"),
         (["encode", "--tokenizer", "gpt3", "hi"], "unknown tokenizer 'gpt3'"),
+        (["encode", "--tokenizer", "char", "hi"], "no corpus here: write char:CORPUS"),
+        (
+            ["train", "--corpus", "{corpus}", "--tokenizer", "bpe:x", "--out", "x.json"],
+            "expected bpe:N",
+        ),
+        (
+            ["train", "--corpus", "{corpus}", "--tokenizer", "gpt2", "--out", "x.json"],
+            "train takes bpe:N or char",
+        ),
         (["decode", "--tokenizer", "{char}", "1 x"], "not a token id: 'x'"),
         (["decode", "--tokenizer", "{char}", "2 1000"], "token id 1000 is not in the vocabulary"),
         (["encode", "--tokenizer", "{char}", "--file", "{tmp}/latin1.txt"], "not UTF-8"),
@@ -120,8 +182,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     from byollm.tokenizer import CharTokenizer
 
     CharTokenizer.train("abc").save(tmp_path / "char.json")
-    values = {"corpus": "{corpus}", "tmp": str(tmp_path), "empty": str(tmp_path / "empty.txt"),
-              "broken": str(tmp_path / "broken.json"), "char": str(tmp_path / "char.json")}  # fmt: skip
+    values = {
+        "corpus": "{corpus}",
+        "tmp": str(tmp_path),
+        "empty": str(tmp_path / "empty.txt"),
+        "broken": str(tmp_path / "broken.json"),
+        "char": str(tmp_path / "char.json"),
+    }
     if any("{corpus}" in a for a in argv):
         values["corpus"] = str(shared_file("misc/the-verdict.txt"))
     argv = [a.format(**values) for a in argv]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import shared_file
 
@@ -65,6 +67,43 @@ def test_tiktoken_export_gives_identical_ids(tmp_path, texts, tokenizers_to_expo
         )
 
 
-def test_char_tokenizer_cannot_be_exported(tmp_path):
+def test_char_tokenizer_exports_as_a_bpe_without_merges(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    char = CharTokenizer.train("hello world\nbye, all!", special_tokens=["<|endoftext|>"])
+    to_huggingface(char, tmp_path / "x.json")
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "x.json"))
+    for text in ["hello world", "bye,\n  all!", "l l  o<|endoftext|>ab"]:
+        ids = char.encode(text, allowed_special="all")
+        assert hf.encode(text).ids == ids
+        assert hf.decode(ids, skip_special_tokens=False) == text
+
+
+def test_only_bpe_and_char_tokenizers_export(tmp_path):
     with pytest.raises(ByollmError, match="only BPE"):
-        to_huggingface(CharTokenizer.train("abc"), tmp_path / "x.json")
+        to_huggingface(object(), tmp_path / "x.json")
+
+
+def test_from_huggingface_reads_back_what_to_huggingface_writes_and_gpt2(tmp_path):
+    from byollm.tokenizer.export import from_huggingface
+
+    text = "Hello world, it's 2026!\n  Spaces<|endoftext|> and ünïcödé 12345"
+    bpe = BPETokenizer.train(text * 5, 300, pattern="gpt4", progress=False)
+    char = CharTokenizer.train(text, special_tokens=["<|endoftext|>"])
+    for tok in (bpe, char):
+        to_huggingface(tok, tmp_path / "t.json")
+        back = from_huggingface(tmp_path / "t.json")
+        assert type(back) is type(tok)
+        assert back.encode(text, allowed_special="all") == tok.encode(text, allowed_special="all")
+    # GPT-2's own tokenizer.json spelling: ByteLevel with its built-in regex, no Split
+    gpt2 = load_pretrained(
+        "gpt2", paths=(shared_file("gpt2/encoder.json"), shared_file("gpt2/vocab.bpe"))
+    )
+    to_huggingface(gpt2, tmp_path / "g.json")
+    data = json.loads((tmp_path / "g.json").read_text())
+    data["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    assert from_huggingface(tmp_path / "g.json").encode(text) == gpt2.encode(text)
+    data["model"]["merges"] = data["model"]["merges"][::-1]  # merge order != id order
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    with pytest.raises(ByollmError, match="not in id order"):
+        from_huggingface(tmp_path / "g.json")

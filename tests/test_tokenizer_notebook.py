@@ -10,6 +10,6 @@ from __future__ import annotations
 from notebook_runner import run_notebook
 
 
-def test_notebook_executes(monkeypatch, tmp_path):
-    _, text = run_notebook("01_tokenization.ipynb", monkeypatch, cwd=tmp_path, timeout=120)
+def test_notebook_executes(tmp_path):
+    _, text = run_notebook("01_tokenization.ipynb", cwd=tmp_path, timeout=120)
     assert "merge (" in text and "same ids: True" in text

@@ -47,7 +47,7 @@ mixed_text = st.lists(
             "\u00a0",
             "\u3000",
             "x",
-        ]  # fmt: skip
+        ]
     ),
     max_size=40,
 ).map("".join)

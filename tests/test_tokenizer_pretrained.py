@@ -8,10 +8,12 @@ shared data folder), so nothing here is copied from our code under test.
 from __future__ import annotations
 
 import hashlib
+import random
+import string
 from functools import cache
 
 import pytest
-from conftest import SHARED_DATA, shared_file
+from conftest import shared_file, shared_mirror
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +52,7 @@ def reference(name) -> tiktoken.Encoding:
     def read_local(url, expected_hash=None):
         local = {"encoder.json": "gpt2/encoder.json", "vocab.bpe": "gpt2/vocab.bpe"}
         base = url.rsplit("/", 1)[-1]
-        data = (SHARED_DATA / local.get(base, f"tiktoken/{base}")).read_bytes()
+        data = shared_file(local.get(base, f"tiktoken/{base}")).read_bytes()
         assert expected_hash is None or hashlib.sha256(data).hexdigest() == expected_hash
         return data
 
@@ -65,7 +67,7 @@ def reference(name) -> tiktoken.Encoding:
 @cache
 def stdlib_slice() -> str:
     """The first 400 KB of the `python-stdlib` corpus (built offline by the corpus registry)."""
-    from byollm.data.corpora import read_corpus_text
+    from byollm.corpora import read_corpus_text
 
     return read_corpus_text("python-stdlib:400KB")
 
@@ -188,6 +190,20 @@ def test_long_runs(name):
         assert tok.encode(text) == ref.encode_ordinary(text)
 
 
+@pytest.mark.parametrize("name", ["gpt2", "cl100k_base"])
+def test_huge_single_words(name):
+    """Pieces over 64 KiB go to the round-based merger (`long_pieces.py`): same ids."""
+    tok, ref = ours(name), reference(name)
+    rng = random.Random(0)
+    for text in [
+        "a" * 70_000,
+        "".join(rng.choices(string.ascii_letters, k=100_000)),
+        "".join(rng.choices("ab", k=80_000)),
+        "=" * 66_000 + "x" * 66_000,
+    ]:
+        assert tok.encode(text) == ref.encode_ordinary(text)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 50256), max_size=20))
 def test_decode_of_arbitrary_ids_matches_tiktoken(ids):
@@ -196,8 +212,8 @@ def test_decode_of_arbitrary_ids_matches_tiktoken(ids):
 
 
 def test_load_by_name_through_a_mirror(monkeypatch):
-    shared_file("gpt2/encoder.json")
-    monkeypatch.setenv("BYOLLM_MIRROR", f"file://{SHARED_DATA}")
+    folder = shared_mirror("gpt2/encoder.json", "gpt2/vocab.bpe", "tiktoken/cl100k_base.tiktoken")
+    monkeypatch.setenv("BYOLLM_MIRROR", folder.as_uri())
     tok = load_tokenizer("gpt2")
     assert tok.encode("Hello world") == [15496, 995]
     assert load_tokenizer("cl100k_base").encode("Hello world") == [9906, 1917]

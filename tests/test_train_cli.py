@@ -18,11 +18,7 @@ def _one_thread():
         yield
 
 
-def one_line_error(capsys, *words):
-    err = capsys.readouterr().err
-    assert err.startswith("byollm train: error:") and err.count("\n") == 1, err
-    for word in words:
-        assert word in err, err
+one_line_error = train_helpers.one_line_error
 
 
 def test_unknown_key_suggests_the_closest(capsys):

@@ -1,4 +1,5 @@
-"""Exact resume after SIGKILL, and 2-process DDP equal to 1 process (real subprocesses)."""
+"""Exact resume (after SIGKILL; with dropout), and 2-process DDP: equal to 1 process, and
+stopped together when the run folder is locked (real subprocesses)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from safetensors.torch import load_file
 
 from byollm.train import load_train_config, train
 from byollm.train.metrics import read_metrics
+from byollm.train.rundir import RunFolder
+from byollm.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
@@ -134,3 +137,49 @@ def test_two_process_ddp_matches_one_process(corpus, tmp_path):
     evals = read_metrics(tmp_path / "two" / "shakespeare-char" / "metrics.jsonl")
     final = [r for r in evals if r["kind"] == "eval"][-1]
     assert final["val_loss"] == pytest.approx(expected["final_val_loss"], rel=1e-4)
+
+
+def test_resume_with_dropout_is_exact(corpus, tmp_path, monkeypatch):
+    # Dropout draws from the global RNG at every step, so anything else that draws from it after
+    # the checkpoint's RNG state is restored (it was a peak-FLOPs probe) changes the run.
+    settings = {**SETTINGS, "corpus": str(corpus), "max_steps": "8", "model.dropout": "0.2"}
+    reference = load_train_config(None, {**settings, "out_dir": str(tmp_path / "ref")})
+    expected = train(reference, progress=False, log=lambda *a: None)
+
+    config = load_train_config(None, {**settings, "out_dir": str(tmp_path / "crashed")})
+    train_step = Trainer.train_step
+
+    def crash_at_step_6(self, lr_mult):
+        if self.step == 6:  # after the step-4 checkpoint
+            raise KeyboardInterrupt
+        return train_step(self, lr_mult)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, log=lambda *a: None)
+    monkeypatch.undo()
+    resumed = train(config, resume=True, progress=False, log=lambda *a: None)
+
+    assert resumed["final_val_loss"] == expected["final_val_loss"]
+    run, ref = tmp_path / "crashed" / "shakespeare-char", tmp_path / "ref" / "shakespeare-char"
+    assert train_losses(run) == train_losses(ref)
+    a = load_file(str(ref / "checkpoint" / "model.safetensors"))
+    b = load_file(str(run / "checkpoint" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ddp_ranks_stop_together_on_a_locked_run(tmp_path):
+    run = tmp_path / "runs" / "shakespeare-char"
+    holder = RunFolder.open(run, resume=False, overwrite=False)  # another trainer, as it were
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "byollm", "train", "--no-progress", "--out_dir", str(tmp_path / "runs")]
+    try:
+        # a rank left waiting for rank 0 would hang until the 30-minute collective timeout
+        result = subprocess.run(
+            command, env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+    finally:
+        holder.release()
+    assert result.returncode != 0
+    message = f"being written by another byollm process (pid {os.getpid()})"
+    assert result.stderr.count(message) == 1, result.stderr[-3000:]  # said once, by rank 0

@@ -19,7 +19,7 @@ from byollm.errors import ByollmError
 # later stages import PyTorch, which takes seconds, and `byollm --help` should not wait for it.
 # A test keeps this table equal to what the modules register.
 VERBS: dict[str, tuple[str, str]] = {
-    "data": ("byollm.data.cli", "list, describe and download corpora and tokenizer files"),
+    "data": ("byollm.corpora.cli", "list, describe and download corpora and tokenizer files"),
     "tokenizer": ("byollm.tokenizer.cli", "train, apply and inspect tokenizers"),
     "prepare": ("byollm.data.prepare_cli", "tokenize a corpus into token files for training"),
     "model": ("byollm.model.cli", "inspect model configs"),
@@ -36,6 +36,21 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": (
         "byollm.evaluate.cli",
         "loss, perplexity and bits per byte on a corpus, or benchmark tasks",
+    ),
+    "finetune": (
+        "byollm.finetune.cli",
+        "fine-tune a checkpoint: classify texts or follow instructions (LoRA optional)",
+    ),
+    "classify": ("byollm.finetune.cli", "label texts with a fine-tuned classifier"),
+    "merge-lora": ("byollm.finetune.cli", "fold a LoRA adapter into its base's weights"),
+    "serve": (
+        "byollm.serve.cli",
+        "serve a checkpoint over an OpenAI-compatible HTTP API, with a playground page",
+    ),
+    "exercise": ("byollm.exercises.cli", "build each stage yourself and check it against byollm"),
+    "scaling": (
+        "byollm.scaling.cli",
+        "sweep model sizes at fixed compute, fit scaling laws, predict a bigger run",
     ),
 }
 # The stages that contribute verbs, in the order a newcomer meets them.

@@ -11,7 +11,7 @@ loss scaling (unlike fp16).
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import re
 
 import torch
 
@@ -19,21 +19,35 @@ from byollm.errors import ByollmError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# A device name: one of DEVICES, or cuda:N for the N-th GPU.
+DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,4})?")
+
+
+def check_device_name(name: str) -> None:
+    """Refuse a string that names no device (whether this machine has it is `pick_device`'s job)."""
+    if not isinstance(name, str) or not DEVICE_NAME.fullmatch(name):
+        raise ByollmError(
+            f"unknown device {name!r}; choose one of auto, cpu, cuda, cuda:N (the N-th GPU), mps"
+        )
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """The best available device for `name='auto'`, or the named one if it exists here."""
+    check_device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind not in DEVICES:
-        raise ByollmError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    kind, _, index = name.partition(":")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ByollmError("device 'cuda' was asked for but PyTorch sees no CUDA GPU here")
+        raise ByollmError(f"device {name!r} was asked for but PyTorch sees no CUDA GPU here")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ByollmError(
+            f"device {name!r} was asked for but PyTorch sees {torch.cuda.device_count()} CUDA "
+            f"GPU(s) here: cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ByollmError("device 'mps' was asked for but PyTorch sees no Apple GPU here")
     return torch.device(name)
@@ -67,30 +81,3 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# glibc's mallopt parameters (malloc.h): M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_cpu_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
-    """Ask glibc's malloc to keep freed blocks for reuse instead of handing them back to the OS.
-
-    Why: a training step allocates and frees the same few-MB activations every step. By default
-    glibc serves big blocks with mmap and returns freed memory to the kernel, so the next step
-    page-faults it all back in, zeroed page by page. On the default preset that was 8,000-10,000
-    page faults per step (~100 after this call) and 6-11% of the step on a 2-core CPU
-    (benchmarks/RESULTS.md). PyTorch's GPU allocator caches memory the same way. The cost: the
-    process keeps its peak memory.
-
-    Returns False (and changes nothing) where the C library is not glibc (macOS, musl, Windows).
-    """
-    try:
-        libc = ctypes.CDLL(None)  # the C library this process already runs on
-    except (OSError, TypeError):  # Windows has no such handle
-        return False
-    if not hasattr(libc, "gnu_get_libc_version"):  # mallopt's numbers mean this only in glibc
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
-    )

@@ -1,6 +1,6 @@
 """Verified downloads: a file is either complete and checked, or absent.
 
-    >>> fetch("https://example.org/input.txt", "86c4e6aa...", Path("cache/input.txt"))
+    >>> fetch("https://example.org/input.txt", "86c4e6aa...", Path("cache/input.txt"))  # doctest: +SKIP
     PosixPath('cache/input.txt')
 
 Design choices:
@@ -16,7 +16,14 @@ Design choices:
 - **A verified cache is reused without any network**: `fetch` hashes `dest` first.
 - **Mirrors replace the origin**: with `mirror=` (or `$BYOLLM_MIRROR`) the URL used is
   `mirror.rstrip('/') + '/' + mirror_path`. A mirror is any http(s):// or file:// folder (a plain
-  folder path also works) laid out like `shared/data`: `tinyshakespeare.txt`, `gpt2/encoder.json`...
+  folder path also works) holding each file at its mirror path (`byollm data info NAME` shows
+  it): `tinyshakespeare.txt`, `gpt2/encoder.json`, `tiktoken/cl100k_base.tiktoken`...
+  A mirror string is checked before anything is fetched (`resolve_mirror`): a typo such as
+  `htp://x`, `file:` or `http://[::1` is one line naming the value, never a traceback.
+- **No more than the registry's size**: given `size`, a server that announces or sends more
+  bytes is cut off and the partial file deleted, so a broken or hostile server cannot fill the disk.
+- **The local side failing is not the network failing**: disk full (or no permission) while
+  writing deletes the partial file and says which file could not be written.
 - **No network is its own error**, `OfflineError` (a `ByollmError`), so callers can fall back to
   an offline corpus; its one-line message names the mirror and local-path options.
 - **Two processes, one file**: on POSIX a lock file (`.byollm-download.lock` in the destination
@@ -53,8 +60,9 @@ TIMEOUT_S = 30.0  # per socket operation (connect, each read), not for the whole
 ATTEMPTS = 3  # transfers cut short are resumed this many times before giving up
 
 OFFLINE_HINT = (
-    "no network? Use a mirror with --mirror URL or BYOLLM_MIRROR=URL (http(s):// or file://, "
-    "laid out like shared/data), or pass a local file or folder path instead of the name"
+    "no network? Use a mirror with --mirror URL or BYOLLM_MIRROR=URL (an http(s):// or file:// "
+    "folder holding each file at the mirror path `byollm data info NAME` shows, e.g. "
+    "tinyshakespeare.txt), or pass a local file or folder path instead of the name"
 )
 
 
@@ -70,6 +78,10 @@ class _RangeRefused(Exception):
     """Internal: the server refused our Range (416); the `.part` file is stale."""
 
 
+class _TooBig(Exception):
+    """Internal: the source sent more bytes than the registered size."""
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks so large files need little memory."""
     hasher = hashlib.sha256()
@@ -80,16 +92,70 @@ def sha256_file(path: Path) -> str:
 
 
 def resolve_mirror(mirror: str | None = None) -> str | None:
-    """The mirror in effect: the argument, else `$BYOLLM_MIRROR`, else None.
+    """The mirror in effect, checked: the argument, else `$BYOLLM_MIRROR`, else None.
 
     A plain folder path is turned into a file:// URL:
-    >>> resolve_mirror("/work/shared/data")
-    'file:///work/shared/data'
+    >>> resolve_mirror("/srv/byollm-mirror")
+    'file:///srv/byollm-mirror'
+
+    A malformed mirror raises `ByollmError` naming it (an empty `$BYOLLM_MIRROR` means none).
     """
-    mirror = mirror or os.environ.get(MIRROR_ENV) or None
-    if mirror and "://" not in mirror:
-        mirror = Path(mirror).expanduser().resolve().as_uri()
-    return mirror
+    where = "mirror"
+    if mirror is None:
+        mirror, where = os.environ.get(MIRROR_ENV) or None, f"${MIRROR_ENV}"
+        if mirror is None:
+            return None
+    return _checked_mirror(mirror, where)
+
+
+_MIRROR_FORMS = "a mirror is an http(s):// or file:/// URL or a folder path holding each file at its mirror path"
+
+
+def _checked_mirror(text: str, where: str) -> str:
+    """`text` as a mirror URL, or a one-line `ByollmError` saying what is wrong with it."""
+
+    def bad(why: str) -> ByollmError:
+        return ByollmError(f"{where} {text!r} {why}; {_MIRROR_FORMS}")
+
+    if not text.strip():
+        raise bad("is empty")
+    if not text.isprintable():  # newlines, tabs, NUL: no URL or path holds them
+        raise bad("holds control characters")
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", text)
+    if scheme is None or len(scheme.group(1)) == 1:  # a path (one letter: a Windows drive)
+        try:
+            return Path(text).expanduser().resolve().as_uri()
+        except (OSError, RuntimeError, ValueError) as e:  # e.g. ~nosuchuser
+            raise bad(f"is not a usable folder path ({e})") from None
+    try:
+        parsed = urlparse(text)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as e:  # e.g. 'http://[::1' (Invalid IPv6 URL)
+        raise bad(f"is not a valid URL ({e})") from None
+    kind = parsed.scheme.lower()
+    if kind not in ("http", "https", "file"):
+        raise bad(f"has the unsupported scheme {parsed.scheme + ':'!r}")
+    if parsed.query or parsed.fragment or text.endswith(("?", "#")):
+        raise bad("has a query or fragment ('?' or '#'), which file names cannot follow")
+    if kind == "file":
+        if not text[len("file:") :].startswith("//"):
+            raise bad("is not a file URL (write file:///path/to/folder)")
+        if parsed.netloc not in ("", "localhost"):
+            raise bad(f"names the host {parsed.netloc!r}; file URLs name a folder on this machine")
+        if not parsed.path:
+            raise bad("names no folder")
+        return text
+    if " " in text:
+        raise bad("holds spaces (percent-encode them as %20)")
+    if not text.isascii():
+        raise bad("holds non-ASCII characters (percent-encode them; write hosts in xn-- form)")
+    if not parsed.hostname:
+        raise bad("names no host")
+    try:
+        parsed.hostname.encode("idna")
+    except UnicodeError:  # an empty or over-long label, e.g. 'http://a..b'
+        raise bad(f"has an invalid host name {parsed.hostname!r}") from None
+    return text
 
 
 def source_url(url: str, mirror: str | None = None, mirror_path: str | None = None) -> str:
@@ -114,20 +180,22 @@ def fetch(
     mirror: str | None = None,
     mirror_path: str | None = None,
     progress: bool = True,
+    size: int | None = None,
 ) -> Path:
     """Make `dest` a verified copy of the file at `url` (or on the mirror) and return its path.
 
+    `size`, when known, is the most bytes accepted: a source that sends more is cut off.
     Raises `OfflineError` when the source cannot be reached (or every attempt was cut short),
-    `ByollmError` for an HTTP error or a sha256 mismatch; in no case is a bad `dest` left behind.
+    `ByollmError` for an HTTP error, a sha256 mismatch, an oversized source, a malformed mirror or
+    a disk that cannot take the file; in no case is a bad `dest` left behind.
     """
     dest = Path(dest)
     sha256 = sha256.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ByollmError(f"{dest.name}: {sha256!r} is not a sha256 (64 hex digits)")
+    source = source_url(url, mirror, mirror_path)  # checks the mirror even when `dest` is cached
     if dest.is_file() and sha256_file(dest) == sha256:
         return dest
-    source = source_url(url, mirror, mirror_path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     with _exclusive(dest.parent / ".byollm-download.lock"):
         if dest.is_file():
@@ -136,7 +204,7 @@ def fetch(
             print(f"byollm: {dest} fails its sha256 check; downloading it again", file=sys.stderr)
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                actual = _download(source, part, label=dest.name, progress=progress)
+                actual = _download(source, part, label=dest.name, progress=progress, size=size)
                 break
             except _CutShort as e:
                 if attempt == ATTEMPTS:  # a connection this flaky is as good as none
@@ -154,45 +222,99 @@ def fetch(
     return dest
 
 
+def read_url(url: str, *, max_bytes: int) -> bytes:
+    """The whole body of a small resource (an http(s):// or file:// URL), at most `max_bytes`.
+
+    For files whose checksum is not a sha256 known in advance (a server's file listing, a file
+    the caller checks another way); the same errors as `fetch`, nothing written to disk.
+    """
+    try:
+        stream, remaining, _ = _open(url, 0)
+    except _CutShort as e:
+        raise OfflineError(f"cannot read {url} ({e}): {OFFLINE_HINT}") from None
+    if remaining is not None and remaining > max_bytes:
+        stream.close()
+        raise ByollmError(
+            f"{url} announces {remaining:,} bytes, more than the {max_bytes:,} expected"
+        )
+    with stream:
+        try:
+            data = stream.read(max_bytes + 1)
+        except (http.client.HTTPException, OSError) as e:
+            raise OfflineError(
+                f"reading {url} failed ({type(e).__name__}): {OFFLINE_HINT}"
+            ) from None
+    if len(data) > max_bytes:
+        raise ByollmError(f"{url} sent more than the {max_bytes:,} bytes expected")
+    if remaining is not None and len(data) != remaining:
+        raise OfflineError(f"reading {url} was cut short ({len(data)} of {remaining} bytes)")
+    return data
+
+
 # --- internals ---------------------------------------------------------------------------------
 
 
-def _download(source: str, part: Path, *, label: str, progress: bool) -> str:
+def _download(source: str, part: Path, *, label: str, progress: bool, size: int | None) -> str:
     """Stream `source` into `part` (resuming it if possible) and return the sha256 of `part`."""
     start = part.stat().st_size if part.is_file() else 0
+    if size is not None and start > size:  # a stale leftover larger than the file can be
+        part.unlink()
+        start = 0
     try:
         stream, remaining, resumed = _open(source, start)
     except _RangeRefused:
         part.unlink()
         start = 0
         stream, remaining, resumed = _open(source, 0)
-    hasher = hashlib.sha256()
-    if resumed:  # the hash covers the whole file, so first feed it the bytes we already have
-        with open(part, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                hasher.update(chunk)
-    else:
+    if not resumed:
         start = 0
     total = None if remaining is None else start + remaining
+    limit = size if size is not None else float("inf")
+    if total is not None and total > limit:
+        stream.close()
+        part.unlink(missing_ok=True)
+        raise ByollmError(
+            f"{source} announces {total:,} bytes, but {label} is registered with {size:,} bytes; "
+            "nothing was downloaded (a wrong mirror or a damaged server?)"
+        )
+    hasher = hashlib.sha256()
     received = 0
-    with (
-        stream,
-        open(part, "ab" if resumed else "wb") as out,
-        _bar(total, start, label, progress) as bar,
-    ):
-        while True:
-            try:
-                chunk = stream.read(CHUNK_BYTES)
-            except (http.client.HTTPException, OSError) as e:  # reset, timeout, IncompleteRead
-                raise _CutShort(f"{type(e).__name__} after {start + received} bytes") from None
-            if not chunk:
-                break
-            out.write(chunk)
-            hasher.update(chunk)
-            received += len(chunk)
-            bar.update(len(chunk))
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        if resumed:  # the hash covers the whole file, so first feed it the bytes we already have
+            with open(part, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    hasher.update(chunk)
+        with (
+            stream,
+            open(part, "ab" if resumed else "wb") as out,
+            _bar(total, start, label, progress) as bar,
+        ):
+            while True:
+                try:
+                    chunk = stream.read(CHUNK_BYTES)
+                except (http.client.HTTPException, OSError) as e:  # reset, timeout, IncompleteRead
+                    raise _CutShort(f"{type(e).__name__} after {start + received} bytes") from None
+                if not chunk:
+                    break
+                if start + received + len(chunk) > limit:  # more than the registry says exists
+                    raise _TooBig()
+                out.write(chunk)
+                hasher.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+    except _TooBig:
+        part.unlink(missing_ok=True)
+        raise ByollmError(
+            f"{source} sent more than the {size:,} bytes registered for {label}; the download "
+            "was stopped and the partial file deleted (a wrong mirror or a damaged server?)"
+        ) from None
+    except OSError as e:  # disk full or no permission: our side failed, not the network
+        part.unlink(missing_ok=True)
+        raise ByollmError(
+            f"cannot write {part}: {e.strerror or e}; the partial download was deleted"
+        ) from None
     # http.client returns b"" (no exception) when the server closes before Content-Length.
     if remaining is not None and received != remaining:
         raise _CutShort(f"got {start + received} of {total} bytes")
@@ -204,10 +326,13 @@ def _open(source: str, start: int) -> tuple[BinaryIO, int | None, bool]:
     parsed = urlparse(source)
     if parsed.scheme == "file":
         path = Path(url2pathname(parsed.path))
-        if not path.is_file():
+        try:
+            size = path.stat().st_size if path.is_file() else None
+            f = None if size is None else open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except OSError as e:  # e.g. a name too long for the file system
+            raise ByollmError(f"cannot read mirror file {path} ({e.strerror or e})") from None
+        if f is None:
             raise ByollmError(f"mirror file not found: {path} (from {source})")
-        size = path.stat().st_size
-        f = open(path, "rb")  # noqa: SIM115 - returned to the caller, which closes it
         if 0 < start <= size:
             f.seek(start)
             return f, size - start, True
@@ -223,6 +348,8 @@ def _open(source: str, start: int) -> tuple[BinaryIO, int | None, bool]:
         headers["Range"] = f"bytes={start}-"
     try:
         response = urlopen(Request(source, headers=headers), timeout=TIMEOUT_S)
+    except (http.client.InvalidURL, ValueError, UnicodeError) as e:  # caught before connecting
+        raise ByollmError(f"cannot download {source!r}: not a valid URL ({e})") from None
     except HTTPError as e:
         e.close()
         if e.code == 416 and start:
@@ -251,7 +378,12 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover
         yield
         return
-    with open(lock_path, "a") as lock:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a")  # noqa: SIM115 - closed by the `with` below
+    except OSError as e:
+        raise ByollmError(f"cannot write in {lock_path.parent}: {e.strerror or e}") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

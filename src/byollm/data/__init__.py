@@ -1,27 +1,15 @@
-"""byollm.data: corpora in, token shards out.
+"""byollm.data: token files, the stage after the tokenizer.
 
-- `corpora`: the registry of named corpora and tokenizer files (`byollm data list`), verified
-  downloads into the cache, the offline `python-stdlib` corpus, and local paths as corpora.
+- `tokens.py`  the token-file format, its one owner: `train.bin` / `val.bin` (numpy memmaps of
+               uint16 or uint32 ids) and `meta.json`; `read_meta`, `open_tokens`, the dtype rule
+- `prepare.py` a corpus (from `byollm.corpora`) and a tokenizer spec -> those files, streamed and
+               in parallel (`byollm prepare`)
+- `loader.py`  batches of token windows for training, the same on 1 process or N (imports torch)
 
-This package imports no torch at import time, so `byollm data ...` starts fast.
+Only the loader imports torch, so `byollm prepare` starts fast. (`prepare` is not re-exported
+here: the name would hide its module, `byollm.data.prepare`.)
 """
 
-from byollm.data.corpora import (
-    CORPORA,
-    Corpus,
-    OfflineError,
-    corpus_files,
-    get_asset,
-    get_corpus,
-    read_corpus_text,
-)
+from byollm.data.tokens import open_tokens, read_meta
 
-__all__ = [
-    "CORPORA",
-    "Corpus",
-    "OfflineError",
-    "corpus_files",
-    "get_asset",
-    "get_corpus",
-    "read_corpus_text",
-]
+__all__ = ["open_tokens", "read_meta"]

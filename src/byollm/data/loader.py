@@ -1,8 +1,8 @@
 """Batches of token windows from prepared data, the same on 1 process or N.
 
 Design choices:
-- The token files are numpy memmaps: the operating system pages in only the windows we read,
-  so a corpus larger than RAM trains fine.
+- The token files are numpy memmaps (`tokens.open_tokens`): the operating system pages in only
+  the windows we read, so a corpus larger than RAM trains fine.
 - A batch is a set of random windows (as in nanoGPT): inputs `x = tokens[i : i+T]` and targets
   `y = tokens[i+1 : i+T+1]`, the same text shifted by one token.
 - **The windows of optimizer step `s` are a pure function of `(seed, s)`.** Resuming at step `s`
@@ -21,33 +21,12 @@ Design choices:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from byollm.data.prepare import read_meta
 from byollm.errors import ByollmError
 
-__all__ = ["BatchLoader", "open_tokens", "read_meta"]
-
-
-def open_tokens(data_dir: str | Path, split: str) -> np.memmap:
-    """The tokens of `split` ('train' or 'val') as a read-only memmap, checked against meta.json."""
-    meta = read_meta(data_dir)
-    path = Path(data_dir) / f"{split}.bin"
-    expected = meta["splits"][split]["tokens"]
-    dtype = np.dtype(meta["dtype"])
-    if not path.exists():
-        raise ByollmError(f"{path}: missing; re-run `byollm prepare` for {data_dir}")
-    if path.stat().st_size != expected * dtype.itemsize:
-        raise ByollmError(
-            f"{path}: {path.stat().st_size} bytes but meta.json promises {expected} tokens "
-            f"of {dtype.name}; the folder is damaged, re-run `byollm prepare`"
-        )
-    if expected == 0:
-        return np.zeros(0, dtype=dtype)  # np.memmap cannot map an empty file
-    return np.memmap(path, dtype=dtype, mode="r")
+__all__ = ["BatchLoader"]
 
 
 class BatchLoader:

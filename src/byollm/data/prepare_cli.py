@@ -1,4 +1,4 @@
-"""`byollm prepare`: tokenize a corpus into train.bin / val.bin / meta.json / tokenizer.json."""
+"""`byollm prepare`: tokenize a corpus into train.bin / val.bin / meta.json + its tokenizer."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ def register(subparsers) -> None:
         description=(
             "Tokenize a corpus (a registered name or a file/folder path) in parallel, streaming, "
             "into OUT/train.bin and OUT/val.bin (numpy uint16/uint32 memmaps), OUT/meta.json and "
-            "OUT/tokenizer.json. Re-running with the same inputs does nothing."
+            "OUT/byollm-tokenizer.json. Re-running with the same inputs does nothing."
         ),
     )
     p.add_argument("--corpus", required=True, help="corpus name (see `byollm data list`) or path")
     p.add_argument(
         "--tokenizer",
         default="char",
-        help="char | bpe:N (train our BPE with N ids) | gpt2 | cl100k_base | ... | tokenizer.json",
+        help="char (the corpus' characters) | bpe:N (train our BPE with N ids) | gpt2 | "
+        "cl100k_base | ... | a byollm tokenizer file",
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share held out (default 0.1)")

@@ -11,12 +11,7 @@ from __future__ import annotations
 import json
 
 from byollm.errors import ByollmError
-from byollm.generate.cli import (
-    add_checkpoint_arguments,
-    add_quantize_argument,
-    checkpoint_from_args,
-    load_model_and_tokenizer,
-)
+from byollm.model.cli import add_checkpoint_arguments, add_quantize_argument, checkpoint_from_args
 
 
 def register(subparsers) -> None:
@@ -33,46 +28,58 @@ def register(subparsers) -> None:
     )
     add_checkpoint_arguments(p)
     p.add_argument("--corpus", help="a registered corpus name or a text file")
-    p.add_argument("--task", action="append", default=[], metavar="NAME|FILE",
-                   help="a benchmark (blimp, hellaswag, arc-easy, arc-challenge, piqa, lambada) "
-                   "or a task file (.jsonl, a folder of them, or a zip); repeatable")  # fmt: skip
-    p.add_argument("--limit", type=int, default=None,
-                   help="--task: at most N items per task, spread evenly over the file")  # fmt: skip
-    p.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS,
-                   help="--task: at most this many tokens per forward pass")  # fmt: skip
-    p.add_argument("--dtype", default="float32",
-                   help="--task: float32 (exact, default), bfloat16 (1.5-1.8x faster on CPUs with "
-                   "bf16 instructions; ~0.5%% of BLiMP pairs flip), float16, or auto (bf16 where "
-                   "fast)")  # fmt: skip
-    p.add_argument("--mirror", default=None, metavar="URL",
-                   help="--task: download mirror for the benchmark files (default: "
-                   "$BYOLLM_MIRROR)")  # fmt: skip
-    p.add_argument("--stride", type=int, default=None,
-                   help="tokens between window starts (default block_size/2)")  # fmt: skip
+    p.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        metavar="NAME|FILE",
+        help="a benchmark (blimp, hellaswag, arc-easy, arc-challenge, piqa, lambada) "
+        "or a task file (.jsonl, a folder of them, or a zip); repeatable",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="--task: at most N items per task, spread evenly over the file",
+    )
+    p.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=DEFAULT_BATCH_TOKENS,
+        help="--task: at most this many tokens per forward pass",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        help="--task: float32 (exact, default), bfloat16 (1.5-1.8x faster on CPUs with "
+        "bf16 instructions; ~0.5%% of BLiMP pairs flip), float16, or auto (bf16 where fast)",
+    )
+    p.add_argument(
+        "--mirror",
+        default=None,
+        metavar="URL",
+        help="--task: download mirror for the benchmark files (default: $BYOLLM_MIRROR)",
+    )
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="tokens between window starts (default block_size/2)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     p.add_argument("--max-tokens", type=int, default=None, help="score only the first N tokens")
-    p.add_argument("--split", choices=("all", "val"), default="all",
-                   help="val: only the last --val-fraction of the text (the held-out part "
-                   "`byollm prepare` sets aside)")  # fmt: skip
+    p.add_argument(
+        "--split",
+        choices=("all", "val"),
+        default="all",
+        help="val: only the last --val-fraction of the text (the held-out part "
+        "`byollm prepare` sets aside)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--device", default="auto")
     add_quantize_argument(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run_eval)
-
-
-def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -> str:
-    """The text to score: a corpus (name or path), or its last `val_fraction` for split='val'."""
-    from byollm.data.corpora import read_corpus_text
-
-    text = read_corpus_text(corpus)
-    if split == "val":
-        if not 0.0 < val_fraction < 1.0:
-            raise ByollmError(f"--val-fraction {val_fraction} is invalid: must be in (0, 1)")
-        text = text[int(len(text) * (1 - val_fraction)) :]
-    if not text:
-        raise ByollmError(f"corpus {corpus!r} is empty: nothing to evaluate")
-    return text
 
 
 def run_eval(args) -> int:
@@ -81,18 +88,20 @@ def run_eval(args) -> int:
         raise ByollmError(f"give --corpus (perplexity) or --task (benchmarks){both}")
     if args.task:
         return run_tasks(args)
-    from byollm.evaluate.perplexity import evaluate_text
+    from byollm.evaluate.perplexity import evaluate_checkpoint
 
-    if args.batch_size < 1:
-        raise ByollmError(f"--batch-size {args.batch_size} is invalid: must be >= 1")
-    checkpoint = checkpoint_from_args(args)
-    text = read_eval_text(args.corpus, args.split, args.val_fraction)
-    model, tokenizer = load_model_and_tokenizer(args)
-    result = evaluate_text(model, tokenizer, text, stride=args.stride,
-                           batch_size=args.batch_size, max_tokens=args.max_tokens,
-                           progress=not args.json)  # fmt: skip
-    result = {"checkpoint": str(checkpoint), "corpus": args.corpus, "split": args.split,
-              "quantize": args.quantize, **result}  # fmt: skip
+    result = evaluate_checkpoint(
+        checkpoint_from_args(args),
+        args.corpus,
+        split=args.split,
+        val_fraction=args.val_fraction,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        device=args.device,
+        quantize=args.quantize,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -114,12 +123,15 @@ def run_tasks(args) -> int:
     for task in args.task:  # a typo fails before the model is loaded
         check_task_name(task)
     options = ScoringOptions(args.batch_tokens, args.dtype, progress=not args.json)
+    from byollm.model.checkpoint import load_for_inference
+
     checkpoint = checkpoint_from_args(args)
-    model, tokenizer = load_model_and_tokenizer(args)
+    model, tokenizer = load_for_inference(checkpoint, device=args.device, quantize=args.quantize)
     results = []
     for task in args.task:
-        result = run_task(model, tokenizer, task, limit=args.limit, mirror=args.mirror,
-                          options=options)  # fmt: skip
+        result = run_task(
+            model, tokenizer, task, limit=args.limit, mirror=args.mirror, options=options
+        )
         results.append({"checkpoint": str(checkpoint), "quantize": args.quantize, **result})
         if not args.json:
             print(format_result(result))

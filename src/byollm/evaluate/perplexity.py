@@ -1,6 +1,6 @@
 """Mean loss, perplexity and bits per byte of a model on a text, with a sliding window.
 
-    >>> evaluate_text(model, tokenizer, open("valid.txt").read(), stride=128)
+    >>> evaluate_text(model, tokenizer, open("valid.txt").read(), stride=128)  # doctest: +SKIP
     {'loss': 1.47, 'perplexity': 4.35, 'bits_per_byte': 2.12, 'tokens': 111539, 'bytes': ...}
 
 What the three numbers mean:
@@ -32,10 +32,25 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
+from byollm.config import check_number
 from byollm.errors import ByollmError
-from byollm.generate.engine import model_block_size, model_device
+from byollm.model.interface import forward_logits, model_block_size, model_device
 
 LN2 = math.log(2)
+# Windows per forward pass; the logits alone are batch x block_size x vocabulary floats.
+MAX_BATCH_SIZE = 1024
+
+
+def check_eval_args(*, stride=None, batch_size=8, max_tokens=None, block_size=None) -> None:
+    """Refuse settings out of range before any work; `stride` is checked against the window
+    again once the window is known (`plan_windows`)."""
+    if stride is not None:
+        check_number("stride", stride, 1, block_size, integer=True, hint="tokens between windows")
+    check_number("batch_size", batch_size, 1, MAX_BATCH_SIZE, integer=True)
+    if max_tokens is not None:
+        check_number("max_tokens", max_tokens, 2, integer=True, hint="the first is only context")
+    if block_size is not None:
+        check_number("block_size", block_size, 1, integer=True)
 
 
 def plan_windows(n_tokens: int, block_size: int, stride: int) -> list[tuple[int, int, int]]:
@@ -74,15 +89,26 @@ def evaluate_ids(
 ) -> dict:
     """Loss, perplexity (and bits per byte when `token_bytes[i]`, the UTF-8 length of token i,
     is given) of `model` on the token sequence `ids`."""
+    check_eval_args(stride=stride, batch_size=batch_size, block_size=block_size)
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     if ids.numel() < 2:
         raise ByollmError(
             f"the evaluation text has {ids.numel()} token(s); at least 2 are needed (the first "
             "one is only context)"
         )
-    block_size = block_size or model_block_size(model)
+    model_window = model_block_size(model)
+    block_size = block_size or model_window
     if block_size is None:
         raise ByollmError("the model does not say its context window; pass block_size=")
+    if model_window is not None:
+        check_number(
+            "block_size",
+            block_size,
+            1,
+            model_window,
+            integer=True,
+            hint="at most the model's context window",
+        )
     if stride is None:
         stride = max(1, block_size // 2)
     windows = plan_windows(ids.numel(), block_size, stride)
@@ -92,9 +118,11 @@ def evaluate_ids(
     total_nll = torch.zeros((), dtype=torch.float64)
     n_scored = 0
     bar = tqdm(
-        total=len(windows), desc="eval", unit="window",
+        total=len(windows),
+        desc="eval",
+        unit="window",
         disable=not progress or not sys.stderr.isatty(),
-    )  # fmt: skip
+    )
     # Windows of the same length are batched together (all but possibly the last one).
     by_length: dict[int, list[tuple[int, int, int]]] = {}
     for window in windows:
@@ -107,12 +135,13 @@ def evaluate_ids(
             for row, (b, _, first) in enumerate(chunk):
                 targets[row, : first - b] = -1  # already scored by an earlier window
             with torch.inference_mode():
-                out = model(inputs)
-                logits = out[0] if isinstance(out, tuple) else out
+                logits = forward_logits(model, inputs)
                 nll = torch.nn.functional.cross_entropy(
-                    logits.float().flatten(0, 1), targets.to(device).flatten(),
-                    ignore_index=-1, reduction="sum",
-                )  # fmt: skip
+                    logits.float().flatten(0, 1),
+                    targets.to(device).flatten(),
+                    ignore_index=-1,
+                    reduction="sum",
+                )
             total_nll += nll.double().cpu()
             n_scored += int((targets != -1).sum())
             bar.update(len(chunk))
@@ -149,14 +178,22 @@ def evaluate_text(
 
     `max_tokens` evaluates only the first that many tokens (a quick estimate).
     """
-    ids = tokenizer.encode(text, allowed_special="all")
+    check_eval_args(
+        stride=stride, batch_size=batch_size, max_tokens=max_tokens, block_size=block_size
+    )
+    ids = tokenizer.encode(text)  # text is text: "<|endoftext|>" in it is not the control token
     if max_tokens is not None:
-        if max_tokens < 2:
-            raise ByollmError(f"max_tokens={max_tokens} is invalid: must be >= 2")
         ids = ids[:max_tokens]
     token_bytes = _token_byte_lengths(tokenizer, ids)
-    return evaluate_ids(model, ids, token_bytes=token_bytes, block_size=block_size,
-                        stride=stride, batch_size=batch_size, progress=progress)  # fmt: skip
+    return evaluate_ids(
+        model,
+        ids,
+        token_bytes=token_bytes,
+        block_size=block_size,
+        stride=stride,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def _token_byte_lengths(tokenizer, ids: Sequence[int]) -> list[int]:
@@ -165,3 +202,50 @@ def _token_byte_lengths(tokenizer, ids: Sequence[int]) -> list[int]:
     for token in set(ids):
         lengths[token] = len(tokenizer.decode_bytes([token]))
     return [lengths[token] for token in ids]
+
+
+def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -> str:
+    """The text to score: a corpus (name or path), or its last `val_fraction` for split='val'."""
+    from byollm.corpora import read_corpus_text
+
+    text = read_corpus_text(corpus)
+    if split == "val":
+        if not 0.0 < val_fraction < 1.0:
+            raise ByollmError(f"--val-fraction {val_fraction} is invalid: must be in (0, 1)")
+        text = text[int(len(text) * (1 - val_fraction)) :]
+    if not text:
+        raise ByollmError(f"corpus {corpus!r} is empty: nothing to evaluate")
+    return text
+
+
+def evaluate_checkpoint(
+    checkpoint,
+    corpus: str,
+    *,
+    split: str = "all",
+    val_fraction: float = 0.1,
+    stride: int | None = None,
+    batch_size: int = 8,
+    max_tokens: int | None = None,
+    device: str = "auto",
+    quantize: str = "none",
+    progress: bool = True,
+) -> dict:
+    """`evaluate_text` of a checkpoint (or run folder) on a corpus (`read_eval_text`), with
+    what was evaluated (checkpoint, corpus, split, quantize) in the result."""
+    from byollm.model.checkpoint import load_for_inference
+
+    check_eval_args(stride=stride, batch_size=batch_size, max_tokens=max_tokens)
+    text = read_eval_text(corpus, split, val_fraction)
+    model, tokenizer = load_for_inference(checkpoint, device=device, quantize=quantize)
+    result = evaluate_text(
+        model,
+        tokenizer,
+        text,
+        stride=stride,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        progress=progress,
+    )
+    what = {"checkpoint": str(checkpoint), "corpus": corpus, "split": split, "quantize": quantize}
+    return {**what, **result}

@@ -24,13 +24,27 @@ from dataclasses import dataclass
 
 import torch
 
-from byollm.errors import ByollmError
-from byollm.generate.engine import (
-    check_context,
-    model_block_size,
-    model_device,
-    next_token_logits,
-)
+from byollm.config import check_number
+from byollm.generate.engine import check_context
+from byollm.model.interface import model_block_size, model_device, next_token_logits
+
+# Each step scores num_beams x vocabulary continuations; Hugging Face's usual beams are 2-10.
+MAX_BEAMS = 256
+# A finished beam is ranked by logprob / length ** length_penalty, a float that overflows for
+# penalties far past the usual -2..2 (Python raises OverflowError beyond about 1024 / log2(length)).
+MAX_LENGTH_PENALTY = 10.0
+
+
+def check_beam_args(num_beams: int, length_penalty: float) -> None:
+    """Refuse a beam count or length penalty out of range, before any work."""
+    check_number("num_beams", num_beams, 1, MAX_BEAMS, integer=True)
+    check_number(
+        "length_penalty",
+        length_penalty,
+        -MAX_LENGTH_PENALTY,
+        MAX_LENGTH_PENALTY,
+        hint="0 ranks by probability alone",
+    )
 
 
 @dataclass
@@ -52,12 +66,11 @@ def beam_search(
 ) -> list[Hypothesis]:
     """The best `num_beams` hypotheses, best first.
 
-    >>> best = beam_search(model, [0], num_beams=2, max_new_tokens=3, eos_id=5)[0]
-    >>> best.tokens
+    >>> best = beam_search(model, [0], num_beams=2, max_new_tokens=3, eos_id=5)[0]  # doctest: +SKIP
+    >>> best.tokens  # doctest: +SKIP
     [2, 3, 5]
     """
-    if num_beams < 1:
-        raise ByollmError(f"num_beams={num_beams} is invalid: must be >= 1")
+    check_beam_args(num_beams, length_penalty)
     block_size = model_block_size(model)
     check_context(len(prompt), max_new_tokens, block_size, "error")
     device = model_device(model)

@@ -25,30 +25,44 @@ are dropped; the current turn alone must fit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from byollm.errors import ByollmError
-from byollm.generate.engine import Engine, model_block_size, model_device, seeded_generator
+from byollm.generate.engine import Engine, seeded_generator
 from byollm.generate.processors import SamplingConfig
+from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
+from byollm.model.interface import model_block_size, model_device
 
 ALPACA_PREAMBLE = (
     "Below is an instruction that describes a task. "
     "Write a response that appropriately completes the request."
 )
 MODES = ("instruct", "continue")
+# Where a reply ends, besides <|endoftext|>: a new "### " section, or a blank line.
+REPLY_STOPS = {"instruct": ["\n### ", "### Instruction"], "continue": ["\n\n"]}
 
 
-def format_instruct(turns: list[tuple[str, str]], user: str) -> str:
+def format_instruct(
+    turns: list[tuple[str, str]], user: str, preamble: str = ALPACA_PREAMBLE
+) -> str:
     """The Alpaca prompt for `user` after the earlier (user, reply) `turns`.
 
     >>> format_instruct([], "Say hi")
     'Below is ... request.\\n\\n### Instruction:\\nSay hi\\n\\n### Response:\\n'
     """
-    text = ALPACA_PREAMBLE
+    text = preamble
     for past_user, reply in turns + [(user, None)]:
         text += f"\n\n### Instruction:\n{past_user}\n\n### Response:\n"
         if reply is not None:
             text += reply
     return text
+
+
+def checkpoint_chat_mode(checkpoint: str | Path) -> str:
+    """ "instruct" for an instruction-tuned checkpoint (its config.json has "instruct"), else
+    "continue"."""
+    extras = read_checkpoint_config(resolve_checkpoint(checkpoint))
+    return "instruct" if extras.get("instruct") else "continue"
 
 
 def format_continue(turns: list[tuple[str, str]], user: str) -> str:
@@ -95,11 +109,15 @@ class ChatSession:
     def reply(self, user: str, on_text=None) -> str:
         """Generate the reply to `user`, streaming pieces to `on_text`, and remember the turn."""
         prompt = self.prompt_for(user)
-        stop = ["\n### ", "### Instruction"] if self.mode == "instruct" else ["\n\n"]
+        stop = REPLY_STOPS[self.mode]
         pieces = []
-        for piece in self.engine.stream(prompt, max_new_tokens=self.max_new_tokens,
-                                        sampling=self.sampling, generator=self._generator,
-                                        stop=stop):  # fmt: skip
+        for piece in self.engine.stream(
+            prompt,
+            max_new_tokens=self.max_new_tokens,
+            sampling=self.sampling,
+            generator=self._generator,
+            stop=stop,
+        ):
             pieces.append(piece)
             if on_text is not None:
                 on_text(piece)

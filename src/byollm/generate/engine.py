@@ -1,7 +1,7 @@
 """The generation engine: prefill the prompt once, then decode one token at a time.
 
-    >>> engine = Engine(model, tokenizer)
-    >>> for piece in engine.stream("ROMEO:", max_new_tokens=50, sampling=SamplingConfig(top_k=40)):
+    >>> engine = Engine(model, tokenizer)  # doctest: +SKIP
+    >>> for piece in engine.stream("ROMEO:", max_new_tokens=50, sampling=SamplingConfig(top_k=40)):  # doctest: +SKIP
     ...     print(piece, end="", flush=True)
 
 Design choices:
@@ -29,6 +29,8 @@ Design choices:
   equal length at a time. Finished rows keep their slot until the whole batch is done.
 - **Empty prompt**: generation starts from the tokenizer's `<|endoftext|>` token if it has one
   (the GPT-2 convention for "start of a document"), else from a newline.
+- **Prompts are text**: `<|endoftext|>` typed in a prompt is encoded as its characters, never
+  as the control token (a user cannot end the document or forge a turn).
 - **Speculative decoding** (`Engine(..., speculative=4)`, off by default): guess up to 4
   tokens by prompt lookup and check them in one forward pass (`speculative.py`). Same greedy
   output, same sampling distribution, fewer weight reads when the text repeats. It applies to
@@ -44,37 +46,40 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
+from byollm.config import check_number, check_seed
 from byollm.errors import ByollmError
 from byollm.generate.processors import SamplingConfig, build_processors, choose_next_token
 from byollm.generate.speculative import speculative_ids
-from byollm.generate.stopping import StopStrings
-from byollm.model import GPT
+from byollm.generate.stopping import TextStream
+from byollm.model.interface import model_block_size, model_device, next_token_logits
 
 CONTEXT_POLICIES = ("slide", "error")
+# Limits of one request. Prompt + new tokens are preallocated (8 bytes per token per row) and
+# each row of a batch has its own KV cache: without a bound, a typo asks for terabytes.
+MAX_NEW_TOKENS = 2**20  # about a million tokens (4 MB of text); longer texts go in parts
+MAX_BATCH_ROWS = 1024  # rows decoded together (prompts x num_samples of equal length)
 
 
-def model_block_size(model) -> int | None:
-    """The model's context window, or None for a model without one (e.g. a toy bigram)."""
-    config = getattr(model, "config", None)
-    return getattr(config, "block_size", None)
-
-
-def next_token_logits(model, idx: torch.Tensor, kv_cache=None) -> torch.Tensor:
-    """Logits for the position after the last one of `idx`: (B, T) -> (B, V) float."""
-    kwargs = {} if kv_cache is None else {"kv_cache": kv_cache}
-    if isinstance(model, GPT):  # any causal LM works here; ours can skip the head's other rows
-        kwargs["last_only"] = True
-    out = model(idx, **kwargs)
-    logits = out[0] if isinstance(out, tuple) else out
-    return logits[:, -1, :].float()
+def check_generation_args(max_new_tokens: int, *, num_samples: int = 1, seed=None) -> None:
+    """Refuse request sizes and seeds out of range, before any work; one line naming the value."""
+    check_number(
+        "max_new_tokens",
+        max_new_tokens,
+        0,
+        MAX_NEW_TOKENS,
+        integer=True,
+        hint="tokens are preallocated; generate longer texts in parts",
+    )
+    check_number("num_samples", num_samples, 1, MAX_BATCH_ROWS, integer=True)
+    if seed is not None:
+        check_seed("seed", seed)
 
 
 def check_context(prompt_len: int, max_new_tokens: int, block_size: int | None, context: str):
     """Raise a one-line error for a prompt or a request that cannot fit the model's window."""
     if context not in CONTEXT_POLICIES:
         raise ByollmError(f"unknown context policy {context!r}; choose one of {CONTEXT_POLICIES}")
-    if max_new_tokens < 0:
-        raise ByollmError(f"max_new_tokens={max_new_tokens} is invalid: must be >= 0")
+    check_generation_args(max_new_tokens)
     if prompt_len == 0:
         raise ByollmError("the prompt is empty (no tokens)")
     if block_size is None:
@@ -108,7 +113,7 @@ def generate_ids(
     the caller's choice (close the generator, e.g. by `break`-ing out of the loop).
 
     >>> prompt = torch.tensor([[1, 2, 3]])
-    >>> [t.tolist() for t in generate_ids(model, prompt, 2, SamplingConfig(temperature=0))]
+    >>> [t.tolist() for t in generate_ids(model, prompt, 2, SamplingConfig(temperature=0))]  # doctest: +SKIP
     [[4], [5]]
     """
     sampling = sampling or SamplingConfig()
@@ -116,19 +121,22 @@ def generate_ids(
     batch_size, prompt_len = prompt.shape
     block_size = model_block_size(model)
     check_context(prompt_len, max_new_tokens, block_size, context)
+    check_number("rows in one batch", batch_size, 1, MAX_BATCH_ROWS)
     if max_new_tokens == 0:
         return
     # One preallocated buffer holds prompt + generated tokens: no concatenation per step.
-    tokens = torch.empty(batch_size, prompt_len + max_new_tokens, dtype=torch.long,
-                         device=prompt.device)  # fmt: skip
+    tokens = torch.empty(
+        batch_size, prompt_len + max_new_tokens, dtype=torch.long, device=prompt.device
+    )
     tokens[:, :prompt_len] = prompt
     length = prompt_len
     cache = None
     if use_cache and hasattr(model, "new_kv_cache"):
         # Room for what will be fed (the last token never is), at most the window.
         needed = prompt_len + max_new_tokens - 1
-        cache = model.new_kv_cache(batch_size, needed if block_size is None
-                                   else min(block_size, needed))  # fmt: skip
+        cache = model.new_kv_cache(
+            batch_size, needed if block_size is None else min(block_size, needed)
+        )
     with torch.inference_mode():
         logits = next_token_logits(model, prompt, cache)  # prefill
     for step in range(max_new_tokens):
@@ -154,18 +162,13 @@ def generate_ids(
 
 
 def seeded_generator(seed: int | None, device) -> torch.Generator | None:
+    """A private random stream seeded with `seed` (an integer in [0, 2**64 - 1]), or None."""
     if seed is None:
         return None
+    check_seed("seed", seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     return generator
-
-
-def model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
 
 
 class Engine:
@@ -174,8 +177,15 @@ class Engine:
     `tokenizer` needs `encode`, `decode`, `eot_id`, and works with `StreamingDecoder`.
     """
 
-    def __init__(self, model, tokenizer, *, use_cache: bool = True, context: str = "slide",
-                 speculative: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        use_cache: bool = True,
+        context: str = "slide",
+        speculative: int = 0,
+    ):
         if context not in CONTEXT_POLICIES:
             raise ByollmError(
                 f"unknown context policy {context!r}; choose one of {CONTEXT_POLICIES}"
@@ -185,8 +195,10 @@ class Engine:
         self.use_cache = use_cache
         self.context = context
         if speculative < 0:
-            raise ByollmError(f"speculative={speculative} is invalid: the number of tokens to "
-                              "guess per step must be >= 0 (0 turns it off)")  # fmt: skip
+            raise ByollmError(
+                f"speculative={speculative} is invalid: the number of tokens to "
+                "guess per step must be >= 0 (0 turns it off)"
+            )
         self.speculative = speculative  # see speculative.py; 0 = plain decoding
         if hasattr(model, "eval"):
             model.eval()  # no dropout while sampling
@@ -195,7 +207,8 @@ class Engine:
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of `prompt`; an empty prompt starts from `<|endoftext|>` or a newline."""
         if prompt:
-            ids = self.tokenizer.encode(prompt, allowed_special="all")
+            # A prompt is text: "<|endoftext|>" typed by a user is not the control token.
+            ids = self.tokenizer.encode(prompt)
             if ids:
                 return ids
         if self.tokenizer.eot_id is not None:
@@ -236,8 +249,7 @@ class Engine:
         """
         if isinstance(prompts, str):
             prompts = [prompts]
-        if num_samples < 1:
-            raise ByollmError(f"num_samples={num_samples} is invalid: must be >= 1")
+        check_generation_args(max_new_tokens, num_samples=num_samples, seed=seed)
         rows = [ids for ids in map(self.encode_prompt, prompts) for _ in range(num_samples)]
         stop_tokens = self.default_stop_tokens() if stop_tokens is None else list(stop_tokens)
         if generator is None:
@@ -249,10 +261,14 @@ class Engine:
             groups.setdefault(len(ids), []).append(i)
         for row_indices in groups.values():
             texts = self._generate_batch(
-                [rows[i] for i in row_indices], max_new_tokens, sampling, generator, stop,
+                [rows[i] for i in row_indices],
+                max_new_tokens,
+                sampling,
+                generator,
+                stop,
                 stop_tokens,
                 None if on_text is None else (lambda r, s, m=row_indices: on_text(m[r], s)),
-            )  # fmt: skip
+            )
             for i, text in zip(row_indices, texts):
                 results[i] = text
         return results
@@ -272,14 +288,16 @@ class Engine:
 
         Generation is lazy: a `break` in the caller's loop stops it at the next token.
         """
+        check_generation_args(max_new_tokens, seed=seed)
         ids = self.encode_prompt(prompt)
         stop_tokens = self.default_stop_tokens() if stop_tokens is None else list(stop_tokens)
         if generator is None:
             generator = seeded_generator(seed, model_device(self.model))
         yield from self._pieces([ids], max_new_tokens, sampling, generator, stop, stop_tokens)
 
-    def _generate_batch(self, rows, max_new_tokens, sampling, generator, stop, stop_tokens,
-                        on_text) -> list[str]:  # fmt: skip
+    def _generate_batch(
+        self, rows, max_new_tokens, sampling, generator, stop, stop_tokens, on_text
+    ) -> list[str]:
         texts = [""] * len(rows)
         for row, piece in self._pieces(
             rows, max_new_tokens, sampling, generator, stop, stop_tokens, with_rows=True
@@ -293,50 +311,49 @@ class Engine:
         """Speculative decoding where it applies (one row, a KV cache, room in the window)."""
         block_size = model_block_size(self.model)
         fits = block_size is None or prompt.shape[1] + max_new_tokens - 1 <= block_size
-        if (self.speculative and self.use_cache and prompt.shape[0] == 1 and fits
-                and hasattr(self.model, "new_kv_cache")):  # fmt: skip
+        if (
+            self.speculative
+            and self.use_cache
+            and prompt.shape[0] == 1
+            and fits
+            and hasattr(self.model, "new_kv_cache")
+        ):
             check_context(prompt.shape[1], max_new_tokens, block_size, self.context)
-            return speculative_ids(self.model, prompt, max_new_tokens, sampling,
-                                   num_guesses=self.speculative, generator=generator)  # fmt: skip
-        return generate_ids(self.model, prompt, max_new_tokens, sampling,
-                            use_cache=self.use_cache, context=self.context,
-                            generator=generator)  # fmt: skip
+            return speculative_ids(
+                self.model,
+                prompt,
+                max_new_tokens,
+                sampling,
+                num_guesses=self.speculative,
+                generator=generator,
+            )
+        return generate_ids(
+            self.model,
+            prompt,
+            max_new_tokens,
+            sampling,
+            use_cache=self.use_cache,
+            context=self.context,
+            generator=generator,
+        )
 
-    def _pieces(self, rows, max_new_tokens, sampling, generator, stop, stop_tokens,
-                with_rows=False):  # fmt: skip
+    def _pieces(
+        self, rows, max_new_tokens, sampling, generator, stop, stop_tokens, with_rows=False
+    ):
         """The streaming heart: token ids -> safe text pieces, row by row, until all stop."""
-        from byollm.tokenizer import StreamingDecoder
-
         device = model_device(self.model)
         prompt = torch.tensor(rows, dtype=torch.long, device=device)
-        decoders = [StreamingDecoder(self.tokenizer) for _ in rows]
-        stoppers = [StopStrings(stop) for _ in rows]
-        finished = [False] * len(rows)
-        stop_set = set(stop_tokens)
-
-        def emit(row, text):
-            text = stoppers[row].push(text)
-            if stoppers[row].stopped:
-                finished[row] = True
-            return text
-
+        streams = [TextStream(self.tokenizer, stop, stop_tokens) for _ in rows]
         steps = self._token_steps(prompt, max_new_tokens, sampling, generator)
         for next_tokens in steps:
             for row, token in enumerate(next_tokens.tolist()):
-                if finished[row]:
-                    continue
-                if token in stop_set:
-                    finished[row] = True
-                    text = emit(row, decoders[row].flush()) + stoppers[row].flush()
-                else:
-                    text = emit(row, decoders[row].push(token))
+                text = streams[row].push(token)
                 if text:
                     yield (row, text) if with_rows else text
-            if all(finished):
+            if all(stream.finished for stream in streams):
                 steps.close()
                 break
-        for row in range(len(rows)):
-            if not finished[row]:
-                text = emit(row, decoders[row].flush()) + stoppers[row].flush()
-                if text:
-                    yield (row, text) if with_rows else text
+        for row, stream in enumerate(streams):
+            text = stream.close()  # at the length limit: release what was held back
+            if text:
+                yield (row, text) if with_rows else text

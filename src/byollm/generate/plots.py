@@ -47,8 +47,9 @@ def quick_char_model(text: str, *, steps: int = 300, seconds: float | None = Non
     torch.manual_seed(seed)
     tokenizer = CharTokenizer.train(text)
     data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4,
-                       n_embd=64, dropout=0.0)  # fmt: skip
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=64, dropout=0.0
+    )
     model = GPT(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
@@ -123,7 +124,7 @@ def plot_processors(model, tokenizer, prompt: str, panels=None, top: int = 12, p
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     path = argv[0] if argv else "04-processors.png"
-    from byollm.data.corpora import read_corpus_text
+    from byollm.corpora import read_corpus_text
 
     text = read_corpus_text("tinyshakespeare")[:300_000]
     model, tokenizer, losses = quick_char_model(text, steps=400)

@@ -19,7 +19,8 @@ Design choices:
 - The order follows Hugging Face transformers (penalties first, then temperature, then the
   truncation filters), so the same settings mean the same thing here and there.
 - `SamplingConfig` validates its values once, with messages naming the parameter and the valid
-  range; `build_processors(config)` turns it into the chain.
+  range; `build_processors(config)` turns it into the chain. The ranges keep every float32
+  intermediate finite (`byollm.config.TEMPERATURE_RANGE` and the ranges below), so no NaN reaches the sampler.
 
     >>> logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
     >>> TopK(2)(logits, None)
@@ -28,15 +29,21 @@ Design choices:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from byollm.config import check_number, check_temperature, check_top_k
 from byollm.errors import ByollmError
 
 NEG_INF = float("-inf")
+
+# The ranges of the knobs that scale logits. They lie far outside any useful setting and keep
+# every intermediate float32 finite: logits / temperature, logits * repetition_penalty and
+# frequency_penalty * count can neither overflow to inf nor (by 0 * inf) become NaN.
+PENALTY_FACTOR_RANGE = (1e-2, 1e2)  # repetition_penalty
+MAX_ADDITIVE_PENALTY = 100.0  # |frequency_penalty|, |presence_penalty| (OpenAI allows 2)
 
 
 class Temperature:
@@ -200,8 +207,9 @@ class BannedTokens:
         vocab_size = logits.shape[-1]
         outside = [t for t in self.token_ids if not 0 <= t < vocab_size]
         if outside:
-            raise ByollmError(f"banned token ids {outside} are outside the vocabulary "
-                              f"(ids 0..{vocab_size - 1})")  # fmt: skip
+            raise ByollmError(
+                f"banned token ids {outside} are outside the vocabulary (ids 0..{vocab_size - 1})"
+            )
         out = logits.clone()
         out[..., self.token_ids] = NEG_INF
         return out
@@ -211,7 +219,8 @@ class BannedTokens:
 class SamplingConfig:
     """Every knob of the sampler, validated once. The defaults sample from the model unchanged.
 
-    temperature = 0 means greedy decoding (argmax after the penalties and bans).
+    temperature = 0 means greedy decoding (argmax after the penalties and bans); top_k = 0 or
+    None means no top-k limit.
     """
 
     temperature: float = 1.0
@@ -225,31 +234,34 @@ class SamplingConfig:
     banned_tokens: tuple[int, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
-        def bad(name, value, valid):
-            raise ByollmError(f"sampling parameter {name}={value!r} is invalid: {valid}")
+        self.validate()
 
-        for name in ("temperature", "top_p", "min_p", "typical_p", "repetition_penalty"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                bad(name, value, "expected a number")
-            if math.isnan(value) or math.isinf(value):
-                bad(name, value, "expected a finite number")
-        if self.temperature < 0:
-            bad("temperature", self.temperature, "must be >= 0 (0 means greedy)")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            bad("top_k", self.top_k, "must be an integer >= 1 (or None for no limit)")
-        if not 0.0 < self.top_p <= 1.0:
-            bad("top_p", self.top_p, "must be in (0, 1] (1 keeps every token)")
-        if not 0.0 <= self.min_p <= 1.0:
-            bad("min_p", self.min_p, "must be in [0, 1] (0 keeps every token)")
-        if not 0.0 < self.typical_p <= 1.0:
-            bad("typical_p", self.typical_p, "must be in (0, 1] (1 keeps every token)")
-        if self.repetition_penalty <= 0:
-            bad("repetition_penalty", self.repetition_penalty, "must be > 0 (1 means off)")
+    def validate(self) -> None:
+        """Every rule on the values, in one place; each error names the parameter and its range."""
+        check_temperature("temperature", self.temperature)
+        self.top_k = check_top_k("top_k", self.top_k)
+        check_number("top_p", self.top_p, 0, 1, low_open=True, hint="1 keeps every token")
+        check_number("min_p", self.min_p, 0, 1, hint="0 keeps every token")
+        check_number("typical_p", self.typical_p, 0, 1, low_open=True, hint="1 keeps every token")
+        check_number(
+            "repetition_penalty", self.repetition_penalty, *PENALTY_FACTOR_RANGE, hint="1 = off"
+        )
         for name in ("frequency_penalty", "presence_penalty"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                bad(name, value, "expected a finite number (0 means off)")
+            check_number(
+                name,
+                getattr(self, name),
+                -MAX_ADDITIVE_PENALTY,
+                MAX_ADDITIVE_PENALTY,
+                hint="0 = off",
+            )
+        if isinstance(self.banned_tokens, (str, bytes)) or not isinstance(
+            self.banned_tokens, Sequence
+        ):
+            raise ByollmError(
+                f"banned_tokens={self.banned_tokens!r} is invalid: expected token ids"
+            )
+        for token in self.banned_tokens:
+            check_number("banned_tokens", token, 0, integer=True, hint="token ids")
         self.banned_tokens = tuple(int(t) for t in self.banned_tokens)
 
     @property

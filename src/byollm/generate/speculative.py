@@ -3,8 +3,9 @@
 At batch 1 a decode step reads every weight of the model to produce a single token, so its
 speed is memory bandwidth, not arithmetic. A forward pass over k + 1 tokens reads the weights
 once too: checking k guessed tokens costs little more than generating one (on a 2-core CPU,
-with `byollm.model.layers.Linear`, 2-4 rows even cost less than 1; see benchmarks/RESULTS.md).
-Every guess that matches what the model would have produced anyway is a token for free.
+with `byollm.cpu_fast_paths.FewRowsLinear`, 2-4 rows even cost less than 1; see
+benchmarks/RESULTS.md). Every guess that matches what the model would have produced anyway is a
+token for free.
 
 Where the guesses come from: **prompt lookup** (Saxena 2023; `prompt_lookup_num_tokens` in
 Hugging Face). Find the most recent earlier occurrence of the last few tokens and propose what
@@ -36,7 +37,7 @@ import torch
 
 from byollm.errors import ByollmError
 from byollm.generate.processors import SamplingConfig, apply_processors, build_processors
-from byollm.model import GPT
+from byollm.model.interface import forward_logits, model_block_size
 
 
 def prompt_lookup(tokens: list[int], num_guesses: int, max_ngram: int = 3) -> list[int]:
@@ -66,13 +67,6 @@ def prompt_lookup(tokens: list[int], num_guesses: int, max_ngram: int = 3) -> li
         if best:
             return best
     return []
-
-
-def _logits(model, idx: torch.Tensor, cache, last_only: bool) -> torch.Tensor:
-    """The logits of every fed position (or the last only) of one row: (T, V)."""
-    kwargs = {"last_only": True} if last_only and isinstance(model, GPT) else {}
-    out = model(idx, kv_cache=cache, **kwargs)
-    return (out[0] if isinstance(out, tuple) else out)[0]
 
 
 def _distribution(logits, context, processors, greedy: bool) -> torch.Tensor:
@@ -107,7 +101,7 @@ def speculative_ids(
         )
     if num_guesses < 1:
         raise ByollmError(f"num_guesses={num_guesses} is invalid: must be >= 1")
-    block_size = getattr(getattr(model, "config", None), "block_size", None)
+    block_size = model_block_size(model)
     if block_size is not None and prompt.shape[1] + max_new_tokens - 1 > block_size:
         raise ByollmError(
             f"speculative decoding needs prompt ({prompt.shape[1]} tokens) + max_new_tokens "
@@ -138,7 +132,7 @@ def speculative_ids(
 
     stats["forward_passes"] += 1
     with torch.inference_mode():
-        logits = _logits(model, prompt, cache, last_only=True)[-1]  # prefill
+        logits = forward_logits(model, prompt, cache, last_only=True)[0, -1]  # prefill
         context = torch.tensor(tokens, device=device)
         token = draw(_distribution(logits, context, processors, sampling.greedy))
     tokens.append(token)
@@ -150,12 +144,13 @@ def speculative_ids(
         fed = torch.tensor([tokens[-1:] + guesses], device=device)
         start = cache.pos
         with torch.inference_mode():
-            logits = _logits(model, fed, cache, last_only=not guesses)  # (1 + k, V)
+            logits = forward_logits(model, fed, cache, last_only=not guesses)[0]  # (1 + k, V)
             context = torch.tensor(tokens + guesses, device=device)
             new_tokens = []
             for i, guess in enumerate(guesses + [None]):
-                probs = _distribution(logits[i], context[: len(tokens) + i], processors,
-                                      sampling.greedy)  # fmt: skip
+                probs = _distribution(
+                    logits[i], context[: len(tokens) + i], processors, sampling.greedy
+                )
                 if guess is None:  # every guess accepted: the pass also gives one more token
                     new_tokens.append(draw(probs))
                 elif accept(probs, guess):

@@ -10,6 +10,9 @@ text that could be the *start* of a stop string is held back until the next piec
     ('', True)
 
 `flush()` releases whatever was held back once the stream ends without a stop.
+
+`TextStream` puts it together for one generated sequence: token ids in, text that is safe to
+show out (no half character, no half stop string), finished at a stop token or stop string.
 """
 
 from __future__ import annotations
@@ -59,3 +62,43 @@ class StopStrings:
                     best = n
                     break
         return best
+
+
+class TextStream:
+    """One sequence's token ids -> safe text: UTF-8 held back mid-character, stops cut.
+
+        >>> stream = TextStream(tokenizer, stop=["\\n\\n"], stop_tokens=[tokenizer.eot_id])  # doctest: +SKIP
+        >>> stream.push(token_id)        # the text that token makes safe to show (maybe "")  # doctest: +SKIP
+        >>> stream.finished, stream.hit_stop  # doctest: +SKIP
+        (False, False)
+        >>> stream.close()               # at the length limit: whatever was held back  # doctest: +SKIP
+
+    `hit_stop` tells a stop (token or string) from the caller's `close()` at a length limit.
+    """
+
+    def __init__(self, tokenizer, stop: Sequence[str] = (), stop_tokens: Sequence[int] = ()):
+        from byollm.tokenizer import StreamingDecoder
+
+        self.decoder = StreamingDecoder(tokenizer)
+        self.stopper = StopStrings(stop)
+        self.stop_tokens = set(stop_tokens)
+        self.finished = False
+        self.hit_stop = False
+
+    def push(self, token: int) -> str:
+        if self.finished:
+            return ""
+        if token in self.stop_tokens:
+            self.hit_stop = True
+            return self.close()
+        text = self.stopper.push(self.decoder.push(token))
+        if self.stopper.stopped:
+            self.finished = self.hit_stop = True
+        return text
+
+    def close(self) -> str:
+        """End the stream: the text still held back (none after a stop string)."""
+        if self.finished:
+            return ""
+        self.finished = True
+        return self.stopper.push(self.decoder.flush()) + self.stopper.flush()

@@ -11,23 +11,38 @@ Design choices:
 - Fields that default to "derived" (`n_kv_head`, `mlp_hidden`) stay `None` in the dataclass and
   are resolved by properties (`kv_heads`, `hidden_dim`). Storing the derived number would go stale
   when someone later overrides `n_embd` or `n_head`.
-- Validation happens in `__post_init__`, so a bad config fails where it is built (from Python, a
-  TOML file or `--n_head 5` on the command line) with a message naming the key, not deep inside a
-  matrix multiply.
+- Validation (`validate`, run by `__post_init__`) happens where a config is built (from Python, a
+  TOML file, `--n_head 5` on the command line or a checkpoint's config.json), with a message
+  naming the key and the valid range, not deep inside a matrix multiply. Sizes have upper
+  bounds (`SIZE_LIMITS`) far beyond any real model.
 - Presets are plain dicts of overrides on the defaults; the defaults are GPT-2 124M.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
+from byollm.config import check_choice, check_number
 from byollm.errors import ByollmError
 
 MLPKind = Literal["gelu", "gelu_exact", "swiglu", "relu2"]
 NormKind = Literal["layernorm", "rmsnorm"]
 PosKind = Literal["learned", "rope"]
+
+# Upper bounds on the sizes, far beyond any real model (Llama 3 405B: 126 layers, 128 heads,
+# width 16,384, a 128,256-token vocabulary, an MLP 53,248 wide). They turn a typo or a tampered
+# config.json into one line instead of an attempt to allocate terabytes.
+SIZE_LIMITS = {
+    "vocab_size": 2**24,
+    "block_size": 2**20,
+    "n_layer": 1024,
+    "n_head": 1024,
+    "n_embd": 2**16,
+}
+MAX_MLP_HIDDEN = 2**18
 
 
 @dataclass
@@ -52,38 +67,56 @@ class GPTConfig:
     dropout: float = 0.0  # on embeddings, attention probabilities and residual branches
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ByollmError(f"model config: {name} must be a positive integer, got {value!r}")
-        _check_choice("mlp", self.mlp, MLPKind)
-        _check_choice("norm", self.norm, NormKind)
-        _check_choice("pos", self.pos, PosKind)
+        self.validate()
+
+    def validate(self) -> None:
+        """Every rule on the values, in one place: each error names the key and the valid range."""
+        for name, limit in SIZE_LIMITS.items():
+            check_number(f"model config: {name}", getattr(self, name), 1, limit, integer=True)
+        for name, kind in (("mlp", MLPKind), ("norm", NormKind), ("pos", PosKind)):
+            check_choice(f"model config: {name}", getattr(self, name), typing.get_args(kind))
+        for name in ("qk_norm", "tie_embeddings", "bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ByollmError(f"model config: {name}={getattr(self, name)!r} is not true/false")
         if self.n_embd % self.n_head:
             raise ByollmError(
                 f"model config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
                 f"each head gets n_embd / n_head channels (try n_head in "
                 f"{_divisors(self.n_embd)})"
             )
-        if self.n_kv_head is not None and (self.n_kv_head < 1 or self.n_head % self.n_kv_head):
-            raise ByollmError(
-                f"model config: n_kv_head={self.n_kv_head} must divide n_head={self.n_head} "
-                f"(each key/value head serves a group of query heads; valid: "
-                f"{_divisors(self.n_head)})"
+        if self.n_kv_head is not None:
+            check_number(
+                "model config: n_kv_head",
+                self.n_kv_head,
+                1,
+                self.n_head,
+                integer=True,
+                hint="or None for n_head",
             )
-        if self.mlp_hidden is not None and self.mlp_hidden < 1:
-            raise ByollmError(f"model config: mlp_hidden must be positive, got {self.mlp_hidden}")
+            if self.n_head % self.n_kv_head:
+                raise ByollmError(
+                    f"model config: n_kv_head={self.n_kv_head} must divide n_head={self.n_head} "
+                    f"(each key/value head serves a group of query heads; valid: "
+                    f"{_divisors(self.n_head)})"
+                )
+        if self.mlp_hidden is not None:
+            check_number(
+                "model config: mlp_hidden",
+                self.mlp_hidden,
+                1,
+                MAX_MLP_HIDDEN,
+                integer=True,
+                hint="or None for the default width",
+            )
         if self.pos == "rope" and self.head_dim % 2:
             raise ByollmError(
                 f"model config: RoPE rotates channel pairs, so the head size "
                 f"n_embd/n_head={self.head_dim} must be even"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ByollmError(f"model config: dropout must be in [0, 1), got {self.dropout}")
-        if self.norm_eps <= 0:
-            raise ByollmError(f"model config: norm_eps must be positive, got {self.norm_eps}")
-        if self.rope_theta <= 0:
-            raise ByollmError(f"model config: rope_theta must be positive, got {self.rope_theta}")
+        check_number("model config: dropout", self.dropout, 0, 1, high_open=True)
+        check_number("model config: norm_eps", self.norm_eps, 0, 1, low_open=True)
+        # theta ** (-2i/D) is computed in float32: a base below 1 or beyond 1e12 gives inf or 0
+        check_number("model config: rope_theta", self.rope_theta, 1, 1e12)
 
     @property
     def head_dim(self) -> int:
@@ -182,14 +215,6 @@ PRESETS: dict[str, dict] = {
         "bias": False,
     },
 }
-
-
-def _check_choice(name: str, value: object, kind: object) -> None:
-    options = kind.__args__  # the strings of the Literal
-    if value not in options:
-        raise ByollmError(
-            f"model config: {name}={value!r} is not one of {', '.join(map(repr, options))}"
-        )
 
 
 def _divisors(n: int) -> list[int]:

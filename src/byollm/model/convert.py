@@ -1,7 +1,7 @@
 """Hugging Face <-> byollm: load GPT-2 / Llama checkpoints, export ours for `from_pretrained`.
 
-    >>> model = from_hf("path/to/gpt2")          # a folder with config.json + model.safetensors
-    >>> to_hf(model, "exported")                  # AutoModelForCausalLM.from_pretrained("exported")
+    >>> model = from_hf("path/to/gpt2")  # a folder: config.json + model.safetensors  # doctest: +SKIP
+    >>> to_hf(model, "exported")  # AutoModelForCausalLM.from_pretrained("exported")  # doctest: +SKIP
 
 Nothing here imports `transformers`: a Hugging Face folder is just a `config.json` and weight
 files, and the mapping is a table of names. What differs between the two layouts:
@@ -12,6 +12,20 @@ files, and the mapping is a table of names. What differs between the two layouts
 - Llama keeps q, k, v and gate, up as separate matrices; we fuse each group into one matrix
   (`c_attn`, `c_fc`) so a block does one multiply instead of three or two. Both use the
   "rotate_half" RoPE layout, so no rows need permuting.
+
+The `byollm convert` verb: `convert_from_hf` (a local folder), `convert_from_hub` (fetched by
+`hub.py`, checked against the Hub's listing) and `convert_to_hf`. A model keeps its own
+tokenizer both ways: a Hugging Face folder's `vocab.json` + `merges.txt` or `tokenizer.json`
+becomes the checkpoint's tokenizer (`hf_folder_tokenizer`), and export writes the checkpoint's
+tokenizer as `tokenizer.json` + `tokenizer_config.json` + `special_tokens_map.json` (via
+`tokenizer/export.py`) and `generation_config.json` (stop at `<|endoftext|>`, as `byollm sample`
+does), so `AutoTokenizer` and `pipeline("text-generation")` work on the folder. These add the
+folder safety a command needs: the whole input is read and checked (weights against config, tokenizer against vocabulary)
+before anything is written; the result is written into a temporary folder beside `out` and
+renamed into place, so `out` is never a mix of new weights and an old tokenizer. `out` may not be
+the input (or hold it), and an existing non-empty `out` is replaced only if it is a folder this
+command wrote earlier: its `config.json` says `"written_by": "byollm convert"` and it holds
+nothing else.
 """
 
 from __future__ import annotations
@@ -25,9 +39,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from byollm.errors import ByollmError
+from byollm.model.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    save_checkpoint,
+    write_folder_atomically,
+)
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
-from byollm.model.io import load_state, unwrap
+from byollm.model.weights import check_weights_match, expected_weight_shapes, load_state, unwrap
+from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE
 
 # Hugging Face GPT-2 activation_function -> our mlp kind: the tanh approximation (three spellings
 # of one formula) or the exact erf GELU (PyTorch's kernel, or the same written out in Python)
@@ -113,8 +135,10 @@ def hf_to_gpt_config(hf: dict, source: str = "config.json") -> GPTConfig:
     if kind == "gpt2":
         act = hf.get("activation_function", "gelu_new")
         if act not in GPT2_ACTIVATIONS:
-            raise ByollmError(f"{source}: activation_function {act!r} is not supported "
-                              f"(supported: {', '.join(GPT2_ACTIVATIONS)})")  # fmt: skip
+            raise ByollmError(
+                f"{source}: activation_function {act!r} is not supported "
+                f"(supported: {', '.join(GPT2_ACTIVATIONS)})"
+            )
         if hf.get("scale_attn_by_inverse_layer_idx") or hf.get("scale_attn_weights") is False:
             raise ByollmError(f"{source}: non-standard attention scaling is not supported")
         return GPTConfig(
@@ -141,8 +165,10 @@ def hf_to_gpt_config(hf: dict, source: str = "config.json") -> GPTConfig:
         n_embd, n_head = _get(hf, "hidden_size", source), _get(hf, "num_attention_heads", source)
         head_dim = hf.get("head_dim")
         if head_dim is not None and head_dim * n_head != n_embd:
-            raise ByollmError(f"{source}: head_dim {head_dim} x {n_head} heads != hidden_size "
-                              f"{n_embd}; byollm needs head_dim = hidden_size / heads")  # fmt: skip
+            raise ByollmError(
+                f"{source}: head_dim {head_dim} x {n_head} heads != hidden_size "
+                f"{n_embd}; byollm needs head_dim = hidden_size / heads"
+            )
         return GPTConfig(
             vocab_size=_get(hf, "vocab_size", source),
             block_size=_get(hf, "max_position_embeddings", source),
@@ -229,8 +255,13 @@ def from_hf(directory: str | Path) -> GPT:
     except ByollmError as e:
         raise ByollmError(f"{directory}: {e}") from None
     tensors = {k: v.float() for k, v in tensors.items()}
+    source = f"{directory} (weights vs config.json)"
+    # shapes first: a config.json that does not fit the weights never allocates its model
+    check_weights_match(
+        expected_weight_shapes(config), {k: tuple(v.shape) for k, v in tensors.items()}, source
+    )
     model = GPT(config)
-    load_state(model, tensors, f"{directory} (weights vs config.json)")
+    load_state(model, tensors, source)
     return model.eval()
 
 
@@ -246,7 +277,6 @@ def hf_kind(config: GPTConfig) -> str:
             for bad, msg in (
                 (c.kv_heads != c.n_head, "grouped-query attention"),
                 (c.qk_norm, "QK-norm"),
-                (not c.bias, "bias=false"),
             )
             if bad
         ]
@@ -262,8 +292,11 @@ def hf_kind(config: GPTConfig) -> str:
     )
 
 
-def to_hf(model: torch.nn.Module, directory: str | Path) -> Path:
-    """Write `config.json` + `model.safetensors` that `AutoModelForCausalLM` loads as ours."""
+def to_hf(
+    model: torch.nn.Module, directory: str | Path, *, eos_token_id: int | None = None
+) -> Path:
+    """Write `config.json` + `model.safetensors` that `AutoModelForCausalLM` loads as ours
+    (`eos_token_id`: the tokenizer's end-of-text id, recorded as bos and eos, as GPT-2 does)."""
     model = unwrap(model)
     c = model.config
     kind = hf_kind(c)
@@ -293,6 +326,12 @@ def to_hf(model: torch.nn.Module, directory: str | Path) -> Path:
             if re.search(r"\.(c_attn|c_proj|c_fc)\.weight$", name):
                 t = t.t()  # Linear (out, in) -> Conv1D (in, out)
             tensors[name] = t
+        if not c.bias:  # GPT-2 always has biases: zeros compute exactly what none do
+            for name, t in list(tensors.items()):
+                if re.search(r"\.(c_attn|c_proj|c_fc)\.weight$", name):
+                    tensors[name.removesuffix("weight") + "bias"] = torch.zeros(t.shape[1])
+                elif re.search(r"\.ln_(1|2|f)\.weight$", name):
+                    tensors[name.removesuffix("weight") + "bias"] = torch.zeros_like(t)
     else:
         hf_config = {
             "architectures": ["LlamaForCausalLM"],
@@ -316,17 +355,25 @@ def to_hf(model: torch.nn.Module, directory: str | Path) -> Path:
         }
         tensors = _ours_to_llama(sd, c)
     hf_config["torch_dtype"] = "float32"
+    if eos_token_id is not None:
+        hf_config["bos_token_id"] = hf_config["eos_token_id"] = eos_token_id
+    hf_config["written_by"] = WRITTEN_BY  # lets a later `byollm convert` replace this folder
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "model.safetensors"),
-              metadata={"format": "pt"})  # fmt: skip
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()},
+        str(directory / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     (directory / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
     return directory
 
 
 def _ours_to_llama(sd: dict, c: GPTConfig) -> dict[str, torch.Tensor]:
-    out = {"model.embed_tokens.weight": sd["transformer.wte.weight"],
-           "model.norm.weight": sd["transformer.ln_f.weight"]}  # fmt: skip
+    out = {
+        "model.embed_tokens.weight": sd["transformer.wte.weight"],
+        "model.norm.weight": sd["transformer.ln_f.weight"],
+    }
     if not c.tie_embeddings:
         out["lm_head.weight"] = sd["lm_head.weight"]
     kv = c.kv_heads * c.head_dim
@@ -336,10 +383,173 @@ def _ours_to_llama(sd: dict, c: GPTConfig) -> dict[str, torch.Tensor]:
         out[dst + "post_attention_layernorm.weight"] = sd[src + "ln_2.weight"]
         for s in ["weight", "bias"] if c.bias else ["weight"]:
             q, k, v = sd[src + f"attn.c_attn.{s}"].split([c.n_embd, kv, kv], dim=0)
-            out.update({dst + f"self_attn.q_proj.{s}": q, dst + f"self_attn.k_proj.{s}": k,
-                        dst + f"self_attn.v_proj.{s}": v})  # fmt: skip
+            out.update(
+                {
+                    dst + f"self_attn.q_proj.{s}": q,
+                    dst + f"self_attn.k_proj.{s}": k,
+                    dst + f"self_attn.v_proj.{s}": v,
+                }
+            )
             out[dst + f"self_attn.o_proj.{s}"] = sd[src + f"attn.c_proj.{s}"]
             gate, up = sd[src + f"mlp.c_fc.{s}"].chunk(2, dim=0)
             out[dst + f"mlp.gate_proj.{s}"], out[dst + f"mlp.up_proj.{s}"] = gate, up
             out[dst + f"mlp.down_proj.{s}"] = sd[src + f"mlp.c_proj.{s}"]
     return out
+
+
+# --- the `byollm convert` verb: check everything, then write a whole folder --------------------
+
+WRITTEN_BY = "byollm convert"  # the config.json marker of a folder this module wrote
+GENERATION_CONFIG = "generation_config.json"
+# every file either direction writes (tokenizer.json: byollm's or Hugging Face's format)
+CONVERT_FILES = {
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    TOKENIZER_FILE,  # byollm's own format, in a byollm checkpoint
+    LEGACY_TOKENIZER_FILE,  # Hugging Face's format in an export (byollm's, in old checkpoints)
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    GENERATION_CONFIG,
+}
+
+
+def convert_from_hf(
+    source: str | Path, out: str | Path, tokenizer=None, *, origin: dict | None = None
+) -> GPT:
+    """`from_hf(source)` saved as a byollm checkpoint in `out` (with `tokenizer`, a name, a path
+    or a Tokenizer, as byollm-tokenizer.json); refuses an unsafe `out` and writes nothing unless every
+    input is good. `origin` is recorded as the checkpoint's "source" (default: the folder)."""
+    from byollm.tokenizer import Tokenizer, load_tokenizer
+
+    source, out = Path(source), Path(out)
+    check_convert_out(out, source)
+    model = from_hf(source)
+    tok = tokenizer
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        tok = load_tokenizer(tokenizer)
+    if tok is not None and tok.vocab_size > model.config.vocab_size:
+        raise ByollmError(
+            f"tokenizer {tokenizer} has {tok.vocab_size} tokens but the model in {source} "
+            f"only knows {model.config.vocab_size}: the tokenizer does not belong to it"
+        )
+    extra = {"source": origin or {"hf": str(source)}, "written_by": WRITTEN_BY}
+    save_checkpoint(out, model, tok, extra=extra)
+    return model
+
+
+def hf_folder_tokenizer(directory: str | Path):
+    """`(tokenizer, None)` from a Hugging Face folder's own files, or `(None, why not)`.
+
+    GPT-2's `vocab.json` + `merges.txt` are exactly OpenAI's `encoder.json` + `vocab.bpe`
+    (`tokenizer/pretrained.py` reads them); otherwise a `tokenizer.json` that byollm can
+    represent (`tokenizer/export.py` `from_huggingface`)."""
+    from byollm.tokenizer.base import ENDOFTEXT
+    from byollm.tokenizer.bpe import BPETokenizer
+    from byollm.tokenizer.export import from_huggingface
+    from byollm.tokenizer.patterns import GPT2_PATTERN
+    from byollm.tokenizer.pretrained import read_gpt2_files
+
+    directory = Path(directory)
+    vocab, merges, hf_json = (directory / f for f in ("vocab.json", "merges.txt", "tokenizer.json"))
+    if vocab.is_file() and merges.is_file():
+        try:  # read_gpt2_files checks the pair: a vocabulary of another shape is reported
+            ranks = read_gpt2_files(vocab, merges)
+        except ByollmError as e:
+            return None, str(e)
+        encoder = json.loads(vocab.read_text(encoding="utf-8"))  # read_gpt2_files parsed it
+        specials = {ENDOFTEXT: encoder[ENDOFTEXT]} if ENDOFTEXT in encoder else {}
+        is_gpt2 = len(ranks) == 50256 and specials == {ENDOFTEXT: 50256}
+        return BPETokenizer(
+            ranks, pattern=GPT2_PATTERN, special_tokens=specials, name="gpt2" if is_gpt2 else None
+        ), None
+    if hf_json.is_file():
+        try:
+            return from_huggingface(hf_json), None
+        except ByollmError as e:
+            return None, str(e)
+    return None, f"{directory} has no vocab.json + merges.txt or tokenizer.json"
+
+
+def convert_from_hub(
+    name: str,
+    out: str | Path,
+    *,
+    revision: str = "main",
+    mirror: str | None = None,
+    via: str = "byollm",
+    tokenizer=None,
+):
+    """Fetch `name` from the Hugging Face Hub (checked, see `hub.py`) and convert it into `out`,
+    keeping the repo's own tokenizer unless `tokenizer` is given.
+
+    Returns `(model, the tokenizer saved or None, why none)`."""
+    from byollm.model.hub import download_from_hub, hub_repo
+
+    repo = hub_repo(name)
+    check_convert_out(Path(out))  # a bad --out is refused before a download of gigabytes
+    folder = download_from_hub(repo, revision=revision, mirror=mirror, via=via)
+    tok, why_not = (tokenizer, None) if tokenizer is not None else hf_folder_tokenizer(folder)
+    origin = {"hub": repo, "revision": revision}
+    return convert_from_hf(folder, out, tok, origin=origin), tok, why_not
+
+
+def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:
+    """The byollm checkpoint `checkpoint` written as a Hugging Face folder `out`, safely: the
+    weights, and with the checkpoint's tokenizer the files `AutoTokenizer` and `pipeline` read.
+    Returns the names of the files written."""
+    from byollm.tokenizer import find_tokenizer_file, load_tokenizer
+    from byollm.tokenizer.export import to_huggingface_folder
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    check_convert_out(out, checkpoint)
+    model = load_model(checkpoint)
+    hf_kind(model.config)  # an architecture Hugging Face cannot express is refused before writing
+    tok = None
+    if find_tokenizer_file(checkpoint).is_file():
+        tok = load_tokenizer(find_tokenizer_file(checkpoint))
+    written = ["config.json", "model.safetensors"]
+
+    def write(folder: Path) -> None:
+        eot = None if tok is None else tok.eot_id
+        to_hf(model, folder, eos_token_id=eot)
+        if tok is not None:
+            written.extend(
+                to_huggingface_folder(tok, folder, model_max_length=model.config.block_size)
+            )
+        if eot is not None:  # generate() stops where `byollm sample` stops: at <|endoftext|>
+            generation = {"bos_token_id": eot, "eos_token_id": eot, "pad_token_id": eot}
+            (folder / GENERATION_CONFIG).write_text(json.dumps(generation, indent=2) + "\n")
+            written.append(GENERATION_CONFIG)
+
+    write_folder_atomically(out, write)
+    return written
+
+
+def check_convert_out(out: Path, source: Path | None = None) -> None:
+    """Refuse an `out` that is the input `source` or holds it, a file, or a non-empty folder
+    that `byollm convert` did not write (see the module docstring)."""
+    if source is not None:
+        out_real, source_real = out.resolve(), source.resolve()
+        if out_real == source_real:
+            raise ByollmError(f"--out {out} is the input {source} itself; write to a new folder")
+        if out_real in source_real.parents:
+            raise ByollmError(f"--out {out} holds the input {source}; write to a new folder")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ByollmError(f"--out {out} is a file; give a new or empty folder")
+    names = {entry.name for entry in out.iterdir()}
+    if names and not (names <= CONVERT_FILES and _written_by_convert(out)):
+        raise ByollmError(
+            f"--out {out} is a non-empty folder that byollm convert did not write "
+            f"({', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''}); "
+            "give a new or empty folder, or delete it first"
+        )
+
+
+def _written_by_convert(folder: Path) -> bool:
+    try:
+        meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("written_by") == WRITTEN_BY

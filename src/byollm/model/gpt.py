@@ -13,7 +13,12 @@ Design choices (all switched by `GPTConfig`, one module for GPT-2 and Llama-styl
 - GPT-2's initialisation: N(0, 0.02) everywhere, and the two projections that write into the
   residual stream scaled by 1/sqrt(2 * n_layer) so its variance does not grow with depth;
 - the loss is the mean cross-entropy over all positions with targets != -1 (-1 = ignore);
-- a KV cache for decoding (`new_kv_cache`), and nanoGPT's simple `generate` sampler.
+- a KV cache for decoding (`new_kv_cache`; `new_batch_kv_cache` for a server's batch of
+  sequences of different lengths), and nanoGPT's simple `generate` sampler;
+- `attention_maps(idx)`, an explicit slower pass that returns every head's attention weights
+  (for looking inside; the fast path never materialises them);
+- the linear layers are plain `nn.Linear`; the last line of `__init__` lets them take a faster
+  CPU path for the few rows of decoding (`byollm/cpu_fast_paths.py`: same products, measured).
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from byollm.config import check_temperature, check_top_k
+from byollm.cpu_fast_paths import use_few_rows_linear
 from byollm.errors import ByollmError
 from byollm.model.config import GPTConfig
-from byollm.model.kv_cache import KVCache
-from byollm.model.layers import Block, Linear, Rotary, make_norm
+from byollm.model.kv_cache import BatchKVCache, KVCache
+from byollm.model.layers import Block, Rotary, make_norm
 
 
 class GPT(nn.Module):
@@ -51,11 +58,12 @@ class GPT(nn.Module):
         self.transformer["drop"] = nn.Dropout(config.dropout)
         self.transformer["h"] = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.transformer["ln_f"] = make_norm(config)
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             # One matrix both reads tokens in and scores them out (saves vocab x C parameters).
             self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
+        use_few_rows_linear(self)  # decoding speed on the CPU only; see cpu_fast_paths.py
 
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-2 init: N(0, 0.02), zero biases, residual projections N(0, 0.02/sqrt(2L))."""
@@ -84,26 +92,7 @@ class GPT(nn.Module):
         logits of the last position only, (B, 1, vocab): all that generation needs, and it
         skips the output head (often the largest matrix) for the other T - 1 positions.
         """
-        B, T = idx.shape
-        start = 0
-        if kv_cache is not None:
-            kv_cache.check_room(B, T)
-            start = kv_cache.pos
-        if start + T > self.config.block_size:
-            raise ByollmError(
-                f"sequence of {start + T} positions is longer than the model's block_size "
-                f"{self.config.block_size}"
-            )
-        x = self.transformer.wte(idx)  # (B, T, C)
-        if self.rotary is None:  # learned absolute positions are added once, here
-            positions = torch.arange(start, start + T, device=idx.device)
-            x = x + self.transformer.wpe(positions)
-        x = self.transformer.drop(x)
-        for block in self.transformer.h:
-            x = block(x, self.rotary, kv_cache)
-        if kv_cache is not None:
-            kv_cache.advance(T)
-        x = self.transformer.ln_f(x)
+        x = self.hidden_states(idx, kv_cache=kv_cache)  # (B, T, C)
         if last_only:
             if targets is not None:
                 raise ByollmError("last_only=True gives no loss: the targets need every position")
@@ -116,8 +105,65 @@ class GPT(nn.Module):
             )
         return logits, loss
 
+    def hidden_states(self, idx: torch.Tensor, *, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """The residual stream after the final norm, (B, T, C): what the head reads.
+
+        `forward` is this plus the linear head; a classifier reads these vectors with a head of
+        its own (`byollm.finetune.classify`).
+        """
+        B, T = idx.shape
+        longest = 0  # positions already cached (in the longest row, for a BatchKVCache)
+        if kv_cache is not None:
+            kv_cache.check_room(B, T)
+            longest = kv_cache.pos
+        if longest + T > self.config.block_size:
+            raise ByollmError(
+                f"sequence of {longest + T} positions is longer than the model's block_size "
+                f"{self.config.block_size}"
+            )
+        x = self.embed(idx, 0 if kv_cache is None else kv_cache.start)
+        for block in self.transformer.h:
+            x = block(x, self.rotary, kv_cache)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        x = self.transformer.ln_f(x)
+        return x
+
+    def embed(self, idx: torch.Tensor, start: int | torch.Tensor = 0) -> torch.Tensor:
+        """Token ids (B, T) -> the residual stream (B, T, C) entering the first block.
+
+        `start` is the position of idx's first token: an int, or (B, 1) when rows differ.
+        """
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if self.rotary is None:  # learned absolute positions are added once, here
+            positions = start + torch.arange(idx.size(1), device=idx.device)  # (T,) or (B, T)
+            x = x + self.transformer.wpe(positions)
+        return self.transformer.drop(x)
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits (B, T, vocab) and every layer's attention weights, each (B, H, T, T).
+
+        weights[layer][b, h, i, j] is how much token i (the query) attends to token j <= i in
+        head h. An explicit, slower pass for looking inside; `forward` never computes these.
+        """
+        x = self.embed(idx)
+        maps = []
+        for block in self.transformer.h:
+            maps.append(block.attn.attention_weights(block.ln_1(x), self.rotary))
+            x = block(x, self.rotary)
+        logits = self.lm_head(self.transformer.ln_f(x)).float()
+        return logits, maps
+
     def new_kv_cache(self, batch_size: int, max_seq_len: int | None = None) -> KVCache:
         """An empty cache for `batch_size` sequences, on this model's device and dtype."""
+        return self._new_cache(KVCache, batch_size, max_seq_len)
+
+    def new_batch_kv_cache(self, n_slots: int, max_seq_len: int | None = None) -> BatchKVCache:
+        """An empty cache for `n_slots` sequences of independent lengths (a server's batch)."""
+        return self._new_cache(BatchKVCache, n_slots, max_seq_len)
+
+    def _new_cache(self, kind, rows: int, max_seq_len: int | None):
         max_seq_len = self.config.block_size if max_seq_len is None else max_seq_len
         if not 0 < max_seq_len <= self.config.block_size:
             raise ByollmError(
@@ -126,9 +172,9 @@ class GPT(nn.Module):
             )
         weight = self.transformer.wte.weight
         c = self.config
-        return KVCache(
+        return kind(
             c.n_layer,
-            batch_size,
+            rows,
             c.kv_heads,
             max_seq_len,
             c.head_dim,
@@ -147,14 +193,14 @@ class GPT(nn.Module):
     ) -> torch.Tensor:
         """Append `max_new_tokens` sampled tokens to `idx` (B, T) and return the longer tensor.
 
-        temperature 0 means greedy; top_k keeps only the k most likely tokens. With the cache, a
+        temperature 0 means greedy; top_k keeps only the k most likely tokens (0 or None: all);
+        both are checked as `byollm.generate.SamplingConfig` checks them (`byollm.config`'s
+        `check_temperature`, `check_top_k`). With the cache, a
         context that outgrows block_size is cropped to the last block_size tokens and
         re-prefilled, exactly what the uncached path computes.
         """
-        if temperature < 0:
-            raise ByollmError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ByollmError(f"top_k must be a positive integer, got {top_k}")
+        check_temperature("temperature", temperature)
+        top_k = check_top_k("top_k", top_k)
         block = self.config.block_size
         cache = self.new_kv_cache(idx.size(0)) if use_cache else None
         for _ in range(max_new_tokens):

@@ -1,6 +1,5 @@
 """The parts of a transformer block, each small enough to read in one sitting.
 
-- `Linear`: `nn.Linear` with a faster path for the few rows of decoding on the CPU.
 - `LayerNorm` (GPT-2) and `RMSNorm` (Llama): keep the residual stream at a sane scale.
 - `Rotary`: rotary position embeddings (RoPE), the "rotate_half" convention of Llama/HF, so
   Llama weights load without permuting rows.
@@ -24,31 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from byollm.model.config import GPTConfig
-
-
-class Linear(nn.Linear):
-    """y = x W^T + b, exactly `nn.Linear`, but a few rows on the CPU are computed as W @ x^T.
-
-    Why: decoding multiplies one row per sequence (or a few, when checking draft tokens) by
-    every weight matrix, so its speed is how fast W streams from memory. For a handful of rows
-    MKL streams W far faster when W is the big left operand: over GPT-2 124M's matrices on a
-    2-core AVX2 CPU, 2 rows took 27 ms instead of 60 and 4 rows 30 ms instead of 71
-    (benchmarks/RESULTS.md). Same product up to float rounding; training (hundreds of rows)
-    and GPUs take the usual path.
-    """
-
-    few_rows: int = 16  # the W @ x^T path won up to 16 rows in the measurement above
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // x.size(-1)
-        if x.device.type != "cpu" or not 0 < rows <= self.few_rows:
-            return F.linear(x, self.weight, self.bias)
-        # Both layouts matter: MKL takes the fast path only for a row-major x (seen transposed),
-        # and the next layer needs a row-major y again (so .contiguous(), a copy of a few rows).
-        y = torch.mm(self.weight, x.reshape(rows, -1).contiguous().t()).t().contiguous()
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], -1)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -99,11 +73,19 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Rotate x (B, heads, T, D) as if its tokens sat at positions start .. start+T-1."""
+    def forward(self, x: torch.Tensor, start: int | torch.Tensor) -> torch.Tensor:
+        """Rotate x (B, heads, T, D) as if its tokens sat at positions start .. start+T-1.
+
+        `start` is an int shared by every row, or a (B, 1) tensor when the rows of a batch sit
+        at different positions (`BatchKVCache`).
+        """
         T = x.size(-2)
-        cos = self.cos[start : start + T].to(x.dtype)
-        sin = self.sin[start : start + T].to(x.dtype)
+        if isinstance(start, int):
+            cos, sin = self.cos[start : start + T], self.sin[start : start + T]
+        else:  # per row: (B, T) positions -> (B, 1, T, D) tables, broadcast over the heads
+            positions = start + torch.arange(T, device=x.device)
+            cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         rotated_half = torch.cat((-x2, x1), dim=-1)
         return x * cos + rotated_half * sin
@@ -156,8 +138,8 @@ class CausalSelfAttention(nn.Module):
         self.layer_idx = layer_idx
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
         qkv_dim = (self.n_head + 2 * self.n_kv_head) * self.head_dim
-        self.c_attn = Linear(config.n_embd, qkv_dim, bias=config.bias)
-        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = nn.Linear(config.n_embd, qkv_dim, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.c_proj.is_residual_projection = True  # GPT-2 init scales these down, see gpt.py
         self.q_norm = make_norm(config, self.head_dim) if config.qk_norm else None
         self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else None
@@ -166,6 +148,35 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, rotary: Rotary | None, kv_cache=None) -> torch.Tensor:
         B, T, C = x.shape
+        start = 0 if kv_cache is None else kv_cache.start  # an int, or (B, 1): one per row
+        q, k, v = self.queries_keys_values(x, rotary, start)
+        if kv_cache is not None:  # append this chunk's keys/values, attend to all so far
+            k, v = kv_cache.update(self.layer_idx, k, v)  # (B, Hkv, S, D)
+        k, v = self.share_kv_heads(k), self.share_kv_heads(v)
+        S = k.size(2)
+        # Without a cache (or on the first chunk) the plain causal triangle is right; a chunk of
+        # T > 1 new tokens after cached ones needs the offset mask; a single new token sees all.
+        # Rows of different lengths (a BatchKVCache) each see only their own past: its mask.
+        if isinstance(start, torch.Tensor):
+            mask = kv_cache.mask
+        else:
+            mask = None if (S == T or T == 1) else causal_mask(T, S, x.device)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.use_sdpa:
+            is_causal = mask is None and S == T and T > 1
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+            )
+        else:
+            if mask is None and S == T and T > 1:
+                mask = causal_mask(T, S, x.device)
+            y = attention_explicit(q, k, v, mask, dropout_p)
+        y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble the heads side by side
+        return self.resid_dropout(self.c_proj(y))
+
+    def queries_keys_values(self, x: torch.Tensor, rotary: Rotary | None, start=0):
+        """q (B, H, T, D), k and v (B, Hkv, T, D) for x (B, T, C): project, QK-norm, rotate."""
+        B, T, C = x.shape
         H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
         q, k, v = self.c_attn(x).split([H * D, Hkv * D, Hkv * D], dim=-1)
         q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
@@ -173,30 +184,28 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, Hkv, D).transpose(1, 2)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        start = 0 if kv_cache is None else kv_cache.pos
         if rotary is not None:
             q, k = rotary(q, start), rotary(k, start)
-        if kv_cache is not None:  # append this chunk's keys/values, attend to all so far
-            k, v = kv_cache.update(self.layer_idx, k, v)  # (B, Hkv, S, D)
-        if Hkv != H:  # GQA: each key/value head serves H / Hkv query heads
-            k = k.repeat_interleave(H // Hkv, dim=1)
-            v = v.repeat_interleave(H // Hkv, dim=1)
-        S = k.size(2)
-        # Without a cache (or on the first chunk) the plain causal triangle is right; a chunk of
-        # T > 1 new tokens after cached ones needs the offset mask; a single new token sees all.
-        mask = None if (S == T or T == 1) else causal_mask(T, S, x.device)
-        dropout_p = self.dropout if self.training else 0.0
-        if self.use_sdpa:
-            is_causal = S == T and T > 1
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
-            )
-        else:
-            if S == T and T > 1:
-                mask = causal_mask(T, S, x.device)
-            y = attention_explicit(q, k, v, mask, dropout_p)
-        y = y.transpose(1, 2).reshape(B, T, C)  # re-assemble the heads side by side
-        return self.resid_dropout(self.c_proj(y))
+        return q, k, v
+
+    def share_kv_heads(self, kv: torch.Tensor) -> torch.Tensor:
+        """GQA: each key/value head serves n_head / n_kv_head query heads; repeat it for them."""
+        if self.n_kv_head == self.n_head:
+            return kv
+        return kv.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
+
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
+        """softmax(Q K^T / sqrt(D) + causal mask) for x (B, T, C): (B, H, T, T), rows sum to 1.
+
+        For looking inside (the playground's attention maps), not for speed: forward never
+        materialises these weights (`F.scaled_dot_product_attention` fuses them away).
+        """
+        T = x.size(1)
+        q, k, _ = self.queries_keys_values(x, rotary)
+        scores = q @ self.share_kv_heads(k).transpose(-2, -1) / math.sqrt(self.head_dim)
+        scores = scores.masked_fill(~causal_mask(T, T, x.device), float("-inf"))
+        return torch.softmax(scores.float(), dim=-1)
 
 
 class MLP(nn.Module):
@@ -213,8 +222,8 @@ class MLP(nn.Module):
         self.kind = config.mlp
         hidden = config.hidden_dim
         fc_out = 2 * hidden if self.kind == "swiglu" else hidden
-        self.c_fc = Linear(config.n_embd, fc_out, bias=config.bias)
-        self.c_proj = Linear(hidden, config.n_embd, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, fc_out, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.c_proj.is_residual_projection = True
         self.dropout = nn.Dropout(config.dropout)
 

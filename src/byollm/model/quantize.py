@@ -17,7 +17,7 @@ here), so greedy text drifts from the fp32 text after a while and the loss rises
 a product of many rows (a long prompt's prefill) is slower than fp32, because the kernel is
 built for few rows. It is for inference only: the weights are frozen buffers.
 
-    >>> model = quantize_int8(load_model("runs/shakespeare/best"))   # in place, returns model
+    >>> model = quantize_int8(load_model("runs/shakespeare/best"))  # in place  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Int8Linear(nn.Module):
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """Replace every `nn.Linear` of `model` (our `Linear` included) by an `Int8Linear`, in place.
+    """Replace every `nn.Linear` of `model` (`FewRowsLinear` too) by an `Int8Linear`, in place.
 
     Embeddings stay as they are: decoding looks up one row of them per token, so they cost no
     bandwidth. A tied output head gets its own int8 copy; the input embedding keeps fp32.

@@ -14,18 +14,32 @@ Design choices:
   `"<|endoftext|>"` inside user input is encoded as ordinary characters, so a document cannot
   forge a control token (the tokenizer equivalent of SQL injection). Unlike tiktoken we never
   raise on such text: data preparation must be able to encode any corpus.
-- **decode never raises**: ids that end mid-character become U+FFFD (as tiktoken), ids outside
-  the vocabulary decode to U+FFFD too. `StreamingDecoder` holds incomplete UTF-8 back instead.
+- **decode never raises for integer ids**: ids that end mid-character become U+FFFD (as
+  tiktoken), ids outside the vocabulary decode to U+FFFD too (a model's padded vocabulary can
+  sample them). `StreamingDecoder` holds incomplete UTF-8 back instead. What is not an integer
+  id at all (a float such as 1e400, a bool, a string) is a ByollmError.
 - **One versioned JSON format** for every tokenizer: `{"format": "byollm-tokenizer", "version": 1,
   "type": ..., ..., "content_hash": ...}`. The content hash (sha256 of the canonical JSON of
   everything but the hash) names a vocabulary exactly, so a checkpoint can check it was trained
-  with the tokenizer it is given.
+  with the tokenizer it is given. Loading checks every field's type and range, so a damaged or
+  hand-edited file gives one ByollmError naming the file and the field.
+- **Its own file name**: in a checkpoint or a data folder the file is `byollm-tokenizer.json`
+  (`TOKENIZER_FILE`), never `tokenizer.json`, the name every Hugging Face tool reads as *its*
+  format (byollm writes that one only when exporting, see `export.py`). Folders written before
+  the rename hold `tokenizer.json` and still load: `find_tokenizer_file` looks for both.
+- **Saving is atomic** (`write_file_atomically`): a temporary file, then a rename, so a full
+  disk or a crash keeps the previous file whole.
+- **Each tokenizer class registers its `type_name`** when it is defined, so reading a file finds
+  the class without this module importing its subclasses (which import it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import operator
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -37,12 +51,23 @@ FORMAT_NAME = "byollm-tokenizer"
 FORMAT_VERSION = 1
 ENDOFTEXT = "<|endoftext|>"
 REPLACEMENT_BYTES = "\ufffd".encode()
+MAX_TOKEN_ID = (1 << 31) - 1  # ids are stored as int32/uint32 (token files, model embeddings)
+# The tokenizer's file in a checkpoint or data folder, written by every byollm writer (prepare,
+# checkpoints, convert), and the name it had before, still read.
+TOKENIZER_FILE = "byollm-tokenizer.json"
+LEGACY_TOKENIZER_FILE = "tokenizer.json"
 
 
 class Tokenizer:
     """Base class: subclasses set `special_tokens` and implement the three hooks below."""
 
     type_name = "base"
+    types: dict[str, type[Tokenizer]] = {}  # type_name -> class, for reading files
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "type_name" in cls.__dict__:  # a subclass of CharTokenizer does not replace it
+            Tokenizer.types[cls.type_name] = cls
 
     def __init__(self, special_tokens: dict[str, int] | None = None):
         self.special_tokens: dict[str, int] = dict(special_tokens or {})
@@ -141,7 +166,7 @@ class Tokenizer:
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """Ids -> raw bytes (may end mid-character). Unknown ids give U+FFFD's bytes."""
         parts = []
-        for i in ids:
+        for i in as_token_ids(ids):
             piece = self._token_bytes(i)
             if piece is None:
                 piece = self._special_by_id.get(i, REPLACEMENT_BYTES)
@@ -154,6 +179,7 @@ class Tokenizer:
 
     def token_bytes(self, token_id: int) -> bytes:
         """The bytes one id stands for (specials included); ByollmError for unknown ids."""
+        token_id = as_token_id(token_id)
         piece = self._token_bytes(token_id)
         if piece is None:
             piece = self._special_by_id.get(token_id)
@@ -164,6 +190,10 @@ class Tokenizer:
         return piece
 
     def is_valid_id(self, token_id: int) -> bool:
+        try:
+            token_id = as_token_id(token_id)
+        except ByollmError:
+            return False
         return self._token_bytes(token_id) is not None or token_id in self._special_by_id
 
     # ---- identity ---------------------------------------------------------------------------
@@ -203,22 +233,86 @@ class Tokenizer:
         return tokenizer
 
     def save(self, path: str | Path) -> Path:
-        """Write the tokenizer as one JSON file (see the module docstring)."""
+        """Write the tokenizer as one JSON file (see the module docstring), atomically."""
         path = Path(path)
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json_dict(), ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        text = json.dumps(self.to_json_dict(), ensure_ascii=False) + "\n"
+        write_file_atomically(path, text.encode("utf-8"), what="tokenizer file")
         return path
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, specials={len(self.special_tokens)})"
 
 
+def write_file_atomically(path: str | Path, data: bytes, *, what: str = "file") -> None:
+    """Write `data` so that `path` always holds the old file or the whole new one.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, and is renamed over
+    `path` (`os.replace` is atomic). On any OSError (disk full, no permission, a folder in the
+    way) the temporary file is removed, the previous file is left as it was, and a ByollmError
+    says why on one line.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise ByollmError(
+                f"cannot write {what} {path}: {e.strerror or e}; the previous file, "
+                "if any, is unchanged"
+            ) from None
+        raise
+
+
+def as_token_id(value) -> int:
+    """`value` as a Python int id (numpy and torch integers too); ByollmError for a float, a
+    bool or anything else that is not an integer."""
+    if type(value) is int:
+        return value
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise ByollmError(f"token id {short_repr(value)} ({type(value).__name__}) is not an integer")
+
+
+def as_token_ids(ids: Iterable) -> list[int]:
+    """`ids` as a list of Python ints (see `as_token_id`)."""
+    if isinstance(ids, (str, bytes)):
+        raise ByollmError(f"token ids must be a sequence of integers, not {type(ids).__name__}")
+    try:
+        ids = list(ids)
+    except TypeError:
+        raise ByollmError(
+            f"token ids must be a sequence of integers, not {type(ids).__name__}"
+        ) from None
+    if set(map(type, ids)) <= {int}:  # the common case, checked at C speed
+        return ids
+    return [as_token_id(i) for i in ids]
+
+
 def _hash_payload(payload: dict) -> str:
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def find_tokenizer_file(folder: str | Path) -> Path:
+    """The tokenizer file of a checkpoint or data folder: `byollm-tokenizer.json`, else the
+    `tokenizer.json` of a folder written before the rename; the new name when neither is there
+    (so that an error names the file to provide)."""
+    folder = Path(folder)
+    for name in (TOKENIZER_FILE, LEGACY_TOKENIZER_FILE):
+        if (folder / name).is_file():
+            return folder / name
+    return folder / TOKENIZER_FILE
 
 
 def read_tokenizer_file(path: str | Path) -> Tokenizer:
@@ -236,7 +330,7 @@ def read_tokenizer_file(path: str | Path) -> Tokenizer:
         raise ByollmError(f"cannot read tokenizer file {path}: {e}") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # also: numbers past int's digit limit, deep nesting
         raise ByollmError(f"tokenizer file {path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ByollmError(
@@ -248,27 +342,28 @@ def read_tokenizer_file(path: str | Path) -> Tokenizer:
             f"tokenizer file {path} is not a byollm tokenizer: format is "
             f"{data.get('format')!r}, expected {FORMAT_NAME!r}{hint}"
         )
-    if data.get("version") != FORMAT_VERSION:
+    if type(data.get("version")) is not int or data["version"] != FORMAT_VERSION:
         raise ByollmError(
             f"tokenizer file {path} has version {data.get('version')!r}; this byollm reads "
             f"version {FORMAT_VERSION}"
         )
-    from byollm.tokenizer.bpe import BPETokenizer
-    from byollm.tokenizer.char import CharTokenizer
-
-    classes = {cls.type_name: cls for cls in (CharTokenizer, BPETokenizer)}
+    classes = Tokenizer.types
     kind = data.get("type")
-    if kind not in classes:
+    if not isinstance(kind, str) or kind not in classes:
         raise ByollmError(
             f"tokenizer file {path}: unknown type {kind!r}; valid: {', '.join(classes)}"
         )
+    stored = data.get("content_hash")
+    if stored is not None and not isinstance(stored, str):
+        raise ByollmError(f"tokenizer file {path}: 'content_hash' must be a string, got {stored!r}")
     try:
         tokenizer = classes[kind].from_payload(data)
+        tokenizer.content_hash  # noqa: B018 (computed here: a lone surrogate fails to encode)
     except ByollmError as e:
         raise ByollmError(f"tokenizer file {path}: {e}") from None
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as e:
+        # A safety net: from_payload checks every field, so this names a case it missed.
         raise ByollmError(f"tokenizer file {path} is malformed: {type(e).__name__}: {e}") from None
-    stored = data.get("content_hash")
     if stored is not None and stored != tokenizer.content_hash:
         raise ByollmError(
             f"tokenizer file {path}: content hash mismatch (file says {stored[:12]}..., "
@@ -277,13 +372,42 @@ def read_tokenizer_file(path: str | Path) -> Tokenizer:
     return tokenizer
 
 
+_REQUIRED = object()
+
+
+def payload_field(data: dict, key: str, kind, what: str, default=_REQUIRED):
+    """`data[key]` (or `default` when the key is absent), checked to be of `kind`; a
+    ByollmError naming the key and what it must be otherwise."""
+    if key not in data:
+        if default is _REQUIRED:
+            raise ByollmError(f"missing key {key!r} ({what})")
+        return default
+    value = data[key]
+    if not isinstance(value, kind):
+        raise ByollmError(f"{key!r} must be {what}, got {short_repr(value)}")
+    return value
+
+
+def is_token_id(value) -> bool:
+    """A JSON integer usable as an id: not a bool, not negative, within MAX_TOKEN_ID."""
+    return type(value) is int and 0 <= value <= MAX_TOKEN_ID
+
+
+def short_repr(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def check_special_tokens(special_tokens: dict, where: str) -> dict[str, int]:
     """Validate a {text: id} map read from a file or given by a user."""
     if not isinstance(special_tokens, dict):
         raise ByollmError(f"{where}: special_tokens must be an object of text -> id")
     for text, token_id in special_tokens.items():
-        if not isinstance(text, str) or not text or not isinstance(token_id, int) or token_id < 0:
-            raise ByollmError(f"{where}: bad special token {text!r} -> {token_id!r}")
+        if not isinstance(text, str) or not text or not is_token_id(token_id):
+            raise ByollmError(
+                f"{where}: bad special token {short_repr(text)} -> {short_repr(token_id)} "
+                f"(expected a non-empty text -> an integer id in 0..{MAX_TOKEN_ID})"
+            )
     if len(set(special_tokens.values())) != len(special_tokens):
         raise ByollmError(f"{where}: two special tokens share an id")
     return dict(special_tokens)

@@ -20,7 +20,9 @@ Design choices:
   code: `findall`, `map(cache.__getitem__)`, `itertools.chain`. The split itself, the largest
   cost, uses Python's faster `re` on ASCII text (`patterns.make_splitter`).
 - Long pieces (no pattern, or a run of 10,000 spaces) are merged with a heap and a linked list
-  (O(n log n)) instead of rescanning all pairs per merge (O(n^2)).
+  (O(n log n)) instead of rescanning all pairs per merge (O(n^2)). Huge ones (over 64 KiB: a
+  50 MB "word") are merged many pairs at a time in int32 arrays (`long_pieces.py`), so memory
+  stays at about 30 bytes per byte instead of hundreds.
 - Ids 0..255 of a trained vocabulary are the raw bytes, merges get 256, 257, ... in the order
   they were learned, then the special tokens (see `training.py` for how merges are chosen).
 """
@@ -34,10 +36,20 @@ from itertools import chain
 from pathlib import Path
 
 from byollm.errors import ByollmError
-from byollm.tokenizer.base import ENDOFTEXT, Tokenizer, check_special_tokens
+from byollm.tokenizer.base import (
+    ENDOFTEXT,
+    MAX_TOKEN_ID,
+    Tokenizer,
+    as_token_ids,
+    check_special_tokens,
+    is_token_id,
+    payload_field,
+    short_repr,
+)
 from byollm.tokenizer.patterns import make_splitter, pattern_name, resolve_pattern
 
 LONG_PIECE = 256  # bytes: above this, merge with a heap instead of rescanning every pair
+HUGE_PIECE = 1 << 16  # bytes: above this, merge in compact numpy arrays (long_pieces.py)
 _NEVER = 1 << 62  # the rank of a pair that is not in the vocabulary
 CACHE_MAX_ENTRIES = 1 << 20  # distinct pieces remembered before the cache starts over
 CACHE_MAX_PIECE = 256  # characters: longer pieces are rare; do not remember them
@@ -125,6 +137,23 @@ class _PieceCache(dict):
         return ids
 
 
+def _check_merges(merges: list, ranks: dict[bytes, int]) -> None:
+    """Merge k must join two existing tokens into token 256 + k (as `train` writes them)."""
+    decoded = {rank: token for token, rank in ranks.items()}
+    for k, merge in enumerate(merges):
+        ok = isinstance(merge, list) and len(merge) == 2 and all(map(is_token_id, merge))
+        created = decoded.get(256 + k)
+        if not ok or created is None or merge[0] not in decoded or merge[1] not in decoded:
+            raise ByollmError(
+                f"'merges' entry {k} ({short_repr(merge)}) is not a pair of vocabulary ids "
+                f"creating id {256 + k}"
+            )
+        if decoded[merge[0]] + decoded[merge[1]] != created:
+            raise ByollmError(
+                f"'merges' entry {k} {merge} does not join into vocab entry {256 + k}"
+            )
+
+
 class BPETokenizer(Tokenizer):
     type_name = "bpe"
 
@@ -157,6 +186,7 @@ class BPETokenizer(Tokenizer):
         self._vocab_size = max([size, *(i + 1 for i in self.special_tokens.values())])
         self._split = make_splitter(self.pattern) if self.pattern else None
         self._cache = _PieceCache(self._encode_piece)
+        self._long_pieces = None  # a LongPieceEncoder, built for the first huge piece
 
     # ---- training ---------------------------------------------------------------------------
     @classmethod
@@ -195,11 +225,17 @@ class BPETokenizer(Tokenizer):
         return cls(ranks, pattern=pattern, special_tokens=special_ids, merges=merges)
 
     # ---- encoding ---------------------------------------------------------------------------
-    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+    def _encode_piece(self, piece: str) -> Sequence[int]:
         data = piece.encode("utf-8", errors="surrogatepass")
         rank = self.ranks.get(data)
         if rank is not None:
             return (rank,)
+        if len(data) > HUGE_PIECE:
+            if self._long_pieces is None:
+                from byollm.tokenizer.long_pieces import LongPieceEncoder
+
+                self._long_pieces = LongPieceEncoder(self.ranks)
+            return self._long_pieces.encode(data)
         ranks = self.ranks
         return tuple(ranks[part] for part in byte_pair_merge(data, ranks))
 
@@ -217,7 +253,7 @@ class BPETokenizer(Tokenizer):
         return None
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        ids = list(ids)
+        ids = as_token_ids(ids)
         if ids and min(ids) >= 0:
             try:  # fast path: all ids ordinary and known
                 decoder = self._decoder
@@ -243,27 +279,44 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def from_payload(cls, data: dict) -> BPETokenizer:
-        vocab = data["vocab"]
-        if not isinstance(vocab, list):
-            raise ByollmError("'vocab' must be a list of base64 tokens indexed by id")
+        vocab = payload_field(
+            data, "vocab", list, "a list of base64 tokens (or null) indexed by id"
+        )
+        if len(vocab) > MAX_TOKEN_ID:
+            raise ByollmError(f"'vocab' has {len(vocab)} entries; at most {MAX_TOKEN_ID}")
         ranks = {}
         for token_id, token in enumerate(vocab):
-            if token is not None:
-                try:
-                    ranks[base64.b64decode(token, validate=True)] = token_id
-                except (ValueError, TypeError):
-                    raise ByollmError(f"vocab entry {token_id} ({token!r}) is not base64") from None
+            if token is None:
+                continue
+            try:
+                token_bytes = base64.b64decode(token, validate=True)
+            except (ValueError, TypeError):
+                raise ByollmError(
+                    f"vocab entry {token_id} ({short_repr(token)}) is not base64"
+                ) from None
+            if not token_bytes:
+                raise ByollmError(f"vocab entry {token_id} is empty; a token has at least 1 byte")
+            ranks[token_bytes] = token_id
         if len(ranks) != sum(t is not None for t in vocab):
             raise ByollmError("'vocab' holds the same token twice")
-        specials = check_special_tokens(data.get("special_tokens", {}), "bpe tokenizer")
-        return cls(
-            ranks, pattern=data["pattern"], special_tokens=specials, merges=data.get("merges")
+        pattern = payload_field(data, "pattern", str, "a split pattern name or regex")
+        merges = payload_field(
+            data,
+            "merges",
+            (list, type(None)),
+            "a list of [left id, right id] pairs, or null",
+            default=None,
         )
+        if merges is not None:
+            _check_merges(merges, ranks)
+        specials = check_special_tokens(data.get("special_tokens", {}), "bpe tokenizer")
+        return cls(ranks, pattern=pattern, special_tokens=specials, merges=merges)
 
     def __getstate__(self):  # for worker processes started with spawn
         state = self.__dict__.copy()
         state["_cache"] = None
         state["_split"] = None
+        state["_long_pieces"] = None
         return state
 
     def __setstate__(self, state):

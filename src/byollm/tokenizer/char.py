@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from byollm.errors import ByollmError
-from byollm.tokenizer.base import Tokenizer, check_special_tokens
+from byollm.tokenizer.base import Tokenizer, check_special_tokens, payload_field
 
 
 class CharTokenizer(Tokenizer):
@@ -103,8 +103,7 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def from_payload(cls, data: dict) -> CharTokenizer:
-        chars = data["chars"]
-        if not isinstance(chars, list):
-            raise ByollmError("'chars' must be a list of characters")
+        chars = payload_field(data, "chars", list, "a list of single characters")
+        unk = payload_field(data, "unk", (str, type(None)), "a character or null", default=None)
         specials = check_special_tokens(data.get("special_tokens", {}), "char tokenizer")
-        return cls(chars, special_tokens=specials, unk=data.get("unk"))
+        return cls(chars, special_tokens=specials, unk=unk)

@@ -1,6 +1,6 @@
 """`byollm tokenizer train|encode|decode|show|compare`.
 
-    byollm tokenizer train --corpus tinyshakespeare --vocab-size 4096 --out tok.json
+    byollm tokenizer train --corpus tinyshakespeare --tokenizer bpe:4096 --out tok.json
     byollm tokenizer encode --tokenizer gpt2 "Hello world"          # 15496 995
     byollm tokenizer encode --tokenizer gpt2 "Hi" | byollm tokenizer decode --tokenizer gpt2
     byollm tokenizer show --tokenizer cl100k_base --file notes.txt
@@ -13,6 +13,7 @@ nothing added, so the two compose in pipes. Handlers only parse and call the pac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -21,8 +22,8 @@ from pathlib import Path
 from byollm.errors import ByollmError
 
 TOKENIZER_HELP = (
-    "gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, char (Tiny Shakespeare's characters), "
-    "char:CORPUS, or a tokenizer JSON file"
+    "gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, char:CORPUS (the characters of a "
+    "corpus), or a byollm tokenizer file"
 )
 
 
@@ -34,14 +35,28 @@ def register(subparsers) -> None:
     )
     verbs = parser.add_subparsers(dest="tokenizer_verb", metavar="<command>", required=True)
 
-    p = verbs.add_parser("train", help="train a tokenizer on a corpus",
-                         description="Train a byte-level BPE (or character) tokenizer.")  # fmt: skip
+    p = verbs.add_parser(
+        "train",
+        help="train a tokenizer on a corpus",
+        description="Train a byte-level BPE (or character) tokenizer: the one "
+        "`byollm prepare --tokenizer SPEC` trains on the same corpus.",
+    )
     p.add_argument("--corpus", required=True, help="corpus name (e.g. tinyshakespeare) or path")
-    p.add_argument("--vocab-size", type=int, help="vocabulary size incl. 256 bytes + specials")
+    spec = p.add_mutually_exclusive_group(required=True)
+    spec.add_argument(
+        "--tokenizer",
+        metavar="SPEC",
+        help="bpe:N (byte-level BPE with N ids) or char (the corpus' characters)",
+    )
+    spec.add_argument("--vocab-size", type=int, metavar="N", help="short for --tokenizer bpe:N")
     p.add_argument("--pattern", default="gpt4", help="split pattern: gpt2, gpt4, gpt4o or none")
-    p.add_argument("--type", choices=["bpe", "char"], default="bpe")
-    p.add_argument("--special", nargs="*", default=["<|endoftext|>"], metavar="TOKEN",
-                   help="special tokens (default: <|endoftext|>)")  # fmt: skip
+    p.add_argument(
+        "--special",
+        nargs="*",
+        default=None,
+        metavar="TOKEN",
+        help="special tokens (default: <|endoftext|> for bpe, none for char)",
+    )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--out", required=True, type=Path, help="output tokenizer JSON file")
     p.add_argument("--no-progress", action="store_true")
@@ -54,23 +69,38 @@ def register(subparsers) -> None:
     ]:
         p = verbs.add_parser(verb, help=what, description=f"{what[0].upper()}{what[1:]}.")
         p.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
-        p.add_argument("input", nargs="*", metavar="TEXT" if verb != "decode" else "IDS",
-                       help="input (default: --file, else standard input)")  # fmt: skip
+        p.add_argument(
+            "input",
+            nargs="*",
+            metavar="TEXT" if verb != "decode" else "IDS",
+            help="input (default: --file, else standard input)",
+        )
         p.add_argument("--file", type=Path, help="read the input from this file")
         if verb != "decode":
-            p.add_argument("--allow-special", action="store_true",
-                           help="recognise special tokens such as <|endoftext|> in the text")  # fmt: skip
+            p.add_argument(
+                "--allow-special",
+                action="store_true",
+                help="recognise special tokens such as <|endoftext|> in the text",
+            )
         if verb == "encode":
             p.add_argument("--json", action="store_true", help="print a JSON list")
         if verb == "show":
             p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
         p.set_defaults(func=func)
 
-    p = verbs.add_parser("compare", help="compression of several tokenizers on a corpus",
-                         description="Tokens, bytes/token and speed of tokenizers on a corpus.")  # fmt: skip
+    p = verbs.add_parser(
+        "compare",
+        help="compression of several tokenizers on a corpus",
+        description="Tokens, bytes/token and speed of tokenizers on a corpus.",
+    )
     p.add_argument("--corpus", default="tinyshakespeare", help="corpus name or path")
-    p.add_argument("--tokenizers", nargs="+", default=["gpt2", "cl100k_base", "o200k_base"],
-                   metavar="SPEC", help=TOKENIZER_HELP)  # fmt: skip
+    p.add_argument(
+        "--tokenizers",
+        nargs="+",
+        default=["gpt2", "cl100k_base", "o200k_base"],
+        metavar="SPEC",
+        help=f"{TOKENIZER_HELP}, char (this corpus' characters)",
+    )
     p.add_argument("--max-chars", type=int, default=None, help="use only the start of the corpus")
     p.set_defaults(func=_compare)
 
@@ -79,24 +109,23 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from byollm.tokenizer import BPETokenizer, CharTokenizer, corpus_files
+    from byollm.corpora import corpus_files
+    from byollm.tokenizer import parse_tokenizer_spec, train_tokenizer
 
     start = time.perf_counter()
-    files = corpus_files(args.corpus)
-    if args.type == "char":
-        text = "".join(_read_text_file(f) for f in files)
-        tok = CharTokenizer.train(text, special_tokens=args.special)
-    else:
-        if args.vocab_size is None:
-            raise ByollmError("--vocab-size is required for a BPE tokenizer")
-        tok = BPETokenizer.train(
-            files,
-            args.vocab_size,
-            pattern=args.pattern,
-            special_tokens=args.special,
-            progress=not args.no_progress,
-            workers=args.workers,
+    spec = parse_tokenizer_spec(args.tokenizer or f"bpe:{args.vocab_size}")
+    if not spec.trained or spec.corpus is not None:
+        raise ByollmError(
+            f"--tokenizer {spec.text!r}: train takes bpe:N or char, on the text of --corpus"
         )
+    tok = train_tokenizer(
+        spec,
+        corpus_files(args.corpus, progress=not args.no_progress),
+        special_tokens=args.special,
+        pattern=args.pattern,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     tok.save(args.out)
     print(
         f"trained {tok.type_name} tokenizer, vocab {tok.vocab_size}, in "
@@ -122,8 +151,10 @@ def _decode(args) -> int:
     ids = parse_ids(_read_input(args))
     bad = next((i for i in ids if not tok.is_valid_id(i)), None)
     if bad is not None:
-        raise ByollmError(f"token id {bad} is not in the vocabulary of {args.tokenizer!r} "
-                          f"(valid: 0..{tok.vocab_size - 1})")  # fmt: skip
+        raise ByollmError(
+            f"token id {bad} is not in the vocabulary of {args.tokenizer!r} "
+            f"(valid: 0..{tok.vocab_size - 1})"
+        )
     sys.stdout.buffer.write(tok.decode_bytes(ids))
     sys.stdout.buffer.flush()
     return 0
@@ -139,16 +170,20 @@ def _show(args) -> int:
     allowed = "all" if args.allow_special else ()
     print(show_tokens(tok, text, color=color, allowed_special=allowed))
     stats = compression_stats(tok, text)
-    print(f"{stats['tokens']} tokens, {stats['bytes']} bytes, "
-          f"{stats['bytes_per_token']:.2f} bytes/token ({args.tokenizer})")  # fmt: skip
+    print(
+        f"{stats['tokens']} tokens, {stats['bytes']} bytes, "
+        f"{stats['bytes_per_token']:.2f} bytes/token ({args.tokenizer})"
+    )
     return 0
 
 
 def _compare(args) -> int:
-    from byollm.tokenizer import load_tokenizer, read_corpus
+    from byollm.corpora import corpus_files, read_corpus_text
+    from byollm.tokenizer import load_tokenizer
     from byollm.tokenizer.report import compression_stats
 
-    text = read_corpus(args.corpus)
+    files = corpus_files(args.corpus)
+    text = read_corpus_text(args.corpus)
     if args.max_chars is not None:
         text = text[: args.max_chars]
     print(f"corpus {args.corpus}: {len(text):,} characters, {len(text.encode()):,} bytes")
@@ -156,10 +191,12 @@ def _compare(args) -> int:
         f"{'tokenizer':<24} {'vocab':>8} {'tokens':>10} {'bytes/token':>12} {'chars/token':>12} {'MB/s':>7}"
     )
     for spec in args.tokenizers:
-        s = compression_stats(load_tokenizer(spec), text)
+        s = compression_stats(load_tokenizer(spec, corpus=files), text)  # char: this corpus'
         speed = s["bytes"] / 1e6 / s["seconds"] if s["seconds"] else float("inf")
-        print(f"{spec:<24} {s['vocab_size']:>8} {s['tokens']:>10} {s['bytes_per_token']:>12.2f} "
-              f"{s['chars_per_token']:>12.2f} {speed:>7.2f}")  # fmt: skip
+        print(
+            f"{spec:<24} {s['vocab_size']:>8} {s['tokens']:>10} {s['bytes_per_token']:>12.2f} "
+            f"{s['chars_per_token']:>12.2f} {speed:>7.2f}"
+        )
     return 0
 
 
@@ -176,20 +213,25 @@ def parse_ids(text: str) -> list[int]:
     if stripped.startswith("["):
         try:
             ids = json.loads(stripped)
-        except json.JSONDecodeError as e:
+        except (ValueError, RecursionError) as e:  # also: numbers past int's digit limit
             raise ByollmError(f"ids look like JSON but are not valid JSON: {e}") from None
     else:
-        ids = stripped.replace(",", " ").split()
+        ids = [_digits_to_int(word) for word in stripped.replace(",", " ").split()]
     out = []
     for item in ids:
-        try:
-            value = int(item)
-        except (TypeError, ValueError):
-            raise ByollmError(f"not a token id: {item!r} (expected integers)") from None
-        if isinstance(item, float) or value < 0:
-            raise ByollmError(f"not a token id: {item!r} (expected integers >= 0)")
-        out.append(value)
+        if type(item) is not int or item < 0:  # no 1e400, 1.0, true, null, "5" or -1
+            shown = repr(item) if len(repr(item)) <= 40 else f"{repr(item)[:37]}..."
+            raise ByollmError(f"not a token id: {shown} (expected integers >= 0)")
+        out.append(item)
     return out
+
+
+def _digits_to_int(word: str) -> int | str:
+    """A word of plain decimal digits as an int (not "1_000", "١" or "+1"), else the word."""
+    if word.isascii() and word.isdigit():
+        with contextlib.suppress(ValueError):  # past Python's digit limit: stays a word
+            return int(word)
+    return word
 
 
 def _read_input(args) -> str:

@@ -19,11 +19,10 @@ Design choices:
 from __future__ import annotations
 
 import os
-import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from byollm.errors import ByollmError
+from byollm.workers import worker_pool
 
 PARALLEL_MIN_CHARS = 1 << 20  # below ~1 MB of text, one process is faster
 PIECES_PER_WORKER = 4  # more pieces than workers evens out the load
@@ -54,19 +53,19 @@ def encode_batch(tokenizer, texts: list[str], *, allowed_special=frozenset(), wo
     workers = resolve_workers(workers)
     allowed = tokenizer._allowed(allowed_special)  # validate here, not in a worker
     total = sum(len(t) for t in texts)
-    if workers == 1 or len(texts) < 2 or total < PARALLEL_MIN_CHARS:
-        return [tokenizer.encode(t, allowed_special=allowed) for t in texts]
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    chunksize = max(1, len(texts) // (workers * PIECES_PER_WORKER))
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(texts)),
-        mp_context=context,
+    pool = worker_pool(
+        workers,
+        tasks=len(texts),
+        work=total,
+        min_work=PARALLEL_MIN_CHARS,
         initializer=_init_worker,
         initargs=(tokenizer, frozenset(allowed)),
-    ) as pool:
-        return list(pool.map(_encode_in_worker, texts, chunksize=chunksize))
+    )
+    if pool is None:
+        return [tokenizer.encode(t, allowed_special=allowed) for t in texts]
+    chunksize = max(1, len(texts) // (workers * PIECES_PER_WORKER))
+    with pool:
+        return pool.map(_encode_in_worker, texts, chunksize=chunksize)
 
 
 def encode_large(tokenizer, text: str, *, allowed_special=frozenset(), workers=None) -> list[int]:

@@ -12,8 +12,10 @@ Two file formats carry the same kind of vocabulary:
   the rank of a merged token is its priority (see `bpe.py`).
 
 Design choices:
-- Files are found by `byollm.data.corpora.get_asset` (download once with a sha256 check, or a
-  mirror such as `BYOLLM_MIRROR=file:///path/to/shared/data`), or passed as explicit paths.
+- Files are found by `byollm.corpora.get_asset` (download once with a sha256 check, or a
+  mirror such as `BYOLLM_MIRROR=file:///path/to/mirror`, a folder holding `gpt2/encoder.json`,
+  `gpt2/vocab.bpe`, `tiktoken/cl100k_base.tiktoken`... at the paths `byollm data info NAME`
+  shows), or passed as explicit paths.
 - The special tokens and split patterns are those of tiktoken's `openai_public.py`.
 - GPT-2's two files must agree (merge k is id 256 + k); a mismatch is reported, not ignored.
 """
@@ -25,6 +27,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from byollm.corpora import get_asset
 from byollm.errors import ByollmError
 from byollm.tokenizer.base import ENDOFTEXT
 from byollm.tokenizer.bpe import BPETokenizer
@@ -133,8 +136,6 @@ def read_tiktoken_file(path: str | Path) -> dict[bytes, int]:
 
 def asset_path(name: str, *, mirror: str | None = None) -> Path:
     """Local path of a pretrained-tokenizer file, downloaded and sha256-verified if need be."""
-    from byollm.data.corpora import get_asset  # the corpus registry (another stage)
-
     return Path(get_asset(name, mirror=mirror))
 
 

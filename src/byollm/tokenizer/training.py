@@ -26,7 +26,6 @@ must produce identical merges.
 from __future__ import annotations
 
 import heapq
-import os
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -36,6 +35,7 @@ import regex
 
 from byollm.errors import ByollmError
 from byollm.tokenizer.patterns import compile_pattern, safe_split_points
+from byollm.workers import worker_pool
 
 BLOCK_CHARS = 4 << 20  # characters per block when streaming files / counting in parallel
 PARALLEL_MIN_CHARS = 8 << 20  # below this, one process counts faster than starting workers
@@ -154,14 +154,12 @@ def count_pieces(
     specials = sorted(set(special_tokens), key=len, reverse=True)
     args = (pattern, "|".join(regex.escape(s) for s in specials))
     total = _total_chars(text_or_files)
-    workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
     counts: Counter[str] = Counter()
     bar = _progress_bar(total, "counting pieces", progress, unit="char", unit_scale=True)
-    if workers > 1 and total >= PARALLEL_MIN_CHARS:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        with context.Pool(workers) as pool:
+    workers = None if workers is None else max(1, workers)
+    pool = worker_pool(workers, work=total, min_work=PARALLEL_MIN_CHARS)
+    if pool is not None:
+        with pool:
             for block_counts, n_chars in pool.imap_unordered(
                 _count_block_star, ((block, *args) for block in blocks)
             ):

@@ -4,8 +4,9 @@
     summary = train(load_train_config("shakespeare-char", {"max_steps": "500"}))
 
 Modules: `config` (TrainConfig and presets), `trainer` (the loop), `optim` (AdamW param groups,
-Muon), `schedule` (warmup + cosine / warmup-stable-decay), `checkpoint` (atomic save, exact
-resume), `distributed` (torchrun DDP), `metrics` (JSONL log, loss plot, MFU), `cli`.
+Muon), `schedule` (warmup + cosine / warmup-stable-decay), `checkpoint` (the train state a
+checkpoint adds, for exact resume), `distributed` (torchrun DDP), `metrics` (JSONL log, loss
+plot, throughput, MFU), `report` (report.md, the run's card), `cli`.
 """
 
 from byollm.train.config import TrainConfig, available_presets, load_train_config

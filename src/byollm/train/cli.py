@@ -12,7 +12,9 @@ import argparse
 import os
 import sys
 
-from byollm.config import parse_override_args
+from byollm.config import parse_override_args, to_toml
+from byollm.errors import ByollmError
+from byollm.paths import user_path
 from byollm.train import distributed
 
 
@@ -22,8 +24,8 @@ def register(subparsers) -> None:
         help="train a GPT (default: a char-level model on Tiny Shakespeare)",
         description=(
             "Train a GPT end to end: fetch and prepare the corpus, train, write checkpoints, "
-            "metrics.jsonl, loss.png and samples.txt under runs/<name>/. Any config key can be "
-            "overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
+            "metrics.jsonl, loss.png, samples.txt and report.md under runs/<name>/. Any config "
+            "key can be overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
         ),
         epilog="presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu",
         allow_abbrev=False,  # `--res` must not silently mean --resume, nor clash with a config key
@@ -44,67 +46,71 @@ def register(subparsers) -> None:
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
     )
+    p.add_argument(
+        "--report",
+        metavar="RUN_DIR",
+        type=user_path,
+        default=None,
+        help="rebuild report.md of the run in RUN_DIR from its files and exit (trains nothing)",
+    )
     p.set_defaults(func=run_train, accepts_overrides=True)
 
 
 def run_train(args) -> int:
     from byollm.train import load_train_config, train
 
+    if args.report is not None:
+        from byollm.train.report import save_report
+
+        if args.config or args.overrides or args.resume or args.overwrite:
+            raise ByollmError(
+                "--report RUN_DIR rebuilds a report and trains nothing; give it alone"
+            )
+        print(save_report(args.report))
+        return 0
     config = load_train_config(args.config, parse_override_args(args.overrides))
     if args.print_config:
-        print(config_as_toml(config))
+        print(to_toml(config))  # reads back as the same config (a test checks)
         return 0
-    summary = train(
-        config,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    try:
+        summary = train(
+            config,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except ByollmError:
+        if main_process:
+            raise  # printed on one line by byollm.cli
+        raise SystemExit(2) from None  # every rank stops together; rank 0 says why, once
+    if main_process:
         print_summary(summary)
     distributed.shutdown(0)
     return 0
 
 
 def print_summary(summary: dict) -> None:
+    from byollm.train.metrics import format_mfu
+
+    if summary.get("already_finished"):  # the trainer has said why; where to find the model
+        print(f"checkpoint: {summary['checkpoint']}\nnext: byollm sample {summary['checkpoint']}")
+        return
     minutes, seconds = divmod(summary["elapsed_s"], 60)
     lines = [
         "",
         f"done: {summary['steps']} steps, {summary['tokens_seen']:,} tokens in "
         f"{int(minutes)}m{seconds:04.1f}s ({summary['tokens_per_s']:,.0f} tok/s, "
-        f"MFU {100 * summary['mfu']:.0f}%)",
+        f"{format_mfu(summary['mfu'])})",
         f"best val loss {summary['best_val_loss']:.4f}, final val loss "
         f"{summary['final_val_loss']:.4f} ({summary['final_val_bpb']:.3f} bits/byte)",
         f"checkpoint: {summary['checkpoint']} (best: {summary['best']})",
     ]
     if "loss_plot" in summary:
         lines.append(f"loss curve: {summary['loss_plot']}, samples: {summary['samples']}")
+    if "report" in summary:
+        lines.append(f"report: {summary['report']}")
     if summary.get("sample"):
         lines += ["", "sample:", summary["sample"][:400]]
     lines.append(f"\nnext: byollm sample {summary['checkpoint']}")
     print("\n".join(lines))
-
-
-def config_as_toml(config) -> str:
-    """A TrainConfig as TOML text (the format of the presets)."""
-    from byollm.config import to_dict
-
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-
-    data = to_dict(config)
-    top = [
-        f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None
-    ]
-    sections = []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            body = [f"{kk} = {value(vv)}" for kk, vv in v.items() if vv is not None]
-            sections.append(f"\n[{k}]\n" + "\n".join(body))
-    return "\n".join(top) + "\n" + "\n".join(sections)

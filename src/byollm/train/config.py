@@ -16,17 +16,38 @@ equal).
 
 from __future__ import annotations
 
-import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from byollm.config import apply_overrides, from_dict, load_toml
+from byollm.config import (
+    apply_overrides,
+    check_choice,
+    check_number,
+    check_seed,
+    check_temperature,
+    from_dict,
+    load_toml,
+)
+from byollm.data.prepare import WORKERS_PER_CPU
+from byollm.device import DTYPES, check_device_name
 from byollm.errors import ByollmError
+from byollm.generate.engine import MAX_NEW_TOKENS
 from byollm.model import GPTConfig
+from byollm.train.schedule import SCHEDULES
 
 DEFAULT_PRESET = "shakespeare-char"
+
+# Upper bounds far beyond any sensible run. They stop a typo before it preallocates terabytes,
+# starts a run of a billion years, or asks torch for 100,000 threads (which crashes it).
+MAX_STEPS = 10**9
+MAX_BATCH_TOKENS = 2**24  # tokens in one micro-batch (batch_size * block_size) or eval set
+MAX_STEP_TOKENS = 2**36  # tokens per optimizer step (GPT-3 used 3.2M)
+MAX_LR = 10.0  # AdamW moves each weight by about lr per step; 10 is far past divergence
+MAX_THREADS = 1024
+MAX_TRAIN_SEED = 2**32 - 1
 
 
 def default_model() -> GPTConfig:
@@ -59,10 +80,13 @@ class TrainConfig:
     name: str = DEFAULT_PRESET  # the run folder is out_dir/name
     out_dir: str = "runs"
     corpus: str = "tinyshakespeare"  # a registered corpus name, or a file or folder path
-    tokenizer: str = "char"  # char | bpe:N | gpt2 | cl100k_base | ... | path/to/tokenizer.json
+    tokenizer: str = "char"  # a spec: char | bpe:N | gpt2 | ... | a tokenizer file (see specs.py)
     data_dir: str = ""  # prepared tokens; "" = $BYOLLM_HOME/data/<corpus>-<tokenizer>
     val_fraction: float = 0.1
     mirror: str = ""  # download mirror for the corpus (see `byollm data`)
+    init_from: str = (
+        ""  # a checkpoint folder to take the weights (and tokenizer) from; see init_from.py
+    )
 
     # --- the model ---------------------------------------------------------------------------
     model: GPTConfig = field(default_factory=default_model)
@@ -109,32 +133,128 @@ class TrainConfig:
     wandb: bool = False
 
     def __post_init__(self):
-        positive = ["batch_size", "max_steps", "eval_interval", "eval_rows", "log_interval"]
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ByollmError(f"{key} must be positive, got {getattr(self, key)}")
-        nonnegative = ["tokens_per_step", "warmup_steps", "sample_tokens", "threads", "workers"]
-        nonnegative += ["grad_clip", "weight_decay", "sample_top_k"]
-        for key in nonnegative:
-            if getattr(self, key) < 0:
-                raise ByollmError(f"{key} must be >= 0, got {getattr(self, key)}")
-        if self.lr <= 0 or self.muon_lr <= 0:
-            raise ByollmError(
-                f"learning rates must be positive (lr={self.lr}, muon_lr={self.muon_lr})"
-            )
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ByollmError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        self.validate()
         if self.eval_tasks:  # a typo in a task name fails now, not at the first evaluation
             from byollm.evaluate.tasks import parse_eval_tasks
 
             parse_eval_tasks(self.eval_tasks)
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
+        # A plain folder name: no path separators, and no '.', '..' or hidden names (a leading
+        # dot), so that out_dir/name is always a new folder inside out_dir.
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}", self.name):
             raise ByollmError(
-                f"name {self.name!r}: use letters, digits, '.', '_' and '-' (it names a folder)"
+                f"name {self.name!r}: use up to 128 letters, digits, '.', '_' and '-', not "
+                "starting with '.' (it names a folder inside out_dir)"
             )
 
+    def validate(self) -> None:
+        """Every rule on the values, in one place; each error names the key, value and range.
+
+        Run when the config is built and again when training starts, so nothing (no download, no
+        data preparation, no model) happens with a value that cannot work.
+        """
+        self.model.validate()
+        for key in (
+            "name",
+            "out_dir",
+            "corpus",
+            "tokenizer",
+            "data_dir",
+            "mirror",
+            "sample_prompt",
+        ):
+            if not isinstance(getattr(self, key), str):
+                raise ByollmError(f"{key}={getattr(self, key)!r} is invalid: expected a string")
+        for key in ("compile", "tensorboard", "wandb"):
+            if not isinstance(getattr(self, key), bool):
+                raise ByollmError(f"{key}={getattr(self, key)!r} is invalid: expected true/false")
+        check_number("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
+
+        block = self.model.block_size
+        rows_limit = f"* block_size may be at most {MAX_BATCH_TOKENS:,} tokens"
+        check_number(
+            "batch_size",
+            self.batch_size,
+            1,
+            MAX_BATCH_TOKENS // block,
+            integer=True,
+            hint=f"batch_size {rows_limit}",
+        )
+        check_number(
+            "tokens_per_step",
+            self.tokens_per_step,
+            0,
+            MAX_STEP_TOKENS,
+            integer=True,
+            hint="0 = one micro-batch per step",
+        )
+        micro = self.batch_size * block
+        if self.tokens_per_step % micro:
+            raise ByollmError(
+                f"tokens_per_step={self.tokens_per_step} is not a multiple of batch_size * "
+                f"block_size = {micro} (steps accumulate whole micro-batches)"
+            )
+        check_number("max_steps", self.max_steps, 1, MAX_STEPS, integer=True)
+
+        check_choice("optimizer", self.optimizer, ("adamw", "muon"))
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_number("lr", self.lr, 0, MAX_LR, low_open=True)
+        check_number("muon_lr", self.muon_lr, 0, MAX_LR, low_open=True)
+        for key in ("muon_momentum", "beta1", "beta2"):
+            check_number(key, getattr(self, key), 0, 1, high_open=True)
+        # AdamW's decoupled decay multiplies the weights by 1 - lr * weight_decay every step
+        check_number(
+            "weight_decay",
+            self.weight_decay,
+            0,
+            1 / self.lr,
+            high_open=True,
+            hint="lr * weight_decay must stay below 1, or the decay wipes the weights",
+        )
+        check_number("grad_clip", self.grad_clip, 0, hint="0 = off")
+        check_number("warmup_steps", self.warmup_steps, 0, MAX_STEPS, integer=True)
+        check_number("min_lr_ratio", self.min_lr_ratio, 0, 1, hint="a fraction of the peak lr")
+        check_number("decay_fraction", self.decay_fraction, 0, 1, hint="a fraction of max_steps")
+
+        check_number("eval_interval", self.eval_interval, 1, MAX_STEPS, integer=True)
+        check_number(
+            "eval_rows",
+            self.eval_rows,
+            1,
+            MAX_BATCH_TOKENS // block,
+            integer=True,
+            hint=f"eval_rows {rows_limit}",
+        )
+        check_number("log_interval", self.log_interval, 1, MAX_STEPS, integer=True)
+        check_number(
+            "sample_tokens",
+            self.sample_tokens,
+            0,
+            MAX_NEW_TOKENS,
+            integer=True,
+            hint="0 = no samples",
+        )
+        check_temperature("sample_temperature", self.sample_temperature)
+        check_number("sample_top_k", self.sample_top_k, 0, integer=True, hint="0 = no filter")
+
+        check_device_name(self.device)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_number(
+            "threads", self.threads, 0, MAX_THREADS, integer=True, hint="0 = torch's choice"
+        )
+        check_number(
+            "workers",
+            self.workers,
+            0,
+            WORKERS_PER_CPU * (os.cpu_count() or 1),
+            integer=True,
+            hint=f"0 = one per CPU; at most {WORKERS_PER_CPU} per CPU",
+        )
+        # The loader seeds step s with seed * 1_000_003 + s, which must stay within torch's 64 bits
+        check_seed("seed", self.seed, MAX_TRAIN_SEED)
+
     def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
+        """out_dir/name, with `~` in out_dir expanded."""
+        return Path(self.out_dir).expanduser() / self.name
 
 
 def preset_dirs() -> list[Path]:
@@ -182,6 +302,15 @@ def load_train_config(
         data.setdefault("name", path.stem)
         config = from_dict(TrainConfig, data, str(path))
     if overrides:
-        config = apply_overrides(config, overrides, "command line")
-        config = dataclasses.replace(config)  # re-run __post_init__ checks on the new values
+        config = apply_overrides(config, overrides, "command line")  # validated once, at the end
     return config
+
+
+def default_data_dir(corpus: str, tokenizer: str) -> Path:
+    """Where prepared data lives by default: $BYOLLM_HOME/data/<corpus>-<tokenizer>."""
+    from byollm.paths import byollm_home
+
+    def slug(text: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(text).name) or "x"
+
+    return byollm_home() / "data" / f"{slug(corpus)}-{slug(tokenizer)}"

@@ -103,6 +103,31 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def on_main(fn, *args, share: bool = False, **kwargs):
+    """Run `fn` on rank 0 only; a ByollmError it raises is raised on every rank.
+
+    Without this, a user mistake found by rank 0 (a locked run folder, a missing corpus) would
+    leave the other ranks waiting at their next collective for the 30-minute timeout. With
+    `share=True` every rank gets rank 0's result (it must pickle); otherwise the others get None.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return fn(*args, **kwargs)
+    result, failure = None, None
+    if dist.get_rank() == 0:
+        try:
+            result = fn(*args, **kwargs)
+        except ByollmError as e:
+            failure = e
+    message, shared = broadcast_object(
+        (None if failure is None else str(failure), result if share else None)
+    )
+    if failure is not None:
+        raise failure  # rank 0: the error itself, its type kept
+    if message is not None:
+        raise ByollmError(message)
+    return result if dist.get_rank() == 0 else shared
+
+
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     """The mean of `value` over all processes (itself without a process group)."""
     if dist.is_available() and dist.is_initialized():

@@ -4,7 +4,7 @@
     >>> summary = train(TrainConfig(max_steps=200))       # doctest: +SKIP
     >>> summary["best_val_loss"]                           # doctest: +SKIP
 
-One optimizer step, read top to bottom in `Trainer.step`:
+One optimizer step, read top to bottom in `Trainer.train_step`:
 
     for each micro-step:                     (gradient accumulation up to tokens_per_step)
         x, y = loader.batch(step, micro)     windows of text and the same text shifted by one
@@ -14,11 +14,19 @@ One optimizer step, read top to bottom in `Trainer.step`:
     lr = peak * schedule(step)               warmup, then cosine or warmup-stable-decay
     optimizer.step(); zero the gradients
 
+`Trainer.run` reads the same way: prepare the data (`_prepare_data`), set up (`_setup`: device,
+data, model, optimizers, the resumed state), wrap the model (`_wrap_model`: compile, DDP), open
+the logs (`_open_logs`), then `_loop` over steps, evaluating and saving every eval_interval.
+
 Design choices:
 - The loop is a plain `for` over steps; everything is a function of the step (data windows,
   learning rate), which is what makes resume exact and DDP equal to one big batch.
 - A run folder `runs/<name>/` is never silently overwritten: an existing run needs `resume=True`
-  (continue it) or `overwrite=True` (delete it and start over).
+  (continue it) or `overwrite=True` (delete it and start over); a folder that is not a byollm run
+  is never touched, and one process at a time trains a run (see `rundir`).
+- `resume=True` continues the same experiment or refuses: the seed, corpus, tokenizer and split
+  must be the run's own, the data is the very data the run was trained on (never a fallback
+  corpus), and every file of the checkpoint is checksum-verified.
 - A NaN or infinite loss stops the run at once with the step and the learning rate, keeping the
   last good checkpoint.
 - Evaluation, sampling and checkpoints leave the training RNG untouched, so when they happen does
@@ -30,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,24 +45,37 @@ from pathlib import Path
 import torch
 
 from byollm.config import to_dict
-from byollm.data.loader import BatchLoader, open_tokens, read_meta
-from byollm.device import autocast, keep_freed_cpu_memory, pick_dtype
+from byollm.cpu_fast_paths import keep_freed_cpu_memory
+from byollm.data.loader import BatchLoader
+from byollm.data.tokens import open_tokens, read_meta
+from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
+from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
 from byollm.train import distributed
 from byollm.train.checkpoint import (
+    STATE_FILE,
     load_train_state,
-    read_checkpoint_config,
-    resolve_checkpoint,
     rng_state,
-    save_checkpoint,
+    save_train_checkpoint,
     set_rng_state,
 )
-from byollm.train.config import TrainConfig
-from byollm.train.metrics import ExternalLoggers, MetricsLog, measure_peak_flops, plot_losses
+from byollm.train.config import TrainConfig, default_data_dir
+from byollm.train.init_from import load_init_model, with_init_tokenizer
+from byollm.train.metrics import (
+    ExternalLoggers,
+    MetricsLog,
+    Throughput,
+    format_mfu,
+    peak_flops,
+    plot_losses,
+)
 from byollm.train.optim import build_optimizers, set_lr
+from byollm.train.rundir import RunFolder
 from byollm.train.schedule import lr_multiplier
 
 FALLBACK_CORPUS = "python-stdlib:4MB"  # capped: about the size of Tiny Shakespeare
+# What defines a run besides the model's shape: a resume must keep all of them.
+RUN_IDENTITY = ("seed", "corpus", "tokenizer", "val_fraction")
 
 
 class TrainingDiverged(ByollmError):
@@ -74,26 +94,30 @@ def train(
     return Trainer(config, resume=resume, overwrite=overwrite, progress=progress, log=log).run()
 
 
-def default_data_dir(corpus: str, tokenizer: str) -> Path:
-    """Where prepared data lives by default: $BYOLLM_HOME/data/<corpus>-<tokenizer>."""
-    from byollm.paths import byollm_home
+def prepare_data(
+    config: TrainConfig,
+    *,
+    corpus: str | None = None,
+    fallback: bool = True,
+    progress: bool = True,
+    log=print,
+) -> tuple[Path, str]:
+    """Fetch the corpus and prepare it; the data dir and the corpus it holds.
 
-    def slug(text: str) -> str:
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(text).name) or "x"
-
-    return byollm_home() / "data" / f"{slug(corpus)}-{slug(tokenizer)}"
-
-
-def prepare_data(config: TrainConfig, *, progress: bool = True, log=print) -> Path:
-    """Fetch the corpus (falling back to python-stdlib when offline) and prepare it; the data dir."""
-    from byollm.data.corpora import OfflineError, get_corpus
+    `corpus` defaults to the config's. When it is not cached and cannot be downloaded, a new run
+    falls back to python-stdlib (`fallback=True`, and the corpus returned says so); a resumed
+    run never does.
+    """
+    from byollm.corpora import OfflineError, get_corpus
     from byollm.data.prepare import prepare
 
-    corpus = config.corpus
+    corpus = corpus or config.corpus
     mirror = config.mirror or None
     try:
         get_corpus(corpus, mirror=mirror, progress=progress)
     except OfflineError as e:
+        if not fallback:
+            raise
         log(f"byollm: {e}")
         log(
             f"byollm: corpus {corpus!r} is not cached and cannot be downloaded; falling back to "
@@ -101,7 +125,7 @@ def prepare_data(config: TrainConfig, *, progress: bool = True, log=print) -> Pa
         )
         corpus = FALLBACK_CORPUS
     if config.data_dir and corpus == config.corpus:
-        data_dir = Path(config.data_dir)
+        data_dir = Path(config.data_dir).expanduser()
     else:
         data_dir = default_data_dir(corpus, config.tokenizer)
     prepare(
@@ -113,7 +137,7 @@ def prepare_data(config: TrainConfig, *, progress: bool = True, log=print) -> Pa
         progress=progress,
         mirror=mirror,
     )
-    return data_dir
+    return data_dir, corpus
 
 
 class Trainer:
@@ -122,6 +146,9 @@ class Trainer:
     ):
         if resume and overwrite:
             raise ByollmError("choose one of resume (continue the run) and overwrite (start over)")
+        config.validate()  # again: fields may have been changed since the config was built
+        if config.init_from:  # the checkpoint's tokenizer prepares the corpus (init_from.py)
+            config = with_init_tokenizer(config)
         self.config = config
         self.resume = resume
         self.overwrite = overwrite
@@ -133,38 +160,80 @@ class Trainer:
     # --- set-up --------------------------------------------------------------------------------
 
     def run(self) -> dict:
-        self._check_run_dir()
-        data_dir = None
-        if self.dist.is_main:
-            data_dir = prepare_data(self.config, progress=self.progress, log=self.log)
-        data_dir = Path(distributed.broadcast_object(str(data_dir) if data_dir else None))
-        distributed.barrier()
-        self._setup(data_dir)
+        # Rank 0 checks the run folder and takes its lock; if it refuses, every rank stops.
+        folder = distributed.on_main(
+            RunFolder.open, self.run_dir, resume=self.resume, overwrite=self.overwrite
+        )
         try:
-            return self._loop()
+            data_dir, corpus = distributed.on_main(self._prepare_data, share=True)
+            self._setup(Path(data_dir), corpus)
+            if self.step >= self.config.max_steps:
+                return self._already_finished()
+            self._wrap_model()
+            self._open_logs(folder)
+            try:
+                return self._loop()
+            finally:
+                self.external.close()
         finally:
-            self.external.close()
+            if folder is not None:
+                folder.release()
 
-    def _check_run_dir(self) -> None:
-        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint")
-        if self.resume:
-            if checkpoint is None:
-                raise ByollmError(f"{self.run_dir}: no checkpoint to resume from")
-            return
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            if not self.overwrite:
+    def _prepare_data(self) -> tuple[str, str]:
+        """Prepare the corpus; on resume, exactly the data the run has been training on."""
+        cfg = self.config
+        if not self.resume:
+            data_dir, corpus = prepare_data(cfg, progress=self.progress, log=self.log)
+            return str(data_dir), corpus
+        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint", require=STATE_FILE)
+        saved = read_checkpoint_config(checkpoint)
+        saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
+        for key in RUN_IDENTITY:
+            if key in saved_train and saved_train[key] != getattr(cfg, key):
                 raise ByollmError(
-                    f"{self.run_dir} already holds a run; pass --resume to continue it, "
-                    "--overwrite to delete it and start over, or --name to start another"
+                    f"{checkpoint}: this run was trained with {key} = {saved_train[key]!r}, this "
+                    f"command has {getattr(cfg, key)!r}; resume with the run's own {key} or start "
+                    "a new run (--name)"
                 )
-            if self.dist.is_main:
-                shutil.rmtree(self.run_dir)
-        distributed.barrier()
+        saved_data = saved.get("data") if isinstance(saved.get("data"), dict) else {}
+        corpus = saved_data.get("corpus") or cfg.corpus
+        if corpus != cfg.corpus:
+            self.log(
+                f"byollm train: resuming on {corpus!r}, the corpus this run fell back to when "
+                f"{cfg.corpus!r} was not available"
+            )
+        data_dir, _ = prepare_data(
+            cfg, corpus=corpus, fallback=False, progress=self.progress, log=self.log
+        )
+        meta = read_meta(data_dir)
+        for key, what in (("corpus_sha256", "corpus text"), ("tokenizer_hash", "tokenizer")):
+            if saved_data.get(key) and saved_data[key] != meta.get(key):
+                raise ByollmError(
+                    f"{checkpoint}: the run was trained on a {what} with {key} "
+                    f"{saved_data[key][:12]}..., {data_dir} now has {str(meta.get(key))[:12]}...; "
+                    f"resume needs the run's own data (did {corpus} change?)"
+                )
+        return str(data_dir), corpus
 
-    def _setup(self, data_dir: Path) -> None:
-        from byollm.model import GPT, load_model, model_info
-        from byollm.tokenizer import load_tokenizer
+    def _setup(self, data_dir: Path, corpus: str) -> None:
+        """Device, data, model, optimizers, then the resumed state: all the loop needs."""
+        checkpoint = None
+        if self.resume:
+            checkpoint = resolve_checkpoint(self.run_dir / "checkpoint", require=STATE_FILE)
+        self._setup_device()
+        self._setup_tokenizer(data_dir)
+        init_model = self._setup_model_config()
+        self._setup_data(data_dir, corpus)
+        self._setup_model(checkpoint, init_model)
+        self._setup_optimizers()
+        self.step = 0
+        self.tokens_seen = 0
+        self.best_val_loss = math.inf
+        self.elapsed_before = 0.0
+        if checkpoint is not None:
+            self._load_train_state(checkpoint)
 
+    def _setup_device(self) -> None:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         if cfg.threads:
@@ -173,14 +242,33 @@ class Trainer:
         self.dtype = pick_dtype(self.device, cfg.dtype)
         if self.device.type == "cpu":
             keep_freed_cpu_memory()  # no page faults for each step's activations
+
+    def _setup_tokenizer(self, data_dir: Path) -> None:
+        """The prepared data's meta.json and the tokenizer that made its ids."""
+        from byollm.tokenizer import find_tokenizer_file, load_tokenizer
+
         self.meta = read_meta(data_dir)
-        self.tokenizer = load_tokenizer(data_dir / "tokenizer.json")
+        tokenizer_path = find_tokenizer_file(data_dir)
+        self.tokenizer = load_tokenizer(tokenizer_path)
         if self.tokenizer.content_hash != self.meta["tokenizer_hash"]:
             raise ByollmError(
-                f"{data_dir}: tokenizer.json does not match meta.json (hash differs); "
+                f"{tokenizer_path}: does not match meta.json (hash differs); "
                 "re-run `byollm prepare`"
             )
+
+    def _setup_model_config(self):
+        """The model's shape: the config's, or --init_from's (then its model, else None)."""
+        cfg = self.config
+        if cfg.init_from:  # weights only: the optimizer and the schedule start fresh
+            init_model = load_init_model(cfg, self.tokenizer, self.device)
+            self.model_config = init_model.config
+            return init_model
         self.model_config = dataclasses.replace(cfg.model, vocab_size=self.tokenizer.vocab_size)
+        return None
+
+    def _setup_data(self, data_dir: Path, corpus: str) -> None:
+        """The batch geometry (micro-steps per step) and the batch loaders."""
+        cfg = self.config
         block = self.model_config.block_size
 
         rows_per_micro = cfg.batch_size * self.dist.world_size
@@ -217,14 +305,27 @@ class Trainer:
         }
         val_split = self.meta["splits"]["val"]
         self.val_bytes_per_token = val_split["bytes"] / max(1, val_split["tokens"])
+        # what this run trains on, saved with each checkpoint for --resume to compare
+        self.data_record = {"corpus": corpus}
+        for key in ("corpus_sha256", "tokenizer", "tokenizer_hash", "val_fraction"):
+            self.data_record[key] = self.meta.get(key)
+        self.data_dir = data_dir
 
-        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint") if self.resume else None
+    def _setup_model(self, checkpoint: Path | None, init_model) -> None:
+        """The checkpoint's model when resuming, --init_from's, or a fresh (seeded) one."""
+        from byollm.model import GPT, load_model
+
         if checkpoint is not None:
             self._check_checkpoint_config(checkpoint)
             self.model = load_model(checkpoint, device=str(self.device))
+        elif init_model is not None:
+            self.model = init_model
         else:
             self.model = GPT(self.model_config).to(self.device)
-        self.raw_model = self.model
+        self.raw_model = self.model  # stays the plain GPT when `model` gets wrapped
+
+    def _setup_optimizers(self) -> None:
+        cfg = self.config
         self.optimizers = build_optimizers(
             self.model,
             optimizer=cfg.optimizer,
@@ -240,13 +341,10 @@ class Trainer:
         # fp16 (GPUs without bf16) needs loss scaling, or small gradients round to zero;
         # bf16 and fp32 have fp32's exponent range, so there the scaler is a no-op.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.step = 0
-        self.tokens_seen = 0
-        self.best_val_loss = math.inf
-        self.elapsed_before = 0.0
-        if checkpoint is not None:
-            self._load_train_state(checkpoint)
-        if cfg.compile:
+
+    def _wrap_model(self) -> None:
+        """Compile the model and wrap it for DDP, as configured (`raw_model` stays plain)."""
+        if self.config.compile:
             self.model = torch.compile(self.model)
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -254,12 +352,21 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.model, device_ids=ids)
 
+    def _open_logs(self, folder: RunFolder | None) -> None:
+        """Mark the run folder; open the metrics log, the loggers and the throughput meter."""
+        from byollm.model import model_info
+
+        cfg = self.config
+        block = self.model_config.block_size
         info = model_info(self.model_config, seq_len=block)
-        self.flops_per_token = info["flops_per_token_train"]
         self.n_params = info["params"]
-        self.peak_flops = measure_peak_flops(self.device, self.dtype)
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        # every process runs on a device of its own: the job's peak is world_size of them
+        peak = peak_flops(self.device, self.dtype)
+        self.throughput = Throughput(
+            info["flops_per_token_train"], peak * self.dist.world_size if peak else None
+        )
+        if folder is not None:
+            folder.mark(cfg.name)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.dist.is_main)
         if self.resume:
             self.metrics.truncate_after(self.step)
@@ -270,14 +377,31 @@ class Trainer:
             cfg.wandb and self.dist.is_main,
             cfg.name,
         )
-        self.data_dir = data_dir
         self.log(
             f"byollm train: {cfg.name}: {self.n_params / 1e6:.2f}M parameters, "
-            f"{self.meta['splits']['train']['tokens']:,} training tokens ({data_dir}), "
-            f"{tokens_per_step:,} tokens/step (batch {cfg.batch_size} x {block} x "
+            f"{self.meta['splits']['train']['tokens']:,} training tokens ({self.data_dir}), "
+            f"{self.tokens_per_step:,} tokens/step (batch {cfg.batch_size} x {block} x "
             f"{self.grad_accum} micro-steps x {self.dist.world_size} processes), "
             f"{self.device.type} {str(self.dtype).replace('torch.', '')}"
         )
+
+    def _already_finished(self) -> dict:
+        """`--resume` of a run that has done its max_steps: nothing to train; say so."""
+        self.log(
+            f"byollm train: {self.run_dir} is finished: its checkpoint is at step {self.step} "
+            f"and max_steps is {self.config.max_steps}, so there is nothing to do (pass a larger "
+            "--max_steps to train further)"
+        )
+        return {
+            "already_finished": True,
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(self.run_dir / "checkpoint"),
+            "best": str(self.run_dir / "best"),
+            "steps": self.step,
+            "tokens_seen": self.tokens_seen,
+            "best_val_loss": self.best_val_loss,
+            "data_dir": str(self.data_dir),
+        }
 
     def _check_checkpoint_config(self, directory: Path) -> None:
         """Refuse to resume a checkpoint made with another model shape."""
@@ -307,14 +431,24 @@ class Trainer:
                 f"config ({self.config.optimizer}) has {len(self.optimizers)}; resume with the "
                 "same optimizer"
             )
+        source = directory / STATE_FILE
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             peaks = [g["peak_lr"] for g in opt.param_groups]
-            opt.load_state_dict(opt_state)
+            try:
+                opt.load_state_dict(opt_state)
+            except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
+                raise ByollmError(f"{source}: the optimizer state does not fit ({e})") from None
+            _check_optimizer_state(opt, source)
             for group, peak in zip(opt.param_groups, peaks):
                 group["peak_lr"] = peak  # the config's lr wins over the saved one
-        set_rng_state(state["rng"])
-        if state.get("grad_scaler"):
-            self.scaler.load_state_dict(state["grad_scaler"])
+        try:
+            set_rng_state(state["rng"])
+            if state.get("grad_scaler"):
+                self.scaler.load_state_dict(state["grad_scaler"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise ByollmError(
+                f"{source}: the RNG or loss-scaler state is malformed ({e})"
+            ) from None
         self.step = state["step"]
         self.tokens_seen = state["tokens_seen"]
         self.best_val_loss = state["best_val_loss"]
@@ -337,8 +471,8 @@ class Trainer:
             file=sys.stderr,
         )
         started = time.perf_counter()
-        window_start, window_tokens = time.perf_counter(), 0
-        tokens_per_second, mfu = 0.0, 0.0
+        throughput = self.throughput
+        throughput.restart()
         last_eval = None
         try:
             while self.step < cfg.max_steps:
@@ -346,12 +480,9 @@ class Trainer:
                 loss = self.train_step(lr_mult)
                 self.step += 1
                 self.tokens_seen += self.tokens_per_step
-                window_tokens += self.tokens_per_step
+                throughput.add(self.tokens_per_step)
                 if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
-                    now = time.perf_counter()
-                    tokens_per_second = window_tokens / max(1e-9, now - window_start)
-                    mfu = tokens_per_second * self.flops_per_token / self.peak_flops
-                    window_start, window_tokens = now, 0
+                    throughput.measure()
                     self._record(
                         {
                             "kind": "train",
@@ -359,21 +490,21 @@ class Trainer:
                             "tokens": self.tokens_seen,
                             "loss": loss,
                             "lr": cfg.lr * lr_mult,
-                            "tokens_per_s": round(tokens_per_second, 1),
-                            "mfu": round(mfu, 4),
+                            "tokens_per_s": round(throughput.tokens_per_second, 1),
+                            "mfu": None if throughput.mfu is None else round(throughput.mfu, 4),
                             "elapsed": round(self._elapsed(started), 2),
                         }
                     )
                 bar.set_postfix_str(
-                    f"loss {loss:.3f} | {tokens_per_second:,.0f} tok/s | MFU {100 * mfu:.0f}%"
+                    f"loss {loss:.3f} | {throughput.tokens_per_second:,.0f} tok/s | "
+                    f"{format_mfu(throughput.mfu)}"
                     + (f" | val {last_eval['val_loss']:.3f}" if last_eval else ""),
                     refresh=False,
                 )
                 bar.update(1)
                 if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                     last_eval = self.evaluate_and_save(started)
-                    # throughput measures training only, not evaluation and checkpointing
-                    window_start, window_tokens = time.perf_counter(), 0
+                    throughput.restart()  # training time only, not evaluation and saving
                     if last_eval:  # above the bar; a line per evaluation in a log file too
                         line = (
                             f"step {self.step}: train {last_eval['train_loss']:.4f}, "
@@ -398,8 +529,8 @@ class Trainer:
             "final_train_loss": last_eval["train_loss"] if last_eval else None,
             "final_val_bpb": last_eval["val_bpb"] if last_eval else None,
             "params": self.n_params,
-            "tokens_per_s": round(tokens_per_second, 1),
-            "mfu": round(mfu, 4),
+            "tokens_per_s": round(throughput.tokens_per_second, 1),
+            "mfu": None if throughput.mfu is None else round(throughput.mfu, 4),
             "data_dir": str(self.data_dir),
             "sample": last_eval.get("sample", "") if last_eval else "",
         }
@@ -407,6 +538,18 @@ class Trainer:
             plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", self.config.name)
             summary["loss_plot"] = str(self.run_dir / "loss.png")
             summary["samples"] = str(self.run_dir / "samples.txt")
+            from byollm.train.report import write_report  # the run's card, report.md
+
+            report = write_report(
+                self.run_dir,
+                device=self.device,
+                dtype=self.dtype,
+                processes=self.dist.world_size,
+                data_dir=self.data_dir,
+                log=self.log,
+            )
+            if report is not None:
+                summary["report"] = str(report)
         return summary
 
     def _lr_multiplier(self, step: int) -> float:
@@ -488,36 +631,46 @@ class Trainer:
         improved = losses["val"] < self.best_val_loss
         if improved:
             self.best_val_loss = losses["val"]
-        if self.dist.is_main:
-            if self.config.eval_tasks:  # benchmark accuracy beside the loss, e.g. blimp_acc
-                from byollm.evaluate.tasks import training_metrics
+        # rank 0 writes; a failed write (a full disk) stops every rank with its one line
+        sample = distributed.on_main(self._write_evaluation, record, improved, started)
+        if sample is not None:
+            record["sample"] = sample
+        return record
 
-                record.update(training_metrics(self.raw_model, self.tokenizer,
-                                               self.config.eval_tasks,
-                                               mirror=self.config.mirror or None, log=self.log))  # fmt: skip
-            self._record(record)
-            record["sample"] = self.sample()
-            with (self.run_dir / "samples.txt").open("a") as f:
-                f.write(f"=== step {self.step}, val loss {losses['val']:.4f} ===\n")
-                f.write(record["sample"] + "\n\n")
-            state = self._train_state(started)
-            save_checkpoint(
-                self.run_dir / "checkpoint",
+    def _write_evaluation(self, record: dict, improved: bool, started: float) -> str:
+        """Log the evaluation, sample, and save `checkpoint/` (and `best/`); the sample."""
+        if self.config.eval_tasks:  # benchmark accuracy beside the loss, e.g. blimp_acc
+            from byollm.evaluate.tasks import training_metrics
+
+            record.update(
+                training_metrics(
+                    self.raw_model,
+                    self.tokenizer,
+                    self.config.eval_tasks,
+                    mirror=self.config.mirror or None,
+                    log=self.log,
+                )
+            )
+        self._record(record)
+        sample = self.sample()
+        path = self.run_dir / "samples.txt"
+        try:
+            with path.open("a") as f:
+                f.write(f"=== step {self.step}, val loss {record['val_loss']:.4f} ===\n")
+                f.write(sample + "\n\n")
+        except OSError as e:
+            raise ByollmError(f"{path}: cannot write ({e.strerror})") from None
+        state = self._train_state(started)
+        for name in ("checkpoint", "best") if improved else ("checkpoint",):
+            save_train_checkpoint(
+                self.run_dir / name,
                 self.raw_model,
                 self.tokenizer,
                 state,
                 train_config=to_dict(self.config),
+                data=self.data_record,
             )
-            if improved:
-                save_checkpoint(
-                    self.run_dir / "best",
-                    self.raw_model,
-                    self.tokenizer,
-                    state,
-                    train_config=to_dict(self.config),
-                )
-        distributed.barrier()
-        return record
+        return sample
 
     def sample(self) -> str:
         """A sample from the model, drawn without disturbing the training RNG."""
@@ -567,3 +720,15 @@ class Trainer:
 
 def _norm(value):
     return list(value) if isinstance(value, tuple) else value
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, source: Path) -> None:
+    """Each saved moment has its parameter's shape (load_state_dict does not check)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    raise ByollmError(
+                        f"{source}: optimizer state {key!r} has shape {tuple(value.shape)} for a "
+                        f"parameter of shape {tuple(param.shape)}; the file does not fit the model"
+                    )

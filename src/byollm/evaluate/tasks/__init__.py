@@ -1,7 +1,7 @@
 """Benchmark tasks, scored the way the field scores them (`byollm eval --task NAME|FILE`).
 
-    >>> from byollm.evaluate.tasks import run_task, format_result
-    >>> print(format_result(run_task(model, tokenizer, "blimp")))
+    >>> from byollm.evaluate.tasks import run_task, format_result  # doctest: +SKIP
+    >>> print(format_result(run_task(model, tokenizer, "blimp")))  # doctest: +SKIP
     blimp: accuracy 0.612 over 67,000 pairs (chance 0.5) in 95.0 s (705 pairs/s)
 
 Three kinds of task, one module each, all built on one computation (`scoring.py`: the

@@ -1,7 +1,7 @@
 """Last word / cloze (LAMBADA): can the model finish a passage with exactly the right word?
 
-    >>> items = read_cloze_items(read_records(Path("lambada_test.jsonl")))
-    >>> evaluate_cloze(model, tokenizer, items)
+    >>> items = read_cloze_items(read_records(Path("lambada_test.jsonl")))  # doctest: +SKIP
+    >>> evaluate_cloze(model, tokenizer, items)  # doctest: +SKIP
     {'acc': 0.325, 'ppl': 40.1, 'items': 5153, ...}
 
 LAMBADA's passages were chosen so that people guess the last word only with the whole passage

@@ -1,8 +1,8 @@
 """Minimal pairs (BLiMP): does the model prefer the grammatical sentence of each pair?
 
-    >>> pairs = read_minimal_pairs(read_records(Path("BLiMP.zip"), "data/*.jsonl"))
-    >>> result = evaluate_minimal_pairs(model, tokenizer, pairs)
-    >>> result["acc"], result["by_field"]["morphology"]
+    >>> pairs = read_minimal_pairs(read_records(Path("BLiMP.zip"), "data/*.jsonl"))  # doctest: +SKIP
+    >>> result = evaluate_minimal_pairs(model, tokenizer, pairs)  # doctest: +SKIP
+    >>> result["acc"], result["by_field"]["morphology"]  # doctest: +SKIP
     (0.61, 0.66)
 
 Each item is two sentences that differ in one place, one acceptable and one not:
@@ -96,8 +96,11 @@ def evaluate_minimal_pairs(
         "acc": sum(correct) / len(correct),
         **run,
     }
-    for name, key in (("by_field", "field"), ("by_phenomenon", "phenomenon"),
-                      ("by_paradigm", "paradigm")):  # fmt: skip
+    for name, key in (
+        ("by_field", "field"),
+        ("by_phenomenon", "phenomenon"),
+        ("by_paradigm", "paradigm"),
+    ):
         groups = defaultdict(list)
         for pair, right in zip(kept, correct):
             if getattr(pair, key):

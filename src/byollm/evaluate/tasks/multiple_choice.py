@@ -1,7 +1,7 @@
 """Multiple choice (HellaSwag, ARC, PIQA, any JSONL of context, choices and label).
 
-    >>> items = read_choice_items(read_records(Path("hellaswag_val.jsonl")))
-    >>> evaluate_multiple_choice(model, tokenizer, items)
+    >>> items = read_choice_items(read_records(Path("hellaswag_val.jsonl")))  # doctest: +SKIP
+    >>> evaluate_multiple_choice(model, tokenizer, items)  # doctest: +SKIP
     {'acc': 0.289, 'acc_norm': 0.311, 'acc_per_token': 0.296, 'items': 10042, ...}
 
 The model reads the context and scores each choice as its continuation, " " + choice; the
@@ -116,8 +116,7 @@ def evaluate_multiple_choice(
         summed = [s.logprob for s in choice_scores]
         per_char = [s.logprob / len(c) for s, c in zip(choice_scores, item.choices)]
         per_token = [s.logprob / s.n_tokens for s in choice_scores]
-        for name, values in (("acc", summed), ("acc_norm", per_char),
-                             ("acc_per_token", per_token)):  # fmt: skip
+        for name, values in (("acc", summed), ("acc_norm", per_char), ("acc_per_token", per_token)):
             right[name] += argmax(values) == item.label
     n = len(kept)
     return {

@@ -1,7 +1,7 @@
 """Reading task files: JSON Lines from a file, a folder, or members of a zip archive.
 
-    >>> records = read_records(Path("BLiMP.zip"))            # every data/*.jsonl member
-    >>> records[0].where, records[0].data["sentence_good"]
+    >>> records = read_records(Path("BLiMP.zip"))            # every data/*.jsonl member  # doctest: +SKIP
+    >>> records[0].where, records[0].data["sentence_good"]  # doctest: +SKIP
     ('BLiMP.zip:data/adjunct_island.jsonl:1', 'Who should Derek hug after shocking Richard?')
 
 Design choices:

@@ -1,12 +1,12 @@
 """Named benchmark tasks, and running one by name or from a file.
 
-    >>> result = run_task(model, tokenizer, "blimp")            # downloaded once, verified
-    >>> result = run_task(model, tokenizer, "my_pairs.jsonl")   # any file in a known format
-    >>> print(format_result(result))
+    >>> result = run_task(model, tokenizer, "blimp")            # downloaded once, verified  # doctest: +SKIP
+    >>> result = run_task(model, tokenizer, "my_pairs.jsonl")   # any file in a known format  # doctest: +SKIP
+    >>> print(format_result(result))  # doctest: +SKIP
 
 Design choices:
 - **A task is a file plus a kind.** `TASKS` maps a name to the registered download holding it
-  (`byollm.data.corpora`: URL, sha256, size, licence, mirror path), the members to read when it
+  (`byollm.corpora`: URL, sha256, size, licence, mirror path), the members to read when it
   is an archive, and the kind of scoring: minimal pairs, multiple choice or cloze. Downloads go
   through the same verified, mirrorable path as every corpus (`--mirror`, `$BYOLLM_MIRROR`).
 - **A file's kind is told by its fields** (`detect_kind`): `sentence_good` -> minimal pairs;
@@ -49,7 +49,7 @@ TRAINING_LIMIT = 1000  # items per task at each training evaluation, unless told
 class TaskSpec:
     name: str
     kind: str  # minimal_pairs | multiple_choice | cloze
-    asset: str  # the registered download (byollm.data.corpora.CORPORA) holding the items
+    asset: str  # the registered download (byollm.corpora.CORPORA) holding the items
     description: str
     members: str = "*.jsonl"  # which files of an archive hold the items (a glob)
     labels: str | None = None  # a separate label list in the archive (PIQA)
@@ -58,22 +58,49 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in [
-        TaskSpec("blimp", "minimal_pairs", "blimp",
-                 "BLiMP, 67,000 grammatical minimal pairs; chance 0.5", members="data/*.jsonl"),
-        TaskSpec("hellaswag", "multiple_choice", "hellaswag-val",
-                 "HellaSwag validation, 10,042 sentence endings, 4 choices"),
-        TaskSpec("arc-easy", "multiple_choice", "arc", "ARC-Easy test, 2,376 science questions",
-                 members="ARC-Easy/ARC-Easy-Test.jsonl"),
-        TaskSpec("arc-challenge", "multiple_choice", "arc",
-                 "ARC-Challenge test, 1,172 harder science questions",
-                 members="ARC-Challenge/ARC-Challenge-Test.jsonl"),
-        TaskSpec("piqa", "multiple_choice", "piqa", "PIQA dev, 1,838 goals with 2 solutions",
-                 members="physicaliqa-train-dev/dev.jsonl",
-                 labels="physicaliqa-train-dev/dev-labels.lst"),
-        TaskSpec("lambada", "cloze", "lambada-openai",
-                 "LAMBADA (OpenAI's version), 5,153 passages: predict the last word"),
+        TaskSpec(
+            "blimp",
+            "minimal_pairs",
+            "blimp",
+            "BLiMP, 67,000 grammatical minimal pairs; chance 0.5",
+            members="data/*.jsonl",
+        ),
+        TaskSpec(
+            "hellaswag",
+            "multiple_choice",
+            "hellaswag-val",
+            "HellaSwag validation, 10,042 sentence endings, 4 choices",
+        ),
+        TaskSpec(
+            "arc-easy",
+            "multiple_choice",
+            "arc",
+            "ARC-Easy test, 2,376 science questions",
+            members="ARC-Easy/ARC-Easy-Test.jsonl",
+        ),
+        TaskSpec(
+            "arc-challenge",
+            "multiple_choice",
+            "arc",
+            "ARC-Challenge test, 1,172 harder science questions",
+            members="ARC-Challenge/ARC-Challenge-Test.jsonl",
+        ),
+        TaskSpec(
+            "piqa",
+            "multiple_choice",
+            "piqa",
+            "PIQA dev, 1,838 goals with 2 solutions",
+            members="physicaliqa-train-dev/dev.jsonl",
+            labels="physicaliqa-train-dev/dev-labels.lst",
+        ),
+        TaskSpec(
+            "lambada",
+            "cloze",
+            "lambada-openai",
+            "LAMBADA (OpenAI's version), 5,153 passages: predict the last word",
+        ),
     ]
-}  # fmt: skip
+}
 
 
 def load_task(
@@ -82,7 +109,7 @@ def load_task(
     """(kind, name, items) for a registered task name or a task file (see `detect_kind`)."""
     spec = TASKS.get(task)
     if spec is not None:
-        from byollm.data.corpora import get_asset
+        from byollm.corpora import get_asset
 
         path = get_asset(spec.asset, mirror=mirror, progress=progress)
         records = read_records(path, spec.members)

@@ -1,7 +1,7 @@
 """Log-likelihoods of continuations: the one computation every benchmark task is built on.
 
-    >>> [[good, bad]] = score_requests(model, [Request([0], [[5, 9, 2], [5, 9, 7, 2]])])
-    >>> good.logprob, good.n_tokens, good.greedy        # log P(5 9 2 | 0), 3 tokens
+    >>> [[good, bad]] = score_requests(model, [Request([0], [[5, 9, 2], [5, 9, 7, 2]])])  # doctest: +SKIP
+    >>> good.logprob, good.n_tokens, good.greedy        # log P(5 9 2 | 0), 3 tokens  # doctest: +SKIP
     (-7.21, 3, False)
 
 A request is a context (token ids, at least one) and one or more continuations. For each
@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
-from byollm.generate.engine import model_device
+from byollm.model.interface import model_device
 
 DEFAULT_BATCH_TOKENS = 8192
 LOGIT_BUDGET = 1 << 25  # at most this many logits (128 MiB of float32) in one forward pass
@@ -176,8 +176,12 @@ def score_requests(
     results: list[list[Score]] = [[] for _ in requests]
     was_training = model.training
     model.eval()
-    bar = tqdm(total=len(requests), desc="score", unit="item",
-               disable=not options.progress or not sys.stderr.isatty())  # fmt: skip
+    bar = tqdm(
+        total=len(requests),
+        desc="score",
+        unit="item",
+        disable=not options.progress or not sys.stderr.isatty(),
+    )
     try:
         for batch in _batches(order, plans, batch_tokens, logit_budget):
             with autocast(device, dtype):
@@ -272,8 +276,9 @@ def _score_batch(model, plans: list[_Plan]) -> list[list[Score]]:
     if fed_after > 0:
         pad = [fed_after + 1 - (len(s) - L) for s in sequences]
         inputs = torch.tensor([s[L:-1] + [0] * n for s, n in zip(sequences, pad)], device=device)
-        targets = torch.tensor([s[L + 1 :] + [-1] * n for s, n in zip(sequences, pad)],
-                               device=device)  # fmt: skip
+        targets = torch.tensor(
+            [s[L + 1 :] + [-1] * n for s, n in zip(sequences, pad)], device=device
+        )
         positions = torch.arange(L + 1, L + 1 + fed_after, device=device)[None, :]
         targets[positions < n_context[:, None]] = -1  # context tokens are not scored
         copies = None if cache is None else cache.select_rows(item)

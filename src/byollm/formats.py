@@ -1,0 +1,47 @@
+"""The header of byollm's versioned files, checked in one place with one message style.
+
+Every file format byollm defines starts with `{"format": NAME, "version": N, ...}` and has one
+owner module, which calls `check_header` when it reads a file:
+
+    byollm-model        a checkpoint's config.json   byollm.model.checkpoint
+    byollm-train-state  a checkpoint's train_state   byollm.train.checkpoint
+    byollm-token-data   a token folder's meta.json   byollm.data
+    byollm-tokenizer    a tokenizer file             byollm.tokenizer.base
+    byollm-scaling-sweep, -run, -prediction
+                        a sweep's sweep.json, results.jsonl lines, predictions.jsonl lines
+                                                     byollm.scaling.sweep, byollm.scaling.predict
+    byollm-scaling-fit  a sweep's fit.json           byollm.scaling.fit
+
+A reader accepts exactly its own version: a file from a newer byollm is refused with one line
+rather than misread.
+
+    >>> check_header({"format": "byollm-model", "version": 1}, "ckpt/config.json",
+    ...              format="byollm-model", version=1)
+    {'format': 'byollm-model', 'version': 1}
+    >>> check_header({"format": "byollm-model", "version": 2}, "ckpt/config.json",
+    ...              format="byollm-model", version=1)
+    Traceback (most recent call last):
+    byollm.errors.ByollmError: ckpt/config.json: byollm-model version 2 is not supported; this byollm reads version 1
+"""
+
+from __future__ import annotations
+
+from byollm.errors import ByollmError
+
+
+def check_header(obj, path, *, format: str, version: int, hint: str = "") -> dict:
+    """`obj` (a parsed file) if its header says `format` and `version`, else ByollmError.
+
+    `hint` is appended to the "not this format" message (e.g. how to convert a foreign file).
+    """
+    found = obj.get("format") if isinstance(obj, dict) else None
+    if found != format:
+        what = f"format {found!r}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        raise ByollmError(f"{path}: not a {format} file (found {what}){hint}")
+    found_version = obj.get("version")
+    if type(found_version) is not int or found_version != version:
+        raise ByollmError(
+            f"{path}: {format} version {found_version!r} is not supported; this byollm reads "
+            f"version {version}"
+        )
+    return obj

@@ -1,0 +1,224 @@
+"""The figures of a sweep: isoFLOP curves, optimal N and D against C, the fitted law, residuals.
+
+    >>> paths = plot_sweep("runs/scaling-cpu")                # doctest: +SKIP
+    >>> [p.name for p in paths]                               # doctest: +SKIP
+    ['isoflops.png', 'optimal.png', 'surface.png', 'residuals.png']
+
+Design choices:
+- Each figure is a function of (records, fit) that returns a matplotlib Figure, so a notebook
+  shows it inline and `plot_sweep` saves it: no figure reads files itself.
+- Bare `Figure`s drawn by the Agg canvas (as `train.metrics.plot_losses`): no display needed, and
+  the process's matplotlib backend is left alone.
+- One colour per budget in every figure, from a sequential colormap: small budgets light, large
+  ones dark, so the eye reads "more compute" the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from byollm.scaling.fit import compute_optimal, load_fit, parametric_loss, power_law
+from byollm.scaling.sweep import latest_records, sweep_records
+
+FIGURES = ("isoflops", "optimal", "surface", "residuals")
+
+
+def _figure(width: float = 7.0, height: float = 4.5, columns: int = 1):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, columns, i + 1) for i in range(columns)]
+    return fig, axes
+
+
+def _budget_colours(budgets) -> dict[float, tuple]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis_r"]
+    budgets = sorted(budgets)
+    steps = np.linspace(0.15, 0.9, len(budgets)) if len(budgets) > 1 else [0.6]
+    return {b: cmap(s) for b, s in zip(budgets, steps)}
+
+
+def _n(fit: dict) -> str:
+    return f"params_{fit['params']}"
+
+
+def isoflop_figure(records: list[dict], fit: dict):
+    """Val loss against N at each budget, the fitted parabolas and their minima."""
+    fig, (ax,) = _figure()
+    colours = _budget_colours(fit["budgets"])
+    key = _n(fit)
+    for entry in fit["isoflops"]:
+        runs = sorted((r for r in records if r["budget"] == entry["budget"]), key=lambda r: r[key])
+        colour = colours[entry["budget"]]
+        n = np.array([r[key] for r in runs], dtype=float)
+        ax.plot(
+            n, [r["val_loss"] for r in runs], "o", color=colour, label=f"C = {entry['budget']:.3g}"
+        )
+        if entry.get("coefficients"):
+            x = np.linspace(np.log10(n.min()) - 0.1, np.log10(n.max()) + 0.1, 100)
+            ax.plot(10**x, np.polyval(entry["coefficients"], x), "-", color=colour, lw=1)
+        if entry["has_minimum"]:
+            ax.plot(entry["n_opt"], entry["loss_opt"], "*", color=colour, ms=14, mec="black")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"N ({fit['params'].replace('_', '-')} parameters)")
+    ax.set_ylabel("val loss (nats/token)")
+    ax.set_title("isoFLOP curves: at fixed compute, loss against model size (star = minimum)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def optimal_figure(records: list[dict], fit: dict):
+    """N_opt and D_opt against C (log-log) with the fitted power laws."""
+    fig, axes = _figure(width=10, height=4.2, columns=2)
+    minima = [f for f in fit["isoflops"] if f["has_minimum"]]
+    budgets = np.array([f["budget"] for f in minima], dtype=float)
+    span = np.geomspace(min(fit["budgets"]) / 2, max(fit["budgets"]) * 20, 50)
+    law = fit.get("parametric")
+    for ax, what, law_key in ((axes[0], "n_opt", "n_opt_law"), (axes[1], "d_opt", "d_opt_law")):
+        ax.plot(budgets, [f[what] for f in minima], "o", color="black", label="isoFLOP minima")
+        if law_key in fit:
+            exponent = fit[law_key]["exponent"]
+            ax.plot(
+                span,
+                power_law(fit[law_key], span),
+                "-",
+                color="tab:blue",
+                label=f"power law, exponent {exponent:.2f}",
+            )
+        if law is not None:
+            optimum = [compute_optimal(law, c, fit["flops_per_param_token"])[what] for c in span]
+            ax.plot(span, optimum, "--", color="tab:orange", label="from L(N, D)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("compute C (training FLOPs)")
+        ax.set_ylabel("N_opt (parameters)" if what == "n_opt" else "D_opt (tokens)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("compute-optimal model size and data against compute")
+    fig.tight_layout()
+    return fig
+
+
+def surface_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
+    """The fitted L(N, D) as contours with the runs on it, and predicted against measured loss."""
+    fig, (left, right) = _figure(width=11, height=4.5, columns=2)
+    law = fit.get("parametric")
+    key = _n(fit)
+    n = np.array([r[key] for r in records], dtype=float)
+    d = np.array([r["tokens"] for r in records], dtype=float)
+    measured = np.array([r["val_loss"] for r in records])
+    if law is None:
+        left.text(0.5, 0.5, "L(N, D) needs at least 5 runs", ha="center", transform=left.transAxes)
+        return fig
+    grid_n = np.geomspace(n.min() / 2, n.max() * 2, 80)
+    grid_d = np.geomspace(d.min() / 2, d.max() * 2, 80)
+    surface = parametric_loss(law, grid_n[None, :], grid_d[:, None])
+    levels = np.linspace(measured.min() * 0.97, measured.max() * 1.03, 12)
+    contours = left.contour(grid_n, grid_d, surface, levels=levels, cmap="magma_r", linewidths=1)
+    left.clabel(contours, fontsize=7, fmt="%.2f")
+    left.scatter(
+        n,
+        d,
+        c=measured,
+        cmap="magma_r",
+        vmin=levels[0],
+        vmax=levels[-1],
+        edgecolors="black",
+        zorder=3,
+    )
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("N (parameters)")
+    left.set_ylabel("D (tokens)")
+    left.set_title("fitted L(N, D) (contours) and the runs (dots, same colours)")
+
+    predicted = parametric_loss(law, n, d)
+    colours = _budget_colours(fit["budgets"])
+    right.scatter(
+        measured,
+        predicted,
+        c=[colours[r["budget"]] for r in records],
+        edgecolors="black",
+        label="sweep runs",
+    )
+    for h in holdout:
+        right.plot(
+            h["measured_val_loss"],
+            h["predicted_val_loss"],
+            "*",
+            color="tab:red",
+            ms=15,
+            mec="black",
+            label=f"predicted run {h['point']}",
+        )
+    ends = [min(measured.min(), predicted.min()), max(measured.max(), predicted.max())]
+    right.plot(ends, ends, "-", color="grey", lw=1, label="prediction = measurement")
+    right.set_xlabel("measured val loss")
+    right.set_ylabel("L(N, D) of the fit")
+    right.set_title("fit against measurement")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def residual_figure(records: list[dict], fit: dict):
+    """(measured - fitted) / fitted, in percent, against N; one colour per budget."""
+    fig, (ax,) = _figure()
+    law = fit.get("parametric")
+    key = _n(fit)
+    colours = _budget_colours(fit["budgets"])
+    if law is not None:
+        for budget in fit["budgets"]:
+            runs = [r for r in records if r["budget"] == budget]
+            n = np.array([r[key] for r in runs], dtype=float)
+            fitted = parametric_loss(law, n, np.array([r["tokens"] for r in runs], dtype=float))
+            residual = 100 * (np.array([r["val_loss"] for r in runs]) - fitted) / fitted
+            ax.plot(n, residual, "o-", color=colours[budget], label=f"C = {budget:.3g}")
+        ax.legend(fontsize=8)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("N (parameters)")
+    ax.set_ylabel("residual of L(N, D) (%)")
+    ax.set_title("where the law misses: measured minus fitted loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(
+    sweep_dir: str | Path, out_dir: str | Path | None = None, fit: dict | None = None
+) -> list[Path]:
+    """Save the four figures of a sweep folder (its results.jsonl and fit.json) as PNGs."""
+    from byollm.scaling.predict import read_predictions
+
+    sweep_dir = Path(sweep_dir)
+    out_dir = Path(out_dir) if out_dir else sweep_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = sweep_records(sweep_dir)
+    fit = fit or load_fit(sweep_dir / "fit.json")
+    predictions = sweep_dir / "predictions.jsonl"
+    holdout = []
+    if predictions.exists():
+        latest = latest_records(read_predictions(predictions)).values()
+        holdout = [p for p in latest if "measured_val_loss" in p]
+    figures = {
+        "isoflops": isoflop_figure(records, fit),
+        "optimal": optimal_figure(records, fit),
+        "surface": surface_figure(records, fit, holdout),
+        "residuals": residual_figure(records, fit),
+    }
+    paths = []
+    for name in FIGURES:
+        path = out_dir / f"{name}.png"
+        figures[name].savefig(path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,171 @@
+"""Classification fine-tuning: data reading, splits, the last-real-token head, CLI, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import train_helpers
+from conftest import shared_file
+from finetune_helpers import WORDS, spam_like_csv, tiny_checkpoint
+
+from byollm.cli import main
+from byollm.errors import ByollmError
+from byollm.finetune import classify, finetune_classifier
+from byollm.finetune.classify import Classifier, padded_batch
+from byollm.finetune.records import (
+    balanced_split,
+    columns,
+    read_records,
+    read_sms_spam,
+    stratified_split,
+)
+from byollm.model import load_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with train_helpers.single_thread():
+        yield
+
+
+def test_sms_spam_pinned_parser_and_the_books_split_sizes():
+    records = read_sms_spam(shared_file("sms_spam/SMSSpamCollection"))
+    assert len(records) == 5574
+    rows = columns(records, ["text", "label"], "sms")
+    train, val, test = balanced_split(rows, lambda r: r[1])
+    assert (len(train), len(val), len(test)) == (1045, 149, 300)  # 2 x 747 = 1494
+    assert sum(r[1] == "spam" for r in train + val + test) == 747
+    again = balanced_split(rows, lambda r: r[1])
+    assert again[2] == test  # seeded
+    s_train, s_val, s_test = stratified_split(rows, lambda r: r[1])
+    assert len(s_train) + len(s_val) + len(s_test) == 5574
+    assert sum(r[1] == "spam" for r in s_test) == 747 - int(747 * 0.7) - int(747 * 0.1)
+
+
+def test_head_reads_the_last_real_token_not_a_pad(tmp_path):
+    gpt = tiny_checkpoint(tmp_path)
+    model = Classifier(gpt, 2).eval()
+    short, long = [5, 6, 7], [5, 6, 7, 8, 9, 10]
+    alone, lengths = padded_batch([short], 0, "cpu")
+    batch, batch_lengths = padded_batch([short, long], 0, "cpu")
+    assert batch.shape == (2, 6) and batch_lengths.tolist() == [3, 6]
+    torch.testing.assert_close(model(batch, batch_lengths)[0], model(alone, lengths)[0])
+
+
+def test_finetune_learns_a_separable_task_and_classify_predicts(tmp_path, capsys):
+    tiny_checkpoint(tmp_path / "base")
+    data = spam_like_csv(tmp_path / "data.csv", n=90)
+    summary = finetune_classifier(
+        tmp_path / "base",
+        data,
+        out=tmp_path / "clf",
+        trainable="all",
+        split="stratified",
+        epochs=3,
+        lr=3e-3,
+        device="cpu",
+        log=lambda *a: None,
+    )
+    assert summary["test"]["accuracy"] >= 0.9
+    assert summary["labels"] == ["a", "b"] and summary["sizes"]["test"] == 18
+    assert len(summary["test"]["confusion"]) == 2
+    config = json.loads((tmp_path / "clf" / "config.json").read_text())
+    assert config["classifier"]["labels"] == ["a", "b"]
+    load_model(tmp_path / "clf")  # still an ordinary checkpoint
+    assert [
+        label
+        for label, _ in classify(
+            tmp_path / "clf", ["apple river stone", "music seven"], device="cpu"
+        )
+    ] == ["a", "b"]
+    assert main(["classify", "--checkpoint", str(tmp_path / "clf"), "happy table"]) == 0
+    assert capsys.readouterr().out.startswith("b\t")
+
+
+def test_lora_classifier_saves_an_adapter_and_merges_to_the_same_predictions(tmp_path, capsys):
+    tiny_checkpoint(tmp_path / "base")
+    data = spam_like_csv(tmp_path / "data.csv", n=90)
+    code = main(
+        [
+            "finetune",
+            "classify",
+            "--checkpoint",
+            str(tmp_path / "base"),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "lora"),
+            "--lora",
+            "--lora-rank",
+            "4",
+            "--epochs",
+            "1",
+            "--lr",
+            "3e-3",
+            "--device",
+            "cpu",
+            "--split",
+            "stratified",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test:" in out and "confusion" in out
+    assert (tmp_path / "lora" / "adapter.json").exists()
+    assert not (tmp_path / "lora" / "model.safetensors").exists()
+    texts = [" ".join(WORDS[i : i + 3]) for i in range(8)]
+    before = classify(tmp_path / "lora", texts, device="cpu")
+    assert main(["merge-lora", str(tmp_path / "lora"), "--out", str(tmp_path / "merged")]) == 0
+    after = classify(tmp_path / "merged", texts, device="cpu")
+    assert [a for a, _ in after] == [b for b, _ in before]
+    assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(after, before))
+
+
+@pytest.mark.parametrize(
+    "content, suffix, args, message",
+    [
+        (
+            "text,label\nhi,a\n",
+            ".csv",
+            {"label_column": "kind"},
+            "no column 'kind'; the records have label, text",
+        ),
+        ("", ".csv", {}, "the file is empty"),
+        ("text,label\nhi,a\nyo,a\n", ".csv", {}, "has only one class"),
+        (
+            "\n".join(["text,label"] + [f"t{i},l{i}" for i in range(150)]),
+            ".csv",
+            {},
+            "150 distinct values",
+        ),
+        (
+            '{"text": "hi", "label": "a"}\n{"text": "yo"}\n',
+            ".jsonl",
+            {},
+            "1 record\\(s\\) lack a value",
+        ),
+        ('{"text": "hi"\n', ".jsonl", {}, ":1: not valid JSON"),
+        ("text\tlabel\nhi\n", ".tsv", {}, "line 2 has a different number of fields"),
+    ],
+)
+def test_bad_data_is_one_clear_error(tmp_path, content, suffix, args, message):
+    tiny_checkpoint(tmp_path / "base")
+    data = tmp_path / f"data{suffix}"
+    data.write_text(content)
+    with pytest.raises(ByollmError, match=message):
+        finetune_classifier(tmp_path / "base", data, out=tmp_path / "o", device="cpu", **args)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    tiny_checkpoint(tmp_path / "base")
+    data = spam_like_csv(tmp_path / "d.csv")
+    base = ["finetune", "classify", "--checkpoint", str(tmp_path / "base"), "--data", str(data)]
+    assert main([*base, "--out", str(tmp_path / "o"), "--train", "last:9"]) == 2
+    assert "only 2 blocks" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "o"), "--train", "some"]) == 2
+    assert "choose head, last:N" in capsys.readouterr().err
+    assert read_records(data)[0].keys() == {"text", "label"}
+    assert main(["classify", "--checkpoint", str(tmp_path / "base"), "x"]) == 2
+    assert "not a classifier" in capsys.readouterr().err
