@@ -35,6 +35,7 @@ from byollm.evaluate.tasks import (
     parse_eval_tasks,
     run_task,
     score_requests,
+    scoring,
     training_metrics,
 )
 from byollm.evaluate.tasks.cloze import evaluate_cloze, read_cloze_items
@@ -122,11 +123,13 @@ def requests(draw):
     return Request(context, continuations)
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(requests(), min_size=1, max_size=6), st.integers(1, 80))
-def test_batched_scores_equal_one_text_at_a_time(batch, batch_tokens):
+@settings(max_examples=30, deadline=None)
+@given(st.lists(requests(), min_size=1, max_size=6), st.integers(1, 80), st.booleans())
+def test_batched_scores_equal_one_text_at_a_time(batch, batch_tokens, share):
     model = toy_model()
-    scores = score_requests(model, batch, ScoringOptions(batch_tokens=batch_tokens))
+    with pytest.MonkeyPatch.context() as patch:  # both paths: shared prompts, sequences whole
+        patch.setattr(scoring, "MIN_SHARED_SAVING", 0.0 if share else math.inf)
+        scores = score_requests(model, batch, ScoringOptions(batch_tokens=batch_tokens))
     for request, request_scores in zip(batch, scores):
         assert len(request_scores) == len(request.continuations)
         for continuation, score in zip(request.continuations, request_scores):

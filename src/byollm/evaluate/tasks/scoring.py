@@ -14,8 +14,9 @@ Design choices:
   continuations share (together, "the shared part") go through the model once. The KV cache of
   that pass is then copied for each continuation, so only each continuation's own tokens are
   fed. A 4-way multiple-choice question costs one context plus four endings, not four
-  contexts; a BLiMP pair, whose two sentences usually agree for their first words, costs those
-  words once.
+  contexts. Where sharing would save under 25% of the tokens (a BLiMP pair shares ~17%: its
+  first words; a LAMBADA passage has one continuation), the sequences are fed whole in one pass
+  instead: the cached path costs more per token, as much as such a saving (measured).
 - **Batched without an attention mask.** A batch prefills the same number of tokens L for each
   of its requests (its shortest shared part), so that pass needs no padding at all; the rest of
   every sequence is right-padded. Attention is causal, so padding after a token cannot change
@@ -51,6 +52,10 @@ from byollm.model.interface import model_device
 DEFAULT_BATCH_TOKENS = 8192
 LOGIT_BUDGET = 1 << 25  # at most this many logits (128 MiB of float32) in one forward pass
 MAX_WASTE = 0.2  # at most this share of a batch's tokens is padding or repeated shared tokens
+# Share a prompt only when that saves at least this share of the tokens: the cached path costs
+# more per token (two passes, copied caches, masked attention), about as much as BLiMP's pairs
+# save (~17%, measured), while a 4-way multiple-choice question saves far more.
+MIN_SHARED_SAVING = 0.25
 
 
 @dataclass(frozen=True)
@@ -152,8 +157,8 @@ def score_requests(
     """A `Score` per continuation of every request (see the module docstring for the method).
 
     The requests must fit the window (`fit_to_window`). In float32 (the default) the scores are
-    exact to float rounding; bfloat16 runs the matrix products about twice as fast on CPUs with
-    bf16 instructions, and moves log-likelihoods by a few hundredths of a nat.
+    exact to float rounding; bfloat16 runs the matrix products 1.5-1.8x faster on CPUs with bf16
+    instructions and moves a sentence's log-likelihood by ~0.1 nat (docs/10).
     """
     options = options or ScoringOptions()
     batch_tokens = options.batch_tokens
@@ -163,9 +168,11 @@ def score_requests(
     dtype = pick_dtype(device, options.dtype)
     logit_budget = max(1, LOGIT_BUDGET // model.config.vocab_size)
     plans = [_plan(r) for r in requests]
-    # Sorted by length, then by shared length: neighbours need little padding and share
-    # about as many tokens (see _batches and _score_batch).
-    order = sorted(range(len(plans)), key=lambda i: (plans[i].longest, plans[i].shared))
+    # Requests fed whole apart from the others, then by length and shared length: neighbours
+    # need little padding and share about as many tokens (see _batches and _score_batch).
+    order = sorted(
+        range(len(plans)), key=lambda i: (plans[i].shared > 0, plans[i].longest, plans[i].shared)
+    )
     results: list[list[Score]] = [[] for _ in requests]
     was_training = model.training
     model.eval()
@@ -206,6 +213,9 @@ def _plan(request: Request) -> _Plan:
     first = sequences[0]
     while shared < limit and all(s[shared] == first[shared] for s in sequences):
         shared += 1
+    flat = sum(len(s) - 1 for s in sequences)  # tokens fed without sharing
+    if (len(sequences) - 1) * shared < MIN_SHARED_SAVING * flat:
+        shared = 0  # not worth a KV cache: the sequences are fed whole (see _score_batch)
     needed = shared + sum(len(s) - 1 - shared for s in sequences)
     return _Plan(sequences, n_context, shared, max(len(s) for s in sequences), needed)
 
@@ -241,43 +251,28 @@ def _batches(order, plans, batch_tokens, logit_budget):
 
 @torch.inference_mode()
 def _score_batch(model, plans: list[_Plan]) -> list[list[Score]]:
-    """Score a batch of requests: their first L tokens once each, then every continuation.
+    """Score a batch of requests: their first L tokens once each, then every sequence's rest.
 
     L is the shortest shared part in the batch, so every request can prefill exactly L tokens
     (no padding); a request whose shared part is longer feeds its extra shared tokens with each
-    continuation, a few tokens at most when the batch was sorted by shared length.
+    continuation, a few tokens at most when the batch was sorted by shared length. L = 0 (no
+    sharing) feeds every sequence whole, in one pass without a cache.
     """
     device = model_device(model)
     L = min(p.shared for p in plans)
     every = [(i, j) for i, p in enumerate(plans) for j in range(len(p.sequences))]
     sequences = [plans[i].sequences[j] for i, j in every]
-    n_context = torch.tensor([plans[i].n_context for i, _ in every], device=device)
-    fed_after = max(len(s) - 1 - L for s in sequences)  # the last token is never fed
-    cache = model.new_kv_cache(len(plans), L + fed_after)
-
-    # Pass 1: the first L tokens of each request, once. Position t predicts token t + 1.
-    prefix = torch.tensor([p.sequences[0][:L] for p in plans], device=device)  # (B, L)
-    scored_in_prefix = any(p.n_context < L for p in plans)
-    logits, _ = model(prefix, kv_cache=cache, last_only=not scored_in_prefix)
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L or 1, V)
     item = torch.tensor([i for i, _ in every], device=device)
+    n_context = torch.tensor([plans[i].n_context for i, _ in every], device=device)
     logprob = torch.zeros(len(every), dtype=torch.float64, device=device)
     greedy = torch.ones(len(every), dtype=torch.bool, device=device)
-    if scored_in_prefix:
-        targets = prefix[:, 1:]
-        token_logp = logp[:, :-1].gather(-1, targets[..., None])[..., 0]  # (B, L - 1)
-        token_greedy = logp[:, :-1].argmax(-1) == targets
-        scored = torch.arange(1, L, device=device)[None, :] >= n_context[:, None]  # (rows, L-1)
-        logprob += (token_logp[item].double() * scored).sum(1)
-        greedy &= (token_greedy[item] | ~scored).all(1)
-    # The last prefill position predicts each sequence's token L, which may differ per row.
-    target = torch.tensor([s[L] for s in sequences], device=device)
-    scored = n_context <= L
-    last = logp[item, -1]  # (rows, V)
-    logprob += last.gather(-1, target[:, None])[:, 0].double() * scored
-    greedy &= (last.argmax(-1) == target) | ~scored
+    fed_after = max(len(s) - 1 - L for s in sequences)  # the last token is never fed
+    cache = None
+    if L > 0:
+        cache = model.new_kv_cache(len(plans), L + fed_after)
+        _prefill(model, plans, L, sequences, item, n_context, cache, logprob, greedy)
 
-    # Pass 2: every sequence's tokens after L, after a copy of its request's cached prefix.
+    # The rest of every sequence, after a copy of its request's cached prefix (if any).
     if fed_after > 0:
         pad = [fed_after + 1 - (len(s) - L) for s in sequences]
         inputs = torch.tensor([s[L:-1] + [0] * n for s, n in zip(sequences, pad)], device=device)
@@ -286,7 +281,8 @@ def _score_batch(model, plans: list[_Plan]) -> list[list[Score]]:
         )
         positions = torch.arange(L + 1, L + 1 + fed_after, device=device)[None, :]
         targets[positions < n_context[:, None]] = -1  # context tokens are not scored
-        logits, _ = model(inputs, kv_cache=cache.select_rows(item))
+        copies = None if cache is None else cache.select_rows(item)
+        logits, _ = model(inputs, kv_cache=copies)
         logp = torch.log_softmax(logits.float(), dim=-1)
         scored = targets >= 0  # neither context nor right padding
         safe = targets.clamp(min=0)
@@ -297,6 +293,31 @@ def _score_batch(model, plans: list[_Plan]) -> list[list[Score]]:
     for (i, _), sequence, lp, g in zip(every, sequences, logprob.tolist(), greedy.tolist()):
         results[i].append(Score(lp, len(sequence) - plans[i].n_context, g))
     return results
+
+
+def _prefill(model, plans, L, sequences, item, n_context, cache, logprob, greedy) -> None:
+    """The first L tokens of each request, once, into `cache`; adds what they score in place.
+
+    Position t predicts token t + 1: the shared tokens from n_context on, and, from the last
+    position, each sequence's token L (which may differ between the continuations).
+    """
+    device = item.device
+    prefix = torch.tensor([p.sequences[0][:L] for p in plans], device=device)  # (B, L)
+    scored_in_prefix = any(p.n_context < L for p in plans)
+    logits, _ = model(prefix, kv_cache=cache, last_only=not scored_in_prefix)
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L or 1, V)
+    if scored_in_prefix:
+        targets = prefix[:, 1:]
+        token_logp = logp[:, :-1].gather(-1, targets[..., None])[..., 0]  # (B, L - 1)
+        token_greedy = logp[:, :-1].argmax(-1) == targets
+        scored = torch.arange(1, L, device=device)[None, :] >= n_context[:, None]  # (rows, L-1)
+        logprob += (token_logp[item].double() * scored).sum(1)
+        greedy &= (token_greedy[item] | ~scored).all(1)
+    target = torch.tensor([s[L] for s in sequences], device=device)
+    scored = n_context <= L
+    last = logp[item, -1]  # (rows, V)
+    logprob += last.gather(-1, target[:, None])[:, 0].double() * scored
+    greedy &= (last.argmax(-1) == target) | ~scored
 
 
 # --- from task items to scores -----------------------------------------------------------------
