@@ -78,6 +78,7 @@ def test_a_run_writes_its_report_with_the_numbers_of_its_files(run):
     dtype = str(pick_dtype(torch.device("cpu"), config.dtype)).removeprefix("torch.")
     assert "| device | cpu |" in machine and f"| dtype | {dtype} |" in machine
     assert "| torch threads | 1 |" in machine
+    assert "load (1 min) at start -> end" in machine  # Linux always has a load average
     assert "Task scores" not in report  # this run evaluated no tasks
 
 
@@ -114,6 +115,21 @@ def test_a_bare_run_folder_still_gets_a_report(tmp_path):
     assert report.startswith("# Run report: bare")
     for title in ("Config", "Model", "Machine"):
         assert "Not recorded" in section(report, title), title
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "shared"), [(0.1, 1.1, False), (0.2, 5.3, True), (7.0, 1.0, True)]
+)
+def test_the_report_says_when_other_programs_shared_the_cores(tmp_path, start, end, shared):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"format": "byollm-run", "name": "r"}))
+    machine = {"device": "cpu", "threads": 2, "cpu_cores": 2}
+    machine |= {"load_at_start": start, "load_at_end": end}
+    (run_dir / "machine.json").write_text(json.dumps(machine))
+    text = section(write_report(run_dir, log=pytest.fail).read_text(), "Machine")
+    assert f"| load (1 min) at start -> end | {start:.2f} -> {end:.2f} |" in text
+    assert ("other programs shared the CPU" in text) == shared
 
 
 def test_a_report_that_cannot_be_written_is_one_warning_line(tmp_path):

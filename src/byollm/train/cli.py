@@ -27,7 +27,19 @@ def register(subparsers) -> None:
             "metrics.jsonl, loss.png, samples.txt and report.md under runs/<name>/. Any config "
             "key can be overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
         ),
-        epilog="presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu",
+        epilog=(
+            "presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu\n\n"
+            "speed:\n"
+            "  --dtype auto   bf16 autocast where the hardware runs it natively (CUDA Ampere+,\n"
+            "                 CPUs with AVX-512 BF16 or AMX: 1.33x float32 measured on a 2-core\n"
+            "                 EPYC), else float32 (AVX2-only CPUs emulate bf16 ~100x slower).\n"
+            "                 Losses differ slightly between dtypes: compare runs of one dtype.\n"
+            "  --threads N    torch's CPU threads (0 = one per core). Train or benchmark one job\n"
+            "                 at a time: two jobs sharing the cores oversubscribe them and run\n"
+            "                 10x slower or worse (measured 350-730 against 13,000-17,000\n"
+            "                 tokens/s); give each concurrent job its own cores and --threads.\n"
+            "  details: docs/03-training.md, section 6"
+        ),
         allow_abbrev=False,  # `--res` must not silently mean --resume, nor clash with a config key
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -124,9 +124,13 @@ class TrainConfig:
 
     # --- system ------------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps
-    dtype: str = "auto"  # auto (bf16 where fast, else fp32) | float32 | bfloat16 | float16
+    # auto: bf16 autocast where native (CUDA Ampere+, AVX-512 BF16/AMX CPUs: 1.33x fp32 measured),
+    # else fp32 (AVX2 emulates bf16 ~100x slower) | float32 | bfloat16 | float16
+    dtype: str = "auto"
     compile: bool = False  # torch.compile the model (worth it on GPUs, rarely on small CPU models)
-    threads: int = 0  # CPU threads for torch; 0 = torch's choice
+    # CPU threads for torch; 0 = torch's choice. One job per set of cores: two jobs sharing the
+    # cores oversubscribe them and run 10x slower or worse (docs/03-training.md, section 6)
+    threads: int = 0
     seed: int = 1337
     workers: int = 0  # data-preparation processes; 0 = one per CPU
     tensorboard: bool = False

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import re
 import statistics
@@ -74,17 +75,24 @@ def write_report(
     dtype: torch.dtype | None = None,
     processes: int = 1,
     data_dir: str | Path | None = None,
+    load_at_start: float | None = None,
     log=print,
 ) -> Path | None:
     """Write `run_dir/report.md`; its path, or None after one warning line if it failed.
 
-    The trainer passes the `device`, `dtype` and number of `processes` it trained with (they
-    are saved in machine.json) and its `data_dir`; a rebuild passes neither.
+    The trainer passes the `device`, `dtype` and number of `processes` it trained with and the
+    machine's load when training started (saved in machine.json) and its `data_dir`; a rebuild
+    passes none of them.
     """
     run_dir = Path(run_dir)
     try:
         return save_report(
-            run_dir, device=device, dtype=dtype, processes=processes, data_dir=data_dir
+            run_dir,
+            device=device,
+            dtype=dtype,
+            processes=processes,
+            data_dir=data_dir,
+            load_at_start=load_at_start,
         )
     except Exception as e:  # noqa: BLE001 - a report, however broken, never fails a run
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -99,6 +107,7 @@ def save_report(
     dtype: torch.dtype | None = None,
     processes: int = 1,
     data_dir: str | Path | None = None,
+    load_at_start: float | None = None,
 ) -> Path:
     """`write_report` that raises: ByollmError for a folder that is not a run or a failed write."""
     from byollm.train.rundir import is_run_folder
@@ -107,7 +116,7 @@ def save_report(
     if not is_run_folder(run_dir):
         raise ByollmError(f"{run_dir}: not a byollm run folder (no run.json or checkpoint)")
     if device is not None:
-        machine = describe_machine(device, dtype, processes)
+        machine = describe_machine(device, dtype, processes, load_at_start)
         with replaced_atomically(run_dir / MACHINE_FILE) as tmp:
             tmp.write_text(json.dumps(machine, indent=2) + "\n")
     text = render_report(run_dir, data_dir=data_dir)
@@ -117,8 +126,25 @@ def save_report(
     return path
 
 
-def describe_machine(device: torch.device, dtype: torch.dtype | None, processes: int = 1) -> dict:
-    """What trained the run: device, CPU and GPU names, torch, threads, dtype, processes."""
+def machine_load() -> float | None:
+    """The 1-minute load average (runnable threads, all programs), or None where unknown.
+
+    Recorded at a run's start and end because a speed measured while other jobs shared the
+    cores is not a speed of this code: oversubscribed torch threads run 10x slower or worse.
+    """
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # Windows; no /proc/loadavg
+        return None
+
+
+def describe_machine(
+    device: torch.device,
+    dtype: torch.dtype | None,
+    processes: int = 1,
+    load_at_start: float | None = None,
+) -> dict:
+    """What trained the run: device, CPU and GPU names, torch, threads, dtype, processes, load."""
     device = torch.device(device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
@@ -131,6 +157,9 @@ def describe_machine(device: torch.device, dtype: torch.dtype | None, processes:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
+        "cpu_cores": os.cpu_count(),
+        "load_at_start": load_at_start,
+        "load_at_end": machine_load(),
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -506,7 +535,19 @@ def _machine_section(run_dir: Path) -> str:
     ):
         if machine.get(key) not in (None, ""):
             rows.append((label, machine[key]))
-    return "## Machine\n\n" + _table(("", "value"), rows)
+    start, end, cores = (machine.get(k) for k in ("load_at_start", "load_at_end", "cpu_cores"))
+    if _number(start) or _number(end):
+        show = lambda x: f"{x:.2f}" if _number(x) else "?"  # noqa: E731
+        rows.append(("load (1 min) at start -> end", f"{show(start)} -> {show(end)}"))
+    text = "## Machine\n\n" + _table(("", "value"), rows)
+    threads = machine.get("threads") or 0
+    busiest = max((x for x in (start, end) if _number(x)), default=0)
+    if _number(cores) and busiest > cores + 0.5 and busiest > threads + 0.5:
+        text += (
+            f"\n\nThe load reached {busiest:.1f} on {cores} cores: other programs shared the "
+            "CPU during this run, so its speed (tokens/s, MFU) is not this code's speed."
+        )
+    return text
 
 
 def task_scores(records: list[dict]) -> dict[str, list[tuple[int, float]]]:

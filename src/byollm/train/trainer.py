@@ -470,6 +470,9 @@ class Trainer:
             dynamic_ncols=True,
             file=sys.stderr,
         )
+        from byollm.train.report import machine_load
+
+        self.load_at_start = machine_load()  # report.md flags a run that shared its cores
         started = time.perf_counter()
         throughput = self.throughput
         throughput.restart()
@@ -546,6 +549,7 @@ class Trainer:
                 dtype=self.dtype,
                 processes=self.dist.world_size,
                 data_dir=self.data_dir,
+                load_at_start=getattr(self, "load_at_start", None),
                 log=self.log,
             )
             if report is not None:
