@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from byollm import paths
 from byollm.cli import main
 from byollm.errors import ByollmError
 from byollm.tokenizer import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
-from byollm.tokenizer import base as tokenizer_base
 from byollm.tokenizer.export import to_tiktoken
 
 TEXT = "low lower lowest, newer wider; café 😀\n" * 20
@@ -44,7 +44,7 @@ def test_save_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch, failing):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with pytest.MonkeyPatch.context() as patch:  # undone alone, not conftest's isolation
-        patch.setattr(tokenizer_base.os, failing, disk_full)
+        patch.setattr(paths.os, failing, disk_full)
         with pytest.raises(ByollmError, match="No space left on device") as info:
             CharTokenizer.train("abcdef").save(path)
         message = str(info.value)

@@ -12,9 +12,13 @@ Design choices:
   side effect.
 - `~` means the home folder in every path a user types (`user_path`), also when a shell did not
   expand it (`--out=~/x`, or a quoted "~/x").
-- A file is replaced whole or not at all (`replaced_atomically`): it is written under a temporary
-  name beside its target and renamed over it, so a full disk or a crash leaves the previous file
-  and no temporary one.
+- A file is replaced whole or not at all (`replaced_atomically`, `write_file_atomically`): it is
+  written under a temporary name beside its target, flushed to disk, and renamed over it, so a
+  full disk or a crash leaves the previous file and no temporary one. This module is the one
+  home of that rule; a folder that must change as a whole (a checkpoint) has its own owner,
+  `byollm.model.checkpoint.write_folder_atomically`, built on the same idea.
+- Temporary names carry the writer's pid, so a later run can tell a dead writer's leftovers
+  (`process_alive`) from a live writer's file.
 """
 
 from __future__ import annotations
@@ -36,23 +40,62 @@ def user_path(text: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def replaced_atomically(target: Path) -> Iterator[Path]:
+def replaced_atomically(target: Path, *, what: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `target`; write it, and on success it replaces `target`.
 
     On any error the temporary file is deleted and `target` keeps what it held; an `OSError`
-    (disk full, no permission) becomes one `ByollmError` line naming `target`.
+    (disk full, no permission) becomes one `ByollmError` line naming `target` (and `what` it is).
     """
+    target = Path(target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         yield tmp
+        _flush_to_disk(tmp)  # else a power cut after the rename can leave an empty file
         os.replace(tmp, target)
     except OSError as e:
+        label = f"{what} {target}" if what else str(target)
         raise ByollmError(
-            f"cannot write {target}: {e.strerror or e}; any previous {target.name} is kept"
+            f"cannot write {label}: {e.strerror or e}; the previous file, if any, is unchanged"
         ) from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def write_file_atomically(path: str | Path, data: bytes, *, what: str = "file") -> None:
+    """Write `data` so that `path` always holds the old file or the whole new one.
+
+    The folder is created if needed; errors are one `ByollmError` line (`replaced_atomically`).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ByollmError(f"cannot write {what} {path}: {e.strerror or e}") from None
+    with replaced_atomically(path, what=what) as tmp:
+        tmp.write_bytes(data)
+
+
+def _flush_to_disk(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (someone else's counts): a temporary file named with a
+    dead writer's pid is a leftover to delete, a live writer's is not."""
+    try:
+        os.kill(pid, 0)  # signal 0: no signal sent, only the existence check
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it is someone else's
+    except (OverflowError, OSError):  # not a pid at all
+        return False
+    return True
 
 
 def byollm_home() -> Path:

@@ -71,7 +71,7 @@ from byollm.data.tokens import (
 )
 from byollm.download import resolve_mirror
 from byollm.errors import ByollmError
-from byollm.paths import user_path
+from byollm.paths import process_alive, user_path
 from byollm.tokenizer import (
     LEGACY_TOKENIZER_FILE,
     TOKENIZER_FILE,
@@ -250,19 +250,9 @@ def _remove_stale_temporary(out_dir: Path) -> None:
     for path in out_dir.glob(".*.tmp-*"):
         name, _, pid = path.name.removesuffix(".tmp").rpartition(".tmp-")
         ours = name[1:] in (*OUTPUT_FILES, LEGACY_TOKENIZER_FILE)  # legacy: an older byollm's
-        if ours and pid.isdigit() and not _process_alive(int(pid)):
+        if ours and pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 path.unlink()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # someone else's process, or not a pid at all
-        return True
-    return True
 
 
 def _remove_temporary(tmp: dict[str, Path], created_dir: Path | None) -> None:

@@ -63,6 +63,7 @@ from byollm.model.weights import (
     stored_state,
     unwrap,
 )
+from byollm.paths import process_alive
 from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE, find_tokenizer_file
 
 FORMAT = "byollm-model"
@@ -357,21 +358,9 @@ def _remove_stale_temporaries(directory: Path) -> None:
     """Delete `.<name>.tmp-<pid>` folders left by crashed saves (never a live process's)."""
     for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
             continue  # another process is writing it right now
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: no signal sent, only the existence check
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, it is someone else's
-    except (OverflowError, OSError):
-        return False
-    return True
 
 
 def _free_space(folder: Path) -> str:

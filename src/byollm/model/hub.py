@@ -38,7 +38,7 @@ from pathlib import Path
 
 from byollm import download
 from byollm.errors import ByollmError
-from byollm.paths import byollm_home
+from byollm.paths import byollm_home, write_file_atomically
 
 HUB_URL = "https://huggingface.co"
 # the OpenAI checkpoints by their short names (their repos moved under openai-community/)
@@ -205,14 +205,7 @@ def _fetch_small(url: str, entry: dict, dest: Path) -> Path:
             f"checksum mismatch for {url}: the listing gives git blob {entry['oid']}, the file "
             f"has {git_blob_sha1(data)}; nothing was written"
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise ByollmError(f"cannot write {dest}: {e.strerror or e}") from None
+    write_file_atomically(dest, data)
     return dest
 
 

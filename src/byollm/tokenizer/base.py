@@ -27,7 +27,7 @@ Design choices:
   (`TOKENIZER_FILE`), never `tokenizer.json`, the name every Hugging Face tool reads as *its*
   format (byollm writes that one only when exporting, see `export.py`). Folders written before
   the rename hold `tokenizer.json` and still load: `find_tokenizer_file` looks for both.
-- **Saving is atomic** (`write_file_atomically`): a temporary file, then a rename, so a full
+- **Saving is atomic** (`byollm.paths.write_file_atomically`): a temporary file, then a rename, so a full
   disk or a crash keeps the previous file whole.
 - **Each tokenizer class registers its `type_name`** when it is defined, so reading a file finds
   the class without this module importing its subclasses (which import it).
@@ -35,17 +35,16 @@ Design choices:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import operator
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import regex
 
 from byollm.errors import ByollmError
+from byollm.paths import write_file_atomically
 
 FORMAT_NAME = "byollm-tokenizer"
 FORMAT_VERSION = 1
@@ -241,34 +240,6 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, specials={len(self.special_tokens)})"
-
-
-def write_file_atomically(path: str | Path, data: bytes, *, what: str = "file") -> None:
-    """Write `data` so that `path` always holds the old file or the whole new one.
-
-    The data goes to a temporary file in the same folder, is flushed to disk, and is renamed over
-    `path` (`os.replace` is atomic). On any OSError (disk full, no permission, a folder in the
-    way) the temporary file is removed, the previous file is left as it was, and a ByollmError
-    says why on one line.
-    """
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise ByollmError(
-                f"cannot write {what} {path}: {e.strerror or e}; the previous file, "
-                "if any, is unchanged"
-            ) from None
-        raise
 
 
 def as_token_id(value) -> int:

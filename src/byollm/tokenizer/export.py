@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 
 from byollm.errors import ByollmError
-from byollm.tokenizer.base import write_file_atomically
+from byollm.paths import write_file_atomically
 from byollm.tokenizer.bpe import BPETokenizer
 from byollm.tokenizer.char import CharTokenizer
 from byollm.tokenizer.pretrained import bytes_to_unicode

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from byollm.errors import ByollmError
+from byollm.paths import write_file_atomically
 
 try:  # POSIX only
     import fcntl
@@ -114,13 +115,7 @@ class RunFolder:
             return
         record = {"format": RUN_FORMAT, "version": RUN_VERSION, "name": name}
         record["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        tmp = path.with_name(f"{RUN_FILE}.tmp-{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
-            os.replace(tmp, path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise ByollmError(f"{path}: cannot write ({e.strerror})") from None
+        write_file_atomically(path, (json.dumps(record, indent=2) + "\n").encode())
 
     def release(self) -> None:
         """Drop the lock; remove the folder again if this process created it and wrote nothing."""
