@@ -45,7 +45,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+        # Under bf16 autocast, q and k arrive in bf16 while the weight stays fp32: a weight of
+        # the input's dtype keeps PyTorch's fused kernel (which still accumulates in fp32).
+        return F.rms_norm(x, (x.size(-1),), self.weight.to(x.dtype), self.eps)
 
 
 def make_norm(config: GPTConfig, dim: int | None = None) -> nn.Module:
