@@ -18,6 +18,15 @@ Two ways to read a sweep, as in Chinchilla (Hoffmann et al. 2022):
     by BFGS from a grid of starting points. Intervals come from refitting bootstrap resamples
     of the runs.
 
+(c) **The loss frontier**: the floors' losses L_opt(C) of (a) against C, a power law
+    L_opt = K C^-gamma. It uses only compute-optimal runs, the kind a prediction is made for.
+
+Which of (b) and (c) extrapolates better is measured, not assumed: `predict.backtest` refits each
+on the smaller budgets and scores it on the largest one's near-optimal runs. (b) is also fitted
+to the near-optimal runs alone (each budget's best size and its neighbours): the far walls of a
+tiny sweep's valleys are runs of a few dozen steps or many epochs, whose losses follow other
+laws than E + A/N^alpha + B/D^beta and pull the constants towards them.
+
 Design choices:
 - Fits in log space: losses of different sizes differ by a factor, and the log makes an error
   of 1% count the same everywhere; logsumexp keeps the sum of three exponentials stable.
@@ -120,6 +129,39 @@ def fit_power_law(x, y) -> dict:
 
 def power_law(law: dict, x):
     return law["coefficient"] * np.asarray(x, dtype=float) ** law["exponent"]
+
+
+def by_budget(records: list[dict]) -> dict[float, list[dict]]:
+    """Records grouped by budget, budgets in increasing order."""
+    groups: dict[float, list[dict]] = {}
+    for r in sorted(records, key=lambda r: r["budget"]):
+        groups.setdefault(r["budget"], []).append(r)
+    return groups
+
+
+def near_optimal(records: list[dict], key: str, neighbours: int = 1) -> list[dict]:
+    """Per budget, the run with the lowest val loss and its `neighbours` nearest sizes each side.
+
+    >>> runs = [{"budget": 1, "n": n, "val_loss": v} for n, v in [(1, 3), (2, 2), (3, 1), (4, 2)]]
+    >>> [r["n"] for r in near_optimal(runs, "n")]
+    [2, 3, 4]
+    """
+    kept = []
+    for runs in by_budget(records).values():
+        runs = sorted(runs, key=lambda r: r[key])
+        best = min(range(len(runs)), key=lambda i: runs[i]["val_loss"])
+        kept += runs[max(0, best - neighbours) : best + neighbours + 1]
+    return kept
+
+
+def frontier_loss(fit: dict, params, budget):
+    """(c) at N = `params`, C = `budget`: the frontier L_opt(C), raised for a size off N_opt(C).
+
+    Off the floor the isoFLOP valley is a parabola in log10 N whose curvature, relative to its
+    floor's loss, `isoflop_curvature`, is the median over the sweep's budgets.
+    """
+    off = np.log10(np.asarray(params, dtype=float) / power_law(fit["n_opt_law"], budget))
+    return power_law(fit["loss_opt_law"], budget) * (1 + fit["isoflop_curvature"] * off**2)
 
 
 # --- (b) the parametric law --------------------------------------------------------------------
@@ -313,12 +355,10 @@ def fit_sweep(
             f"records have no {key!r}; params must be one of total, "
             "non_embedding, non_embedding_head"
         )
-    by_budget: dict[float, list[dict]] = {}
-    for r in records:
-        by_budget.setdefault(r["budget"], []).append(r)
+    groups = by_budget(records)
     isoflops = []
-    for budget in sorted(by_budget):
-        runs = sorted(by_budget[budget], key=lambda r: r[key])
+    for budget, runs in groups.items():
+        runs = sorted(runs, key=lambda r: r[key])
         entry = {"budget": budget, "runs": len(runs)}
         if len(runs) >= 3:
             entry.update(
@@ -337,7 +377,7 @@ def fit_sweep(
         "version": FIT_VERSION,
         "params": params,
         "runs": len(records),
-        "budgets": sorted(by_budget),
+        "budgets": list(groups),
         "isoflops": isoflops,
         "val_bytes_per_token": float(np.median([r["val_bytes_per_token"] for r in records])),
         # FLOPs per parameter per token, measured: C = k N D
@@ -350,14 +390,22 @@ def fit_sweep(
         fit["n_opt_law"] = fit_power_law(budgets, [f["n_opt"] for f in minima])
         fit["d_opt_law"] = fit_power_law(budgets, [f["d_opt"] for f in minima])
         fit["tokens_per_param"] = float(np.mean([f["tokens_per_param"] for f in minima]))
-    if len(records) >= 5:
-        fit["parametric"] = fit_parametric(
-            [r[key] for r in records],
-            [r["tokens"] for r in records],
-            [r["val_loss"] for r in records],
-            bootstrap=bootstrap,
-            seed=seed,
+        fit["loss_opt_law"] = fit_power_law(budgets, [f["loss_opt"] for f in minima])
+        fit["isoflop_curvature"] = float(
+            np.median([f["coefficients"][0] / f["loss_opt"] for f in minima])
         )
+    for name, runs in (
+        ("parametric", records),
+        ("parametric_near_optimal", near_optimal(records, key)),
+    ):
+        if len(runs) >= 5:
+            fit[name] = fit_parametric(
+                [r[key] for r in runs],
+                [r["tokens"] for r in runs],
+                [r["val_loss"] for r in runs],
+                bootstrap=bootstrap,
+                seed=seed,
+            )
     return fit
 
 
@@ -401,6 +449,12 @@ def format_fit(fit: dict) -> str:
         ]
     else:
         lines.append("  power laws need minima at 2 budgets or more")
+    if "loss_opt_law" in fit:
+        frontier = fit["loss_opt_law"]
+        lines.append(
+            f"(c) loss frontier: L_opt = {frontier['coefficient']:.4g} C^{frontier['exponent']:.4f}"
+            f"   (valley curvature {fit['isoflop_curvature']:.3g} x L_opt per decade of N, squared)"
+        )
     lines.append("")
     law = fit.get("parametric")
     if law is None:
@@ -410,13 +464,10 @@ def format_fit(fit: dict) -> str:
     lines.append(
         f"(b) L(N, D) = E + A/N^alpha + B/D^beta (Huber on log L, {level}% bootstrap intervals)"
     )
-    lines.append(f"  {'':>6}  {'ours':>10}  {'interval':>22}  {'Chinchilla':>10}  {'Epoch AI':>10}")
-    for k in CONSTANTS:
-        low, high = law.get("intervals", {}).get(k, (math.nan, math.nan))
-        lines.append(
-            f"  {k:>6}  {law[k]:>10.4g}  {f'[{low:.4g}, {high:.4g}]':>22}  "
-            f"{CHINCHILLA[k]:>10.4g}  {EPOCH_AI[k]:>10.4g}"
-        )
+    lines += _law_table(law, "all runs")
+    if "parametric_near_optimal" in fit:
+        near = fit["parametric_near_optimal"]
+        lines += _law_table(near, f"the {near['runs']} near-optimal runs", published=False)
     k = fit["flops_per_param_token"]
     best = compute_optimal(law, max(fit["budgets"]), k)
     lines.append(
@@ -424,3 +475,16 @@ def format_fit(fit: dict) -> str:
         f"D_opt {best['d_opt']:.4g}, {best['tokens_per_param']:.1f} tokens per parameter"
     )
     return "\n".join(lines)
+
+
+def _law_table(law: dict, runs: str, published: bool = True) -> list[str]:
+    """The constants of one parametric law with their intervals (and the published ones)."""
+    head = f"  {runs + ':':<24}  {'ours':>10}  {'interval':>22}"
+    lines = [head + (f"  {'Chinchilla':>10}  {'Epoch AI':>10}" if published else "")]
+    for k in CONSTANTS:
+        low, high = law.get("intervals", {}).get(k, (math.nan, math.nan))
+        line = f"  {k:>24}  {law[k]:>10.4g}  {f'[{low:.4g}, {high:.4g}]':>22}"
+        if published:
+            line += f"  {CHINCHILLA[k]:>10.4g}  {EPOCH_AI[k]:>10.4g}"
+        lines.append(line)
+    return lines

@@ -75,14 +75,21 @@ def isoflop_figure(records: list[dict], fit: dict):
     return fig
 
 
-def optimal_figure(records: list[dict], fit: dict):
-    """N_opt and D_opt against C (log-log) with the fitted power laws."""
-    fig, axes = _figure(width=10, height=4.2, columns=2)
+def optimal_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
+    """N_opt, D_opt and the floor's loss L_opt against C (log-log) with the fitted power laws,
+    and the predicted runs (predicted and measured) beside the loss frontier."""
+    fig, axes = _figure(width=14, height=4.2, columns=3)
     minima = [f for f in fit["isoflops"] if f["has_minimum"]]
     budgets = np.array([f["budget"] for f in minima], dtype=float)
-    span = np.geomspace(min(fit["budgets"]) / 2, max(fit["budgets"]) * 20, 50)
+    top = max([max(fit["budgets"]) * 20] + [h["budget"] * 2 for h in holdout])
+    span = np.geomspace(min(fit["budgets"]) / 2, top, 50)
     law = fit.get("parametric")
-    for ax, what, law_key in ((axes[0], "n_opt", "n_opt_law"), (axes[1], "d_opt", "d_opt_law")):
+    panels = (
+        (axes[0], "n_opt", "n_opt_law", "N_opt (parameters)"),
+        (axes[1], "d_opt", "d_opt_law", "D_opt (tokens)"),
+        (axes[2], "loss_opt", "loss_opt_law", "val loss at the optimum (nats/token)"),
+    )
+    for ax, what, law_key, label in panels:
         ax.plot(budgets, [f[what] for f in minima], "o", color="black", label="isoFLOP minima")
         if law_key in fit:
             exponent = fit[law_key]["exponent"]
@@ -91,18 +98,42 @@ def optimal_figure(records: list[dict], fit: dict):
                 power_law(fit[law_key], span),
                 "-",
                 color="tab:blue",
-                label=f"power law, exponent {exponent:.2f}",
+                label=f"power law, exponent {exponent:.3g}",
             )
         if law is not None:
-            optimum = [compute_optimal(law, c, fit["flops_per_param_token"])[what] for c in span]
+            key = "loss" if what == "loss_opt" else what  # compute_optimal's name for it
+            optimum = [compute_optimal(law, c, fit["flops_per_param_token"])[key] for c in span]
             ax.plot(span, optimum, "--", color="tab:orange", label="from L(N, D)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("compute C (training FLOPs)")
-        ax.set_ylabel("N_opt (parameters)" if what == "n_opt" else "D_opt (tokens)")
+        ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle("compute-optimal model size and data against compute")
+    from matplotlib.ticker import FormatStrFormatter
+
+    for formatter in (axes[2].yaxis.set_major_formatter, axes[2].yaxis.set_minor_formatter):
+        formatter(FormatStrFormatter("%.1f"))  # losses span less than a decade: no 10^x labels
+    for h in holdout:
+        axes[2].plot(
+            h["budget"],
+            h["predicted_val_loss"],
+            "*",
+            color="tab:red",
+            ms=14,
+            mec="black",
+            label=f"{h['point']} predicted ({h.get('method', 'parametric')})",
+        )
+        axes[2].plot(
+            h["budget"],
+            h["measured_val_loss"],
+            "D",
+            color="tab:green",
+            mec="black",
+            label=f"{h['point']} measured ({h['error_pct']:+.1f}% in bits/byte)",
+        )
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle("compute-optimal model size, data and loss against compute")
     fig.tight_layout()
     return fig
 
@@ -157,7 +188,7 @@ def surface_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
             color="tab:red",
             ms=15,
             mec="black",
-            label=f"predicted run {h['point']}",
+            label=f"predicted run {h['point']} (by {h.get('method', 'parametric')})",
         )
     ends = [min(measured.min(), predicted.min()), max(measured.max(), predicted.max())]
     right.plot(ends, ends, "-", color="grey", lw=1, label="prediction = measurement")
@@ -212,7 +243,7 @@ def plot_sweep(
         holdout = [p for p in latest if "measured_val_loss" in p]
     figures = {
         "isoflops": isoflop_figure(records, fit),
-        "optimal": optimal_figure(records, fit),
+        "optimal": optimal_figure(records, fit, holdout),
         "surface": surface_figure(records, fit, holdout),
         "residuals": residual_figure(records, fit),
     }
