@@ -23,6 +23,7 @@ from byollm.scaling.fit import compute_optimal, load_fit, parametric_loss, power
 from byollm.scaling.sweep import latest_records, sweep_records
 
 FIGURES = ("isoflops", "optimal", "surface", "residuals")
+PREDICTED_RUN = {"marker": "*", "ls": "none", "color": "tab:red", "ms": 14, "mec": "black"}
 
 
 def _figure(width: float = 7.0, height: float = 4.5, columns: int = 1):
@@ -114,15 +115,8 @@ def optimal_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
     for formatter in (axes[2].yaxis.set_major_formatter, axes[2].yaxis.set_minor_formatter):
         formatter(FormatStrFormatter("%.1f"))  # losses span less than a decade: no 10^x labels
     for h in holdout:
-        axes[2].plot(
-            h["budget"],
-            h["predicted_val_loss"],
-            "*",
-            color="tab:red",
-            ms=14,
-            mec="black",
-            label=f"{h['point']} predicted ({h.get('method', 'parametric')})",
-        )
+        label = f"{h['point']} predicted ({h.get('method', 'parametric')})"
+        axes[2].plot(h["budget"], h["predicted_val_loss"], **PREDICTED_RUN, label=label)
         axes[2].plot(
             h["budget"],
             h["measured_val_loss"],
@@ -181,15 +175,8 @@ def surface_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
         label="sweep runs",
     )
     for h in holdout:
-        right.plot(
-            h["measured_val_loss"],
-            h["predicted_val_loss"],
-            "*",
-            color="tab:red",
-            ms=15,
-            mec="black",
-            label=f"predicted run {h['point']} (by {h.get('method', 'parametric')})",
-        )
+        label = f"predicted run {h['point']} (by {h.get('method', 'parametric')})"
+        right.plot(h["measured_val_loss"], h["predicted_val_loss"], **PREDICTED_RUN, label=label)
     ends = [min(measured.min(), predicted.min()), max(measured.max(), predicted.max())]
     right.plot(ends, ends, "-", color="grey", lw=1, label="prediction = measurement")
     right.set_xlabel("measured val loss")
