@@ -177,10 +177,13 @@ def surface_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
     for h in holdout:
         label = f"predicted run {h['point']} (by {h.get('method', 'parametric')})"
         right.plot(h["measured_val_loss"], h["predicted_val_loss"], **PREDICTED_RUN, label=label)
-    ends = [min(measured.min(), predicted.min()), max(measured.max(), predicted.max())]
+    shown = [measured, predicted] + [
+        [h["measured_val_loss"], h["predicted_val_loss"]] for h in holdout
+    ]
+    ends = [min(np.min(v) for v in shown), max(np.max(v) for v in shown)]
     right.plot(ends, ends, "-", color="grey", lw=1, label="prediction = measurement")
     right.set_xlabel("measured val loss")
-    right.set_ylabel("L(N, D) of the fit")
+    right.set_ylabel("predicted val loss (sweep runs: L(N, D) of the fit)")
     right.set_title("fit against measurement")
     right.grid(alpha=0.3)
     right.legend(fontsize=8)
