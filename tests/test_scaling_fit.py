@@ -137,14 +137,14 @@ def test_backtest_scores_each_predictor_on_the_largest_budget():
     assert exact["parametric"] < 0.01 and exact["frontier"] < 2
     # Starved runs: the models far above N_opt get too few steps and end 15% worse than the
     # law (what a tiny sweep's right-hand walls do). Fitted to every run, (b) bends towards
-    # them; fitted to the valley floors only, it is not fooled. (The frontier is, a little:
-    # its floors come from parabolas through every size, starved ones included.)
+    # them; the predictors that look at the valley floors only are not fooled.
     starved = [
         {**r, "val_loss": r["val_loss"] * 1.15} if r["point"].endswith("-4") else r
         for r in synthetic_records()
     ]
     scores = backtest(starved)
     assert scores["parametric"] > 1 > 1e-3 > scores["parametric_near_optimal"]
+    assert scores["frontier"] == pytest.approx(exact["frontier"])  # the walls are not its floors
     assert backtest(synthetic_records(budgets=BUDGETS[:2])) == {}  # nothing left to hold out
     fit = fit_sweep(starved, bootstrap=0)
     assert predicted_loss(fit, "frontier", 1e5, 1e6, 1e13) == frontier_loss(fit, 1e5, 1e13)
@@ -162,6 +162,11 @@ def test_isoflop_without_a_minimum_says_so():
         fit_isoflop([1e3, 1e4], [3.0, 2.5])
     fit = fit_sweep(synthetic_records(budgets=(1e12,)), bootstrap=0)
     assert "n_opt_law" not in fit  # one budget: no power law
+    # a budget whose smallest size wins has no floor among its sizes (a parabola through its
+    # best three would put one outside them: an extrapolation)
+    edge = [{**r, "val_loss": 1.0} if r["point"].endswith("-0") else r for r in synthetic_records()]
+    entry = fit_sweep(edge, bootstrap=0)["isoflops"][0]
+    assert entry["has_minimum"] is False and "smallest size is best" in entry["note"]
     assert "power laws need minima at 2 budgets" in format_fit(fit)
 
 

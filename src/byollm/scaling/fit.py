@@ -3,9 +3,9 @@
 Two ways to read a sweep, as in Chinchilla (Hoffmann et al. 2022):
 
 (a) **IsoFLOP profiles** (Chinchilla's approach 2). At each budget C the loss of the sizes trained
-    is a valley in log N; a parabola through the points gives the valley's floor N_opt(C) (and
-    the matching D_opt(C)). Straight lines through log N_opt and log D_opt against log C are the
-    power laws N_opt = k_N C^a and D_opt = k_D C^b.
+    is a valley in log N; a parabola through the best size and its two neighbours gives the
+    valley's floor N_opt(C) (and the matching D_opt(C)). Straight lines through log N_opt and
+    log D_opt against log C are the power laws N_opt = k_N C^a and D_opt = k_D C^b.
 
         >>> fit = fit_isoflop([1e4, 3e4, 1e5], [2.1, 1.9, 2.0])
         >>> round(fit["n_opt"])                  # the floor lies between the two best sizes
@@ -28,6 +28,11 @@ tiny sweep's valleys are runs of a few dozen steps or many epochs, whose losses 
 laws than E + A/N^alpha + B/D^beta and pull the constants towards them.
 
 Design choices:
+- The isoFLOP parabola is local: only the best size and its neighbours. A parabola is the valley's
+  second-order expansion about its floor, and a tiny sweep's far walls are not on it: its
+  biggest models get a few dozen steps and rise far more steeply than its smallest (the default
+  sweep's 5 sizes span 1.8 decades of N). A budget whose best run is its smallest or largest
+  size has no floor: it lies beyond the sizes trained.
 - Fits in log space: losses of different sizes differ by a factor, and the log makes an error
   of 1% count the same everywhere; logsumexp keeps the sum of three exponentials stable.
 - Chinchilla starts L-BFGS at all 4,500 points of its grid. We score every grid point (one
@@ -359,17 +364,23 @@ def fit_sweep(
     isoflops = []
     for budget, runs in groups.items():
         runs = sorted(runs, key=lambda r: r[key])
-        entry = {"budget": budget, "runs": len(runs)}
-        if len(runs) >= 3:
+        entry = {"budget": budget, "runs": len(runs), "has_minimum": False, "n_opt": None}
+        best = min(range(len(runs)), key=lambda i: runs[i]["val_loss"])
+        if len(runs) < 3:
+            entry["note"] = "fewer than 3 sizes"
+        elif best in (0, len(runs) - 1):
+            side = "smallest" if best == 0 else "largest"
+            entry["note"] = f"the {side} size is best: the floor lies beyond the sizes trained"
+        else:
+            floor = runs[best - 1 : best + 2]  # the best size and its neighbours
             entry.update(
                 fit_isoflop(
-                    [r[key] for r in runs],
-                    [r["val_loss"] for r in runs],
-                    [r["tokens"] for r in runs],
-                )
+                    [r[key] for r in floor],
+                    [r["val_loss"] for r in floor],
+                    [r["tokens"] for r in floor],
+                ),
+                fitted_sizes=[floor[0][key], floor[-1][key]],
             )
-        else:
-            entry.update(has_minimum=False, n_opt=None, note="fewer than 3 sizes")
         isoflops.append(entry)
     minima = [f for f in isoflops if f["has_minimum"]]
     fit = {

@@ -61,15 +61,16 @@ def isoflop_figure(records: list[dict], fit: dict):
         ax.plot(
             n, [r["val_loss"] for r in runs], "o", color=colour, label=f"C = {entry['budget']:.3g}"
         )
-        if entry.get("coefficients"):
-            x = np.linspace(np.log10(n.min()) - 0.1, np.log10(n.max()) + 0.1, 100)
+        if entry.get("coefficients"):  # drawn across the sizes it was fitted to
+            low, high = np.log10(entry["fitted_sizes"])
+            x = np.linspace(low - 0.1, high + 0.1, 100)
             ax.plot(10**x, np.polyval(entry["coefficients"], x), "-", color=colour, lw=1)
         if entry["has_minimum"]:
             ax.plot(entry["n_opt"], entry["loss_opt"], "*", color=colour, ms=14, mec="black")
     ax.set_xscale("log")
     ax.set_xlabel(f"N ({fit['params'].replace('_', '-')} parameters)")
     ax.set_ylabel("val loss (nats/token)")
-    ax.set_title("isoFLOP curves: at fixed compute, loss against model size (star = minimum)")
+    ax.set_title("isoFLOP curves: loss against size at fixed compute (star = floor)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
