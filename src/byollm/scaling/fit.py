@@ -22,7 +22,8 @@ Two ways to read a sweep, as in Chinchilla (Hoffmann et al. 2022):
     L_opt = K C^-gamma. It uses only compute-optimal runs, the kind a prediction is made for.
 
 Which of (b) and (c) extrapolates better is measured, not assumed: `predict.backtest` refits each
-on the smaller budgets and scores it on the largest one's near-optimal runs. (b) is also fitted
+on the smaller budgets and scores it on the largest one's near-optimal runs (a 2x extrapolation;
+how far that ranking carries to 10x is what docs/08 §6 measured). (b) is also fitted
 to the near-optimal runs alone (each budget's best size and its neighbours): the far walls of a
 tiny sweep's valleys are runs of a few dozen steps or many epochs, whose losses follow other
 laws than E + A/N^alpha + B/D^beta and pull the constants towards them.
