@@ -19,10 +19,13 @@ from byollm.scaling.fit import (
     fit_parametric,
     fit_sweep,
     format_fit,
+    frontier_loss,
     load_fit,
+    near_optimal,
     parametric_loss,
     save_fit,
 )
+from byollm.scaling.predict import backtest, predicted_loss
 
 # A law of the size our CPU sweeps see (losses of 1-3 nats, N from 1e3 to 1e6).
 LAW = {"E": 0.9, "A": 60.0, "B": 300.0, "alpha": 0.35, "beta": 0.32}
@@ -103,6 +106,50 @@ def test_isoflop_minima_follow_the_laws_exponents():
     assert "N_opt =" in report and "Chinchilla" in report and "Epoch AI" in report
 
 
+def test_loss_frontier_runs_through_the_floors_and_rises_off_them():
+    fit = fit_sweep(synthetic_records(), bootstrap=0)
+    assert -0.2 < fit["loss_opt_law"]["exponent"] < 0  # loss falls slowly with compute
+    for entry in fit["isoflops"]:
+        n_opt, budget = entry["n_opt"], entry["budget"]
+        assert frontier_loss(fit, n_opt, budget) == pytest.approx(entry["loss_opt"], rel=0.01)
+        # off the floor the valley's curvature takes over, as the law itself says
+        for factor in (1 / 3, 3):
+            n = n_opt * factor
+            exact = float(parametric_loss(LAW, n, budget / (6 * n)))
+            assert frontier_loss(fit, n, budget) > frontier_loss(fit, n_opt, budget)
+            assert frontier_loss(fit, n, budget) == pytest.approx(exact, rel=0.01)
+    assert "(c) loss frontier: L_opt =" in format_fit(fit)
+
+
+def test_near_optimal_keeps_each_budgets_valley_floor():
+    records = synthetic_records()
+    kept = near_optimal(records, "params_non_embedding_head")
+    assert len(kept) == 3 * len(BUDGETS)  # the 5 sizes are centred on N_opt: the middle 3
+    assert {r["point"][-1] for r in kept} == {"1", "2", "3"}
+    fit = fit_sweep(records, bootstrap=0)
+    near = fit["parametric_near_optimal"]
+    assert near["runs"] == 12 and near["alpha"] == pytest.approx(LAW["alpha"], rel=0.01)
+
+
+def test_backtest_scores_each_predictor_on_the_largest_budget():
+    exact = backtest(synthetic_records())  # drawn from the law: (b) extrapolates it exactly
+    assert set(exact) == {"parametric", "parametric_near_optimal", "frontier"}
+    assert exact["parametric"] < 0.01 and exact["frontier"] < 2
+    # Starved runs: the models far above N_opt get too few steps and end 15% worse than the
+    # law (what a tiny sweep's right-hand walls do). Fitted to every run, (b) bends towards
+    # them; the predictors that look at the valley floors only are not fooled.
+    starved = [
+        {**r, "val_loss": r["val_loss"] * 1.15} if r["point"].endswith("-4") else r
+        for r in synthetic_records()
+    ]
+    scores = backtest(starved)
+    assert scores["parametric"] > 1 > 1e-3 > scores["parametric_near_optimal"]
+    assert scores["frontier"] == pytest.approx(exact["frontier"])  # the walls are not its floors
+    assert backtest(synthetic_records(budgets=BUDGETS[:2])) == {}  # nothing left to hold out
+    fit = fit_sweep(starved, bootstrap=0)
+    assert predicted_loss(fit, "frontier", 1e5, 1e6, 1e13) == frontier_loss(fit, 1e5, 1e13)
+
+
 def test_isoflop_without_a_minimum_says_so():
     falling = fit_isoflop([1e3, 1e4, 1e5], [3.0, 2.5, 2.2], [1e6, 1e5, 1e4])
     assert falling["has_minimum"] is False and falling["n_opt"] is None
@@ -115,6 +162,11 @@ def test_isoflop_without_a_minimum_says_so():
         fit_isoflop([1e3, 1e4], [3.0, 2.5])
     fit = fit_sweep(synthetic_records(budgets=(1e12,)), bootstrap=0)
     assert "n_opt_law" not in fit  # one budget: no power law
+    # a budget whose smallest size wins has no floor among its sizes (a parabola through its
+    # best three would put one outside them: an extrapolation)
+    edge = [{**r, "val_loss": 1.0} if r["point"].endswith("-0") else r for r in synthetic_records()]
+    entry = fit_sweep(edge, bootstrap=0)["isoflops"][0]
+    assert entry["has_minimum"] is False and "smallest size is best" in entry["note"]
     assert "power laws need minima at 2 budgets" in format_fit(fit)
 
 

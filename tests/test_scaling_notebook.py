@@ -1,5 +1,6 @@
 """notebooks/08_scaling_laws.ipynb runs top to bottom: it recovers Chinchilla's law from runs drawn
-from it, fits the committed smoke sweep (docs/assets/scaling-cpu-smoke) and draws its figures."""
+from it, fits the committed default sweep (docs/assets/scaling-cpu), draws its figures and shows
+the predicted run beside its backtest."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ def test_scaling_notebook_executes():
     )
     outputs, text = run_notebook("08_scaling_laws.ipynb")
 
-    # the committed smoke sweep is read, run by run
+    # the committed default sweep is read, run by run
     runs = int(re.search(r"(\d+) runs from", text).group(1))
-    assert runs == 9 and text.count("C3e10-d") >= 3
+    assert runs == 25 and text.count("C1e12-d") >= 5
 
     # the fit finds Chinchilla's exponents again, inside its intervals
     for name in ("alpha", "beta"):
@@ -29,10 +30,12 @@ def test_scaling_notebook_executes():
         ).groups()
         assert abs(float(fitted) - float(true)) < 0.03 and inside == "True", name
 
-    # both fits of the smoke sweep are reported, then the four figures are drawn
-    assert "(a) isoFLOP minima" in text and "(b) L(N, D)" in text
+    # the three fits of the sweep are reported, then the four figures are drawn
+    assert "(a) isoFLOP minima" in text and "(b) L(N, D)" in text and "(c) loss frontier" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 4
 
-    # the smoke sweep's predicted run: prediction, measurement and error
-    assert re.search(r"predicted [\d.]+ bits/byte .* measured [\d.]+: error [+-][\d.]+%", text)
+    # the predicted run: the backtest that chose its predictor, the prediction and its error
+    assert re.search(r"frontier +[\d.]+% mean error", text)
+    assert re.search(r"predicted val loss [\d.]+, [\d.]+ bits/byte by \w+", text)
+    assert re.search(r"measured [\d.]+ bits/byte: error [+-][\d.]+%", text)

@@ -3,9 +3,9 @@
 Two ways to read a sweep, as in Chinchilla (Hoffmann et al. 2022):
 
 (a) **IsoFLOP profiles** (Chinchilla's approach 2). At each budget C the loss of the sizes trained
-    is a valley in log N; a parabola through the points gives the valley's floor N_opt(C) (and
-    the matching D_opt(C)). Straight lines through log N_opt and log D_opt against log C are the
-    power laws N_opt = k_N C^a and D_opt = k_D C^b.
+    is a valley in log N; a parabola through the best size and its two neighbours gives the
+    valley's floor N_opt(C) (and the matching D_opt(C)). Straight lines through log N_opt and
+    log D_opt against log C are the power laws N_opt = k_N C^a and D_opt = k_D C^b.
 
         >>> fit = fit_isoflop([1e4, 3e4, 1e5], [2.1, 1.9, 2.0])
         >>> round(fit["n_opt"])                  # the floor lies between the two best sizes
@@ -18,7 +18,22 @@ Two ways to read a sweep, as in Chinchilla (Hoffmann et al. 2022):
     by BFGS from a grid of starting points. Intervals come from refitting bootstrap resamples
     of the runs.
 
+(c) **The loss frontier**: the floors' losses L_opt(C) of (a) against C, a power law
+    L_opt = K C^-gamma. It uses only compute-optimal runs, the kind a prediction is made for.
+
+Which of (b) and (c) extrapolates better is measured, not assumed: `predict.backtest` refits each
+on the smaller budgets and scores it on the largest one's near-optimal runs (a 2x extrapolation;
+how far that ranking carries to 10x is what docs/08 §6 measured). (b) is also fitted
+to the near-optimal runs alone (each budget's best size and its neighbours): the far walls of a
+tiny sweep's valleys are runs of a few dozen steps or many epochs, whose losses follow other
+laws than E + A/N^alpha + B/D^beta and pull the constants towards them.
+
 Design choices:
+- The isoFLOP parabola is local: only the best size and its neighbours. A parabola is the valley's
+  second-order expansion about its floor, and a tiny sweep's far walls are not on it: its
+  biggest models get a few dozen steps and rise far more steeply than its smallest (the default
+  sweep's 5 sizes span 1.8 decades of N). A budget whose best run is its smallest or largest
+  size has no floor: it lies beyond the sizes trained.
 - Fits in log space: losses of different sizes differ by a factor, and the log makes an error
   of 1% count the same everywhere; logsumexp keeps the sum of three exponentials stable.
 - Chinchilla starts L-BFGS at all 4,500 points of its grid. We score every grid point (one
@@ -120,6 +135,39 @@ def fit_power_law(x, y) -> dict:
 
 def power_law(law: dict, x):
     return law["coefficient"] * np.asarray(x, dtype=float) ** law["exponent"]
+
+
+def by_budget(records: list[dict]) -> dict[float, list[dict]]:
+    """Records grouped by budget, budgets in increasing order."""
+    groups: dict[float, list[dict]] = {}
+    for r in sorted(records, key=lambda r: r["budget"]):
+        groups.setdefault(r["budget"], []).append(r)
+    return groups
+
+
+def near_optimal(records: list[dict], key: str, neighbours: int = 1) -> list[dict]:
+    """Per budget, the run with the lowest val loss and its `neighbours` nearest sizes each side.
+
+    >>> runs = [{"budget": 1, "n": n, "val_loss": v} for n, v in [(1, 3), (2, 2), (3, 1), (4, 2)]]
+    >>> [r["n"] for r in near_optimal(runs, "n")]
+    [2, 3, 4]
+    """
+    kept = []
+    for runs in by_budget(records).values():
+        runs = sorted(runs, key=lambda r: r[key])
+        best = min(range(len(runs)), key=lambda i: runs[i]["val_loss"])
+        kept += runs[max(0, best - neighbours) : best + neighbours + 1]
+    return kept
+
+
+def frontier_loss(fit: dict, params, budget):
+    """(c) at N = `params`, C = `budget`: the frontier L_opt(C), raised for a size off N_opt(C).
+
+    Off the floor the isoFLOP valley is a parabola in log10 N whose curvature, relative to its
+    floor's loss, `isoflop_curvature`, is the median over the sweep's budgets.
+    """
+    off = np.log10(np.asarray(params, dtype=float) / power_law(fit["n_opt_law"], budget))
+    return power_law(fit["loss_opt_law"], budget) * (1 + fit["isoflop_curvature"] * off**2)
 
 
 # --- (b) the parametric law --------------------------------------------------------------------
@@ -313,23 +361,27 @@ def fit_sweep(
             f"records have no {key!r}; params must be one of total, "
             "non_embedding, non_embedding_head"
         )
-    by_budget: dict[float, list[dict]] = {}
-    for r in records:
-        by_budget.setdefault(r["budget"], []).append(r)
+    groups = by_budget(records)
     isoflops = []
-    for budget in sorted(by_budget):
-        runs = sorted(by_budget[budget], key=lambda r: r[key])
-        entry = {"budget": budget, "runs": len(runs)}
-        if len(runs) >= 3:
+    for budget, runs in groups.items():
+        runs = sorted(runs, key=lambda r: r[key])
+        entry = {"budget": budget, "runs": len(runs), "has_minimum": False, "n_opt": None}
+        best = min(range(len(runs)), key=lambda i: runs[i]["val_loss"])
+        if len(runs) < 3:
+            entry["note"] = "fewer than 3 sizes"
+        elif best in (0, len(runs) - 1):
+            side = "smallest" if best == 0 else "largest"
+            entry["note"] = f"the {side} size is best: the floor lies beyond the sizes trained"
+        else:
+            floor = runs[best - 1 : best + 2]  # the best size and its neighbours
             entry.update(
                 fit_isoflop(
-                    [r[key] for r in runs],
-                    [r["val_loss"] for r in runs],
-                    [r["tokens"] for r in runs],
-                )
+                    [r[key] for r in floor],
+                    [r["val_loss"] for r in floor],
+                    [r["tokens"] for r in floor],
+                ),
+                fitted_sizes=[floor[0][key], floor[-1][key]],
             )
-        else:
-            entry.update(has_minimum=False, n_opt=None, note="fewer than 3 sizes")
         isoflops.append(entry)
     minima = [f for f in isoflops if f["has_minimum"]]
     fit = {
@@ -337,7 +389,7 @@ def fit_sweep(
         "version": FIT_VERSION,
         "params": params,
         "runs": len(records),
-        "budgets": sorted(by_budget),
+        "budgets": list(groups),
         "isoflops": isoflops,
         "val_bytes_per_token": float(np.median([r["val_bytes_per_token"] for r in records])),
         # FLOPs per parameter per token, measured: C = k N D
@@ -350,14 +402,22 @@ def fit_sweep(
         fit["n_opt_law"] = fit_power_law(budgets, [f["n_opt"] for f in minima])
         fit["d_opt_law"] = fit_power_law(budgets, [f["d_opt"] for f in minima])
         fit["tokens_per_param"] = float(np.mean([f["tokens_per_param"] for f in minima]))
-    if len(records) >= 5:
-        fit["parametric"] = fit_parametric(
-            [r[key] for r in records],
-            [r["tokens"] for r in records],
-            [r["val_loss"] for r in records],
-            bootstrap=bootstrap,
-            seed=seed,
+        fit["loss_opt_law"] = fit_power_law(budgets, [f["loss_opt"] for f in minima])
+        fit["isoflop_curvature"] = float(
+            np.median([f["coefficients"][0] / f["loss_opt"] for f in minima])
         )
+    for name, runs in (
+        ("parametric", records),
+        ("parametric_near_optimal", near_optimal(records, key)),
+    ):
+        if len(runs) >= 5:
+            fit[name] = fit_parametric(
+                [r[key] for r in runs],
+                [r["tokens"] for r in runs],
+                [r["val_loss"] for r in runs],
+                bootstrap=bootstrap,
+                seed=seed,
+            )
     return fit
 
 
@@ -401,6 +461,12 @@ def format_fit(fit: dict) -> str:
         ]
     else:
         lines.append("  power laws need minima at 2 budgets or more")
+    if "loss_opt_law" in fit:
+        frontier = fit["loss_opt_law"]
+        lines.append(
+            f"(c) loss frontier: L_opt = {frontier['coefficient']:.4g} C^{frontier['exponent']:.4f}"
+            f"   (valley curvature {fit['isoflop_curvature']:.3g} x L_opt per decade of N, squared)"
+        )
     lines.append("")
     law = fit.get("parametric")
     if law is None:
@@ -410,13 +476,10 @@ def format_fit(fit: dict) -> str:
     lines.append(
         f"(b) L(N, D) = E + A/N^alpha + B/D^beta (Huber on log L, {level}% bootstrap intervals)"
     )
-    lines.append(f"  {'':>6}  {'ours':>10}  {'interval':>22}  {'Chinchilla':>10}  {'Epoch AI':>10}")
-    for k in CONSTANTS:
-        low, high = law.get("intervals", {}).get(k, (math.nan, math.nan))
-        lines.append(
-            f"  {k:>6}  {law[k]:>10.4g}  {f'[{low:.4g}, {high:.4g}]':>22}  "
-            f"{CHINCHILLA[k]:>10.4g}  {EPOCH_AI[k]:>10.4g}"
-        )
+    lines += _law_table(law, "all runs")
+    if "parametric_near_optimal" in fit:
+        near = fit["parametric_near_optimal"]
+        lines += _law_table(near, f"the {near['runs']} near-optimal runs", published=False)
     k = fit["flops_per_param_token"]
     best = compute_optimal(law, max(fit["budgets"]), k)
     lines.append(
@@ -424,3 +487,16 @@ def format_fit(fit: dict) -> str:
         f"D_opt {best['d_opt']:.4g}, {best['tokens_per_param']:.1f} tokens per parameter"
     )
     return "\n".join(lines)
+
+
+def _law_table(law: dict, runs: str, published: bool = True) -> list[str]:
+    """The constants of one parametric law with their intervals (and the published ones)."""
+    head = f"  {runs + ':':<24}  {'ours':>10}  {'interval':>22}"
+    lines = [head + (f"  {'Chinchilla':>10}  {'Epoch AI':>10}" if published else "")]
+    for k in CONSTANTS:
+        low, high = law.get("intervals", {}).get(k, (math.nan, math.nan))
+        line = f"  {k:>24}  {law[k]:>10.4g}  {f'[{low:.4g}, {high:.4g}]':>22}"
+        if published:
+            line += f"  {CHINCHILLA[k]:>10.4g}  {EPOCH_AI[k]:>10.4g}"
+        lines.append(line)
+    return lines

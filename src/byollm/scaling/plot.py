@@ -23,6 +23,7 @@ from byollm.scaling.fit import compute_optimal, load_fit, parametric_loss, power
 from byollm.scaling.sweep import latest_records, sweep_records
 
 FIGURES = ("isoflops", "optimal", "surface", "residuals")
+PREDICTED_RUN = {"marker": "*", "ls": "none", "color": "tab:red", "ms": 14, "mec": "black"}
 
 
 def _figure(width: float = 7.0, height: float = 4.5, columns: int = 1):
@@ -60,29 +61,37 @@ def isoflop_figure(records: list[dict], fit: dict):
         ax.plot(
             n, [r["val_loss"] for r in runs], "o", color=colour, label=f"C = {entry['budget']:.3g}"
         )
-        if entry.get("coefficients"):
-            x = np.linspace(np.log10(n.min()) - 0.1, np.log10(n.max()) + 0.1, 100)
+        if entry.get("coefficients"):  # drawn across the sizes it was fitted to
+            low, high = np.log10(entry["fitted_sizes"])
+            x = np.linspace(low - 0.1, high + 0.1, 100)
             ax.plot(10**x, np.polyval(entry["coefficients"], x), "-", color=colour, lw=1)
         if entry["has_minimum"]:
             ax.plot(entry["n_opt"], entry["loss_opt"], "*", color=colour, ms=14, mec="black")
     ax.set_xscale("log")
     ax.set_xlabel(f"N ({fit['params'].replace('_', '-')} parameters)")
     ax.set_ylabel("val loss (nats/token)")
-    ax.set_title("isoFLOP curves: at fixed compute, loss against model size (star = minimum)")
+    ax.set_title("isoFLOP curves: loss against size at fixed compute (star = floor)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def optimal_figure(records: list[dict], fit: dict):
-    """N_opt and D_opt against C (log-log) with the fitted power laws."""
-    fig, axes = _figure(width=10, height=4.2, columns=2)
+def optimal_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
+    """N_opt, D_opt and the floor's loss L_opt against C (log-log) with the fitted power laws,
+    and the predicted runs (predicted and measured) beside the loss frontier."""
+    fig, axes = _figure(width=14, height=4.2, columns=3)
     minima = [f for f in fit["isoflops"] if f["has_minimum"]]
     budgets = np.array([f["budget"] for f in minima], dtype=float)
-    span = np.geomspace(min(fit["budgets"]) / 2, max(fit["budgets"]) * 20, 50)
+    top = max([max(fit["budgets"]) * 20] + [h["budget"] * 2 for h in holdout])
+    span = np.geomspace(min(fit["budgets"]) / 2, top, 50)
     law = fit.get("parametric")
-    for ax, what, law_key in ((axes[0], "n_opt", "n_opt_law"), (axes[1], "d_opt", "d_opt_law")):
+    panels = (
+        (axes[0], "n_opt", "n_opt_law", "N_opt (parameters)"),
+        (axes[1], "d_opt", "d_opt_law", "D_opt (tokens)"),
+        (axes[2], "loss_opt", "loss_opt_law", "val loss at the optimum (nats/token)"),
+    )
+    for ax, what, law_key, label in panels:
         ax.plot(budgets, [f[what] for f in minima], "o", color="black", label="isoFLOP minima")
         if law_key in fit:
             exponent = fit[law_key]["exponent"]
@@ -91,18 +100,35 @@ def optimal_figure(records: list[dict], fit: dict):
                 power_law(fit[law_key], span),
                 "-",
                 color="tab:blue",
-                label=f"power law, exponent {exponent:.2f}",
+                label=f"power law, exponent {exponent:.3g}",
             )
         if law is not None:
-            optimum = [compute_optimal(law, c, fit["flops_per_param_token"])[what] for c in span]
+            key = "loss" if what == "loss_opt" else what  # compute_optimal's name for it
+            optimum = [compute_optimal(law, c, fit["flops_per_param_token"])[key] for c in span]
             ax.plot(span, optimum, "--", color="tab:orange", label="from L(N, D)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("compute C (training FLOPs)")
-        ax.set_ylabel("N_opt (parameters)" if what == "n_opt" else "D_opt (tokens)")
+        ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle("compute-optimal model size and data against compute")
+    from matplotlib.ticker import FormatStrFormatter
+
+    for formatter in (axes[2].yaxis.set_major_formatter, axes[2].yaxis.set_minor_formatter):
+        formatter(FormatStrFormatter("%.1f"))  # losses span less than a decade: no 10^x labels
+    for h in holdout:
+        label = f"{h['point']} predicted ({h.get('method', 'parametric')})"
+        axes[2].plot(h["budget"], h["predicted_val_loss"], **PREDICTED_RUN, label=label)
+        axes[2].plot(
+            h["budget"],
+            h["measured_val_loss"],
+            "D",
+            color="tab:green",
+            mec="black",
+            label=f"{h['point']} measured ({h['error_pct']:+.1f}% in bits/byte)",
+        )
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle("compute-optimal model size, data and loss against compute")
     fig.tight_layout()
     return fig
 
@@ -150,19 +176,15 @@ def surface_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
         label="sweep runs",
     )
     for h in holdout:
-        right.plot(
-            h["measured_val_loss"],
-            h["predicted_val_loss"],
-            "*",
-            color="tab:red",
-            ms=15,
-            mec="black",
-            label=f"predicted run {h['point']}",
-        )
-    ends = [min(measured.min(), predicted.min()), max(measured.max(), predicted.max())]
+        label = f"predicted run {h['point']} (by {h.get('method', 'parametric')})"
+        right.plot(h["measured_val_loss"], h["predicted_val_loss"], **PREDICTED_RUN, label=label)
+    shown = [measured, predicted] + [
+        [h["measured_val_loss"], h["predicted_val_loss"]] for h in holdout
+    ]
+    ends = [min(np.min(v) for v in shown), max(np.max(v) for v in shown)]
     right.plot(ends, ends, "-", color="grey", lw=1, label="prediction = measurement")
     right.set_xlabel("measured val loss")
-    right.set_ylabel("L(N, D) of the fit")
+    right.set_ylabel("predicted val loss (sweep runs: L(N, D) of the fit)")
     right.set_title("fit against measurement")
     right.grid(alpha=0.3)
     right.legend(fontsize=8)
@@ -212,7 +234,7 @@ def plot_sweep(
         holdout = [p for p in latest if "measured_val_loss" in p]
     figures = {
         "isoflops": isoflop_figure(records, fit),
-        "optimal": optimal_figure(records, fit),
+        "optimal": optimal_figure(records, fit, holdout),
         "surface": surface_figure(records, fit, holdout),
         "residuals": residual_figure(records, fit),
     }

@@ -74,7 +74,7 @@ class SweepConfig:
     mirror: str = ""
 
     # --- budgets and sizes ---------------------------------------------------------------------
-    budgets: list[float] = field(default_factory=lambda: [1e11, 3e11, 1e12, 3e12])  # FLOPs
+    budgets: list[float] = field(default_factory=lambda: [5e10, 1e11, 2e11, 5e11, 1e12])  # FLOPs
     sizes: int = 5  # model sizes per budget
     depths: list[int] = field(default_factory=list)  # explicit depths for every budget
     min_depth: int = 1
@@ -96,7 +96,7 @@ class SweepConfig:
     schedule: Literal["cosine", "wsd", "constant"] = "wsd"
     warmup_fraction: float = 0.05
     decay_fraction: float = 0.3
-    min_steps: int = 30  # a point with fewer steps than this is refused: it would be noise
+    min_steps: int = 15  # a point with fewer steps than this is refused: it would be noise
 
     # --- evaluation and checkpoints ------------------------------------------------------------
     eval_rows: int = 256  # fixed val windows of block_size tokens (the same for every run)
