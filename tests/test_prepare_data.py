@@ -250,7 +250,9 @@ def test_a_split_pattern_that_skips_text_is_refused(tmp_path):
     BPETokenizer.train(text, 300, pattern="gpt4", progress=False).save(tmp_path / "gpt4.json")
     prepare(tmp_path / "verdict.txt", tmp_path / "gpt4.json", tmp_path / "d", progress=False)
     # one document, ended by the tokenizer's <|endoftext|>
-    assert decoded(tmp_path / "d", "train") + decoded(tmp_path / "d", "val") == text + "<|endoftext|>"
+    assert (
+        decoded(tmp_path / "d", "train") + decoded(tmp_path / "d", "val") == text + "<|endoftext|>"
+    )
 
 
 @pytest.mark.parametrize("separator", [" ", ""])

@@ -41,6 +41,7 @@ import fnmatch
 import glob
 import gzip
 import io
+import itertools
 import json
 import lzma
 import tarfile
@@ -256,7 +257,7 @@ def _jsonl_documents(path: Path, label: str, text_field: str, piece_chars: int):
     line_number = 0
     rest = ""
     with _open_binary(path) as stream:
-        for block in _chain(_text_blocks(stream, path), iter(["\n"])):
+        for block in itertools.chain(_text_blocks(stream, path), ["\n"]):
             lines = (rest + block).split("\n")
             rest = lines.pop()
             for line in lines:
@@ -315,20 +316,25 @@ def _parquet_documents(path: Path, label: str, text_field: str, piece_chars: int
 
 
 def _archive_documents(archive: Path, members: str, piece_chars: int):
-    """The members of a .tar.gz or .zip matching `members`, in name order, each a document."""
+    """The members of a .tar.gz or .zip matching `members` ('|'-separated globs), in name
+    order, each a document."""
+    patterns = members.split("|")
+
+    def chosen(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
-            names = sorted(n for n in z.namelist() if fnmatch.fnmatch(n, members))
+            names = sorted(n for n in z.namelist() if chosen(n))
             for name in names:
                 with z.open(name) as stream:
                     yield from _named_document(stream, archive, name, piece_chars)
         return
     with tarfile.open(archive, "r:*") as tar:
-        chosen = sorted(
-            (m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, members)),
-            key=lambda m: m.name,
+        files = sorted(
+            (m for m in tar.getmembers() if m.isfile() and chosen(m.name)), key=lambda m: m.name
         )
-        for member in chosen:
+        for member in files:
             with tar.extractfile(member) as stream:
                 yield from _named_document(stream, archive, member.name, piece_chars)
 
@@ -369,4 +375,3 @@ def _cut_point(text: str, near: int) -> int:
         return newline + 1
     space = max(text.rfind(" ", 1, near), text.rfind("\t", 1, near))
     return space if space > 0 else near
-

@@ -746,11 +746,20 @@ def _fetch_unpinned(corpus: Corpus, *, mirror: str | None, progress: bool) -> Pa
     if record.is_file():
         known = record.read_text().split()[0]
         return fetch(
-            corpus.url, known, dest, mirror=mirror, mirror_path=corpus.mirror_path,
-            progress=progress, size=corpus.size or None,
+            corpus.url,
+            known,
+            dest,
+            mirror=mirror,
+            mirror_path=corpus.mirror_path,
+            progress=progress,
+            size=corpus.size or None,
         )
     path = fetch_unchecked(
-        corpus.url, dest, mirror=mirror, mirror_path=corpus.mirror_path, progress=progress,
+        corpus.url,
+        dest,
+        mirror=mirror,
+        mirror_path=corpus.mirror_path,
+        progress=progress,
         size=corpus.size or None,
     )
     if corpus.size and path.stat().st_size != corpus.size:
@@ -810,7 +819,11 @@ def _record(corpus: Corpus) -> dict:
         "description": corpus.description,
         "url": corpus.url or "(built offline, nothing to download)",
         "sha256": corpus.sha256
-        or ("(depends on this Python's version)" if not corpus.url else "(not pinned: recorded on first download)"),
+        or (
+            "(depends on this Python's version)"
+            if not corpus.url
+            else "(not pinned: recorded on first download)"
+        ),
         "mirror_path": corpus.mirror_path,
         "filename": corpus.filename,
     }

@@ -342,8 +342,12 @@ def _encode_into_shards(tasks, tokenizer, dtype, partial, state, run, survey, wo
     shards and recording progress whenever `shard_tokens` tokens have been written."""
     done = state["tasks_done"]
     bar = tqdm(
-        total=survey["bytes"], unit="B", unit_scale=True, desc="tokenizing",
-        disable=not progress, initial=state["bytes_done"],
+        total=survey["bytes"],
+        unit="B",
+        unit_scale=True,
+        desc="tokenizing",
+        disable=not progress,
+        initial=state["bytes_done"],
     )
     files: dict[str, object] = {}
     hashes: dict[str, object] = {}
@@ -358,7 +362,11 @@ def _encode_into_shards(tasks, tokenizer, dtype, partial, state, run, survey, wo
             f.close()
             name = shard_file(split, len(state["shards"][split]))
             state["shards"][split].append(
-                {"file": name, "tokens": open_counts[split], "sha256": hashes.pop(split).hexdigest()}
+                {
+                    "file": name,
+                    "tokens": open_counts[split],
+                    "sha256": hashes.pop(split).hexdigest(),
+                }
             )
             open_counts[split] = 0
         _write_progress(partial, state, run)

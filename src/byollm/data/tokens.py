@@ -74,7 +74,11 @@ def is_token_file(name: str) -> bool:
     """Whether a file name is one `prepare` writes tokens to (a shard, or a version-1 file)."""
     return any(
         name == split_file(split)
-        or (name.startswith(f"{split}-") and name.endswith(".bin") and name[len(split) + 1 : -4].isdigit())
+        or (
+            name.startswith(f"{split}-")
+            and name.endswith(".bin")
+            and name[len(split) + 1 : -4].isdigit()
+        )
         for split in SPLITS
     )
 
@@ -130,7 +134,10 @@ def read_meta(data_dir: str | Path) -> dict:
                 f"{path}: splits.{split}.tokens must be a whole number of tokens, got {tokens!r}"
             )
         if meta["version"] == 1:
-            info = splits[split] = {**info, "shards": [{"file": split_file(split), "tokens": tokens}]}
+            info = splits[split] = {
+                **info,
+                "shards": [{"file": split_file(split), "tokens": tokens}],
+            }
         shards = info.get("shards")
         ok = isinstance(shards, list) and all(
             isinstance(s, dict)
