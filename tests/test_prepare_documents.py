@@ -295,3 +295,70 @@ def test_archive_members_are_documents_and_a_named_one_is_held_out(tmp_path, mon
     assert meta["split"]["val_documents"] == ["wikitext-103-raw/wiki.valid.raw"]
     assert "lobster" in decoded(tmp_path / "d", "val")
     assert "test" not in decoded(tmp_path / "d", "train") + decoded(tmp_path / "d", "val")
+
+
+# --- the corpora for users with a network, against the loopback server ------------------------
+
+
+def _small_file_like(name, folder):
+    """A small file in the format of registered corpus `name`; returns its file name."""
+    if name == "tinystories":
+        stories = "".join(f"Once upon a time, cat {i} sat.\n<|endoftext|>\n" for i in range(40))
+        (folder / "stories.txt").write_text(stories)
+        return "stories.txt"
+    if name == "fineweb-edu-sample":
+        pa = pytest.importorskip("pyarrow")
+        pq = pytest.importorskip("pyarrow.parquet")
+        rows = [f"Page {i}: photosynthesis turns light into sugar.\n" for i in range(60)]
+        pq.write_table(pa.table({"text": rows, "id": list(range(60))}), folder / "s.parquet")
+        return "s.parquet"
+    with zipfile.ZipFile(folder / f"{name}.zip", "w") as z:
+        if name == "enwik8":
+            z.writestr("enwik8", "<page><title>Anarchism</title></page>\n" * 200)
+        else:
+            z.writestr("wikitext-103-raw/wiki.train.raw", " = Valkyria = \n text \n" * 300)
+            z.writestr("wikitext-103-raw/wiki.valid.raw", " = Homarus = \n lobster \n" * 30)
+            z.writestr("wikitext-103-raw/wiki.test.raw", " = Robert = \n test \n" * 30)
+    return f"{name}.zip"
+
+
+@pytest.mark.parametrize(
+    "name, method",
+    [
+        ("tinystories", "document-hash"),
+        ("fineweb-edu-sample", "document-hash"),
+        ("wikitext-103", "named"),
+        ("enwik8", "tail"),
+    ],
+)
+def test_registered_network_corpora_download_and_prepare(
+    name, method, tmp_path, monkeypatch, isolated_home
+):
+    from dataclasses import replace
+
+    from data_server import LoopbackServer
+
+    from byollm.corpora.registry import CORPORA, get_corpus
+
+    served = tmp_path / "served"
+    served.mkdir()
+    filename = _small_file_like(name, served)
+    size = (served / filename).stat().st_size if CORPORA[name].size else 0  # 0: not known
+    server = LoopbackServer(served)
+    try:
+        url = f"{server.url}/{filename}"
+        monkeypatch.setitem(CORPORA, name, replace(CORPORA[name], url=url, size=size))
+        meta = prepare(name, "bpe:280", tmp_path / "d", progress=False)
+        assert meta["split"]["method"] == method
+        assert meta["splits"]["val"]["tokens"] > 0 and meta["splits"]["train"]["tokens"] > 0
+        cached = CORPORA[name].cache_path()
+        # not pinned: the sha256 of the first download is recorded, and checked from then on
+        record = cached.with_name(cached.name + ".sha256").read_text().split()[0]
+        assert record == prepare_module.hashlib.sha256(cached.read_bytes()).hexdigest()
+        assert len(server.requests) == 1
+        cached.unlink()
+        (served / filename).write_bytes(b"x" * (served / filename).stat().st_size)  # changed
+        with pytest.raises(ByollmError, match="checksum mismatch"):
+            get_corpus(name, progress=False)
+    finally:
+        server.stop()
