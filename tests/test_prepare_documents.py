@@ -166,11 +166,11 @@ def test_an_interrupted_prepare_resumes_keeping_its_finished_shards(tmp_path, mo
     calls = {"n": 0}
     real = prepare_module._encode_task
 
-    def crash_after_20(task, tokenizer_path):
+    def crash_after_20(task, tokenizer_path, encoder):
         calls["n"] += 1
         if calls["n"] > 20:
             raise KeyboardInterrupt  # Ctrl-C in the middle of the corpus
-        return real(task, tokenizer_path)
+        return real(task, tokenizer_path, encoder)
 
     out = tmp_path / "data"
     monkeypatch.setattr(prepare_module, "_encode_task", crash_after_20)
@@ -202,11 +202,11 @@ def test_a_damaged_shard_of_an_interrupted_run_is_made_again(tmp_path, monkeypat
     real = prepare_module._encode_task
     calls = {"n": 0}
 
-    def crash_after_20(task, tokenizer_path):
+    def crash_after_20(task, tokenizer_path, encoder):
         calls["n"] += 1
         if calls["n"] == 21:
             raise KeyboardInterrupt
-        return real(task, tokenizer_path)
+        return real(task, tokenizer_path, encoder)
 
     monkeypatch.setattr(prepare_module, "_encode_task", crash_after_20)
     out = tmp_path / "data"
@@ -362,3 +362,19 @@ def test_registered_network_corpora_download_and_prepare(
             get_corpus(name, progress=False)
     finally:
         server.stop()
+
+
+def test_tiktokens_encoder_gives_byollms_ids_or_is_not_used(tmp_path):
+    pytest.importorskip("tiktoken")
+    corpus = modules(tmp_path / "lib")
+    for spec in ("bpe:300", "char"):
+        fast = prepare(corpus, spec, tmp_path / f"fast-{spec}", encoder="auto", progress=False)
+        own = prepare(corpus, spec, tmp_path / f"own-{spec}", encoder="byollm", progress=False)
+        assert fast == own
+        for split in ("train", "val"):
+            a = open_tokens(tmp_path / f"fast-{spec}", split)
+            assert np.array_equal(a, open_tokens(tmp_path / f"own-{spec}", split))
+    tokenizer = load_tokenizer(tmp_path / "fast-bpe:300" / TOKENIZER_FILE)
+    assert prepare_module._tiktoken_encoder(tokenizer) is not None
+    with pytest.raises(ByollmError, match="encoder must be one of auto, byollm"):
+        prepare(corpus, "char", tmp_path / "x", encoder="rust", progress=False)

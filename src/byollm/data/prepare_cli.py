@@ -49,6 +49,13 @@ def register(subparsers) -> None:
         default=None,
         help="processes (default: one per CPU, at most one per 8 MiB of text)",
     )
+    p.add_argument(
+        "--encoder",
+        choices=("auto", "byollm"),
+        default="auto",
+        help="auto: tiktoken's encoder for a BPE where installed and checked to agree; byollm: "
+        "byollm's own (the same ids)",
+    )
     p.add_argument("--mirror", default=None, help="download mirror for a registered corpus")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_prepare)
@@ -66,6 +73,7 @@ def run_prepare(args) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         mirror=args.mirror,
         text_field=args.text_field,
+        encoder=args.encoder,
         shard_tokens=args.shard_tokens or SHARD_TOKENS,
     )
     splits = meta["splits"]
