@@ -174,7 +174,7 @@ def source_url(url: str, mirror: str | None = None, mirror_path: str | None = No
 
 def fetch(
     url: str,
-    sha256: str,
+    sha256: str | None,
     dest: str | Path,
     *,
     mirror: str | None = None,
@@ -188,8 +188,14 @@ def fetch(
     Raises `OfflineError` when the source cannot be reached (or every attempt was cut short),
     `ByollmError` for an HTTP error, a sha256 mismatch, an oversized source, a malformed mirror or
     a disk that cannot take the file; in no case is a bad `dest` left behind.
+
+    `sha256=None` is for a file whose sha256 nobody published: the same resumed, size-capped,
+    atomic download with no checksum to compare, and a `dest` already there is returned as is;
+    the caller records the sha256 of what came (see `corpora.registry`).
     """
     dest = Path(dest)
+    if sha256 is None:
+        return _fetch_unchecked(url, dest, mirror, mirror_path, progress, size)
     sha256 = sha256.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ByollmError(f"{dest.name}: {sha256!r} is not a sha256 (64 hex digits)")
@@ -213,19 +219,7 @@ def fetch(
     return dest
 
 
-def fetch_unchecked(
-    url: str,
-    dest: str | Path,
-    *,
-    mirror: str | None = None,
-    mirror_path: str | None = None,
-    progress: bool = True,
-    size: int | None = None,
-) -> Path:
-    """`fetch` for a file whose sha256 nobody published: the same resumed, size-capped,
-    atomic download, with no checksum to compare; a `dest` already there is returned as is.
-    The caller records the sha256 of what came (see `corpora.registry`)."""
-    dest = Path(dest)
+def _fetch_unchecked(url, dest: Path, mirror, mirror_path, progress, size) -> Path:
     source = source_url(url, mirror, mirror_path)
     if dest.is_file():
         return dest

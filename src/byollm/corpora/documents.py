@@ -36,7 +36,6 @@ Design choices:
 
 from __future__ import annotations
 
-import codecs
 import fnmatch
 import glob
 import gzip
@@ -52,11 +51,11 @@ from pathlib import Path
 
 from byollm.corpora.registry import (
     CORPORA,
-    _binary,
     _is_corpus_file,
     _lookup,
-    _not_utf8,
+    folder_files,
     get_corpus,
+    read_stream_blocks,
     stdlib_documents,
 )
 from byollm.errors import ByollmError
@@ -142,15 +141,7 @@ def _files_of(kind, value, corpus, mirror, progress) -> tuple[Path | None, list[
     path = get_corpus(corpus, mirror=mirror, progress=progress)
     if path.is_file():
         return None, [path]
-    files = sorted(
-        (p for p in path.rglob("*") if _is_document_file(p, path)),
-        key=lambda p: p.relative_to(path).as_posix(),
-    )
-    if not files:
-        raise ByollmError(
-            f"folder {path} holds no text files (hidden and binary files are skipped)"
-        )
-    return path, files
+    return path, folder_files(path, _is_document_file)
 
 
 def _is_document_file(path: Path, root: Path) -> bool:
@@ -202,23 +193,10 @@ def _open_binary(path: Path):
 
 def _text_blocks(stream, path) -> Iterator[str]:
     """Decoded text of a binary stream, refusing NUL bytes and bytes that are not UTF-8."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    offset = 0
     try:
-        while True:
-            block = stream.read(READ_BLOCK)
-            if b"\0" in block:
-                raise _binary(path, offset + block.index(b"\0"))
-            pending = len(decoder.getstate()[0])
-            try:
-                text = decoder.decode(block, final=not block)
-            except UnicodeDecodeError as e:
-                raise _not_utf8(path, e, offset - pending) from None
-            if not block:
-                return
+        for _block, text in read_stream_blocks(stream, path, READ_BLOCK):
             if text:
                 yield text
-            offset += len(block)
     except (OSError, EOFError, lzma.LZMAError) as e:  # a damaged .gz/.xz, a failing disk
         raise ByollmError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
 

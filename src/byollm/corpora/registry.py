@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from byollm.download import OfflineError, fetch, fetch_unchecked, resolve_mirror, sha256_file
+from byollm.download import OfflineError, fetch, resolve_mirror, sha256_file
 from byollm.errors import ByollmError
 from byollm.paths import data_home, replaced_atomically
 
@@ -466,15 +466,20 @@ def corpus_files(
 ) -> list[Path]:
     """The files making up a corpus: one for a name or file; a folder's text files, sorted."""
     path = get_corpus(name_or_path, mirror=mirror, progress=progress)
-    if path.is_file():
-        return [path]
+    return [path] if path.is_file() else folder_files(path)
+
+
+def folder_files(folder: Path, keep: Callable[[Path, Path], bool] | None = None) -> list[Path]:
+    """The files of `folder` that `keep(file, folder)` accepts (default: its text files), in
+    sorted order of their paths in it; a folder with none is an error."""
+    keep = keep or _is_corpus_file
     files = sorted(
-        (p for p in path.rglob("*") if _is_corpus_file(p, path)),
-        key=lambda p: p.relative_to(path).as_posix(),
+        (p for p in folder.rglob("*") if keep(p, folder)),
+        key=lambda p: p.relative_to(folder).as_posix(),
     )
     if not files:
         raise ByollmError(
-            f"folder {path} holds no text files (hidden and binary files are skipped)"
+            f"folder {folder} holds no text files (hidden and binary files are skipped)"
         )
     return files
 
@@ -501,25 +506,33 @@ def read_text_blocks(path: str | Path, block_bytes: int = 1 << 22) -> Iterator[t
     or the first NUL byte (binary data), so no caller ever sees U+FFFD made up by a decoder.
     """
     path = Path(path)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    offset = 0  # of the current block in the file
     try:
         with path.open("rb") as f:
-            while True:
-                block = f.read(block_bytes)
-                if b"\0" in block:  # checked first: "binary" says more than "byte 0x89"
-                    raise _binary(path, offset + block.index(b"\0"))
-                pending = len(decoder.getstate()[0])  # bytes of a character the last block cut
-                try:
-                    text = decoder.decode(block, final=not block)
-                except UnicodeDecodeError as e:
-                    raise _not_utf8(path, e, offset - pending) from None
-                if not block:
-                    return
-                yield block, text
-                offset += len(block)
+            yield from read_stream_blocks(f, path, block_bytes)
     except OSError as e:
         raise ByollmError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def read_stream_blocks(
+    stream, label: str | Path, block_bytes: int = 1 << 22
+) -> Iterator[tuple[bytes, str]]:
+    """`read_text_blocks` for an open binary stream (a decompressor, an archive member); errors
+    name `label` and the offset in the stream."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0  # of the current block in the stream
+    while True:
+        block = stream.read(block_bytes)
+        if b"\0" in block:  # checked first: "binary" says more than "byte 0x89"
+            raise _binary(label, offset + block.index(b"\0"))
+        pending = len(decoder.getstate()[0])  # bytes of a character the last block cut
+        try:
+            text = decoder.decode(block, final=not block)
+        except UnicodeDecodeError as e:
+            raise _not_utf8(label, e, offset - pending) from None
+        if not block:
+            return
+        yield block, text
+        offset += len(block)
 
 
 def corpus_info(name: str) -> dict:
@@ -743,33 +756,26 @@ def _fetch_unpinned(corpus: Corpus, *, mirror: str | None, progress: bool) -> Pa
     (`<file>.sha256`), and from then on checked against that record like a pinned one."""
     dest = corpus.cache_path()
     record = dest.with_name(dest.name + ".sha256")
-    if record.is_file():
-        known = record.read_text().split()[0]
-        return fetch(
-            corpus.url,
-            known,
-            dest,
-            mirror=mirror,
-            mirror_path=corpus.mirror_path,
-            progress=progress,
-            size=corpus.size or None,
-        )
-    path = fetch_unchecked(
+    known = record.read_text().split()[0] if record.is_file() else None
+    path = fetch(
         corpus.url,
+        known,  # None: the first download, nothing to compare with yet
         dest,
         mirror=mirror,
         mirror_path=corpus.mirror_path,
         progress=progress,
         size=corpus.size or None,
     )
-    if corpus.size and path.stat().st_size != corpus.size:
-        path.unlink()
-        raise ByollmError(
-            f"{corpus.name}: downloaded {path.name} has {path.stat().st_size:,} bytes, not the "
-            f"{corpus.size:,} registered; it was deleted"
-        )
-    with replaced_atomically(record) as tmp:
-        tmp.write_text(f"{sha256_file(path)}  {path.name}\n")
+    if known is None:
+        size = path.stat().st_size
+        if corpus.size and size != corpus.size:
+            path.unlink()
+            raise ByollmError(
+                f"{corpus.name}: the downloaded {path.name} has {size:,} bytes, not the "
+                f"{corpus.size:,} registered; it was deleted"
+            )
+        with replaced_atomically(record) as tmp:
+            tmp.write_text(f"{sha256_file(path)}  {path.name}\n")
     return path
 
 
