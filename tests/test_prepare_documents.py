@@ -378,3 +378,16 @@ def test_tiktokens_encoder_gives_byollms_ids_or_is_not_used(tmp_path):
     assert prepare_module._tiktoken_encoder(tokenizer) is not None
     with pytest.raises(ByollmError, match="encoder must be one of auto, byollm"):
         prepare(corpus, "char", tmp_path / "x", encoder="rust", progress=False)
+
+
+def test_split_documents_gives_the_text_prepare_held_out(tmp_path):
+    from byollm.data.prepare import split_documents
+
+    corpus = modules(tmp_path / "lib")
+    meta = prepare(corpus, "char", tmp_path / "d", progress=False)
+    held_out = split_documents(corpus, "val")
+    assert [name for name, _ in held_out] == meta["split"]["val_documents"]
+    assert "".join(text for _, text in held_out) == decoded(tmp_path / "d", "val")
+    tail = modules(tmp_path / "few", n=3)
+    prepare(tail, "char", tmp_path / "t", progress=False)
+    assert "".join(t for _, t in split_documents(tail, "val")) == decoded(tmp_path / "t", "val")

