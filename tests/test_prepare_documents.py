@@ -338,7 +338,7 @@ def test_registered_network_corpora_download_and_prepare(
 
     from data_server import LoopbackServer
 
-    from byollm.corpora.registry import CORPORA, get_corpus
+    from byollm.corpora.registry import CORPORA, corpus_info, get_corpus
 
     served = tmp_path / "served"
     served.mkdir()
@@ -356,6 +356,7 @@ def test_registered_network_corpora_download_and_prepare(
         record = cached.with_name(cached.name + ".sha256").read_text().split()[0]
         assert record == prepare_module.hashlib.sha256(cached.read_bytes()).hexdigest()
         assert len(server.requests) == 1
+        assert corpus_info(name)["status"] == "cached (sha256 verified)"
         cached.unlink()
         (served / filename).write_bytes(b"x" * (served / filename).stat().st_size)  # changed
         with pytest.raises(ByollmError, match="checksum mismatch"):

@@ -555,9 +555,11 @@ def corpus_info(name: str) -> dict:
         }
     corpus = value
     path = corpus.cache_path()
+    record = path.with_name(path.name + ".sha256")
+    pinned = corpus.sha256 or (record.read_text().split()[0] if record.is_file() else "")
     if not path.is_file():
         status = "not cached"
-    elif sha256_file(path) == corpus.sha256:
+    elif sha256_file(path) == pinned:
         status = "cached (sha256 verified)"
     else:
         status = "cached but fails its sha256 check (will be downloaded again)"
