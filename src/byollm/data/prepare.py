@@ -255,13 +255,14 @@ def document_split(name: str, val_fraction: float) -> str:
 
 
 def _survey(documents, corpus, val_fraction: float) -> dict:
-    """Read every document once: the corpus sha256, its size, and the split rule and assignment.
+    """Read every document once: the corpus sha256, its size, and the split rule.
 
-    Keeps the names of held-out documents only (a list as long as the validation set)."""
+    Keeps the names of at most LISTED_VAL_DOCUMENTS held-out documents (for meta.json): pass 2
+    asks `document_split` again, so memory does not grow with the number of documents."""
     named = set(named_val_documents(corpus))
     sha = hashlib.sha256()
     count, total = 0, 0
-    val_names, val_bytes, hashed_val = [], 0, 0
+    val_names, hashed_val = [], 0
     for doc in documents:
         size = 0
         sha.update(doc.name.encode() + b"\0")
@@ -274,13 +275,13 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
         total += size
         chosen = doc.name in named if named else document_split(doc.name, val_fraction) == "val"
         if chosen:
-            val_names.append(doc.name)
-            val_bytes += size
+            if len(val_names) <= LISTED_VAL_DOCUMENTS:
+                val_names.append(doc.name)
             hashed_val += 1
     if total == 0:
         raise ByollmError(f"corpus {corpus}: is empty")
     if named:
-        missing = named - set(val_names)
+        missing = named - set(val_names)  # (a named list is short: all of it is in val_names)
         if missing:
             raise ByollmError(
                 f"corpus {corpus}: the held-out documents {', '.join(sorted(missing))} are not in it"
@@ -293,10 +294,9 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
             "method": "tail",
             "why": f"{count} document(s), too few to hold whole documents out",
         }
-        val_names, val_bytes = [], 0
     if split["method"] != "tail":
-        split["val_documents_count"] = len(val_names)
-        if len(val_names) <= LISTED_VAL_DOCUMENTS:
+        split["val_documents_count"] = hashed_val
+        if hashed_val <= LISTED_VAL_DOCUMENTS:
             split["val_documents"] = val_names
     split["val_fraction"] = val_fraction
     return {
@@ -304,7 +304,7 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
         "bytes": total,
         "documents": count,
         "split": split,
-        "val_names": set(val_names),
+        "named": named,
         "val_start": round(total * (1.0 - val_fraction)) if split["method"] == "tail" else None,
     }
 
@@ -318,8 +318,15 @@ def _tasks(documents, survey: dict, chunk_bytes: int):
     batch, batch_split, batch_bytes = [], None, 0
     position = 0  # bytes of text before this piece (for the tail split)
     val_start = survey["val_start"]
+    method, named = survey["split"]["method"], survey["named"]
+    val_fraction = survey["split"]["val_fraction"]
     for doc in documents:
-        split = "val" if doc.name in survey["val_names"] else "train"
+        if method == "named":
+            split = "val" if doc.name in named else "train"
+        elif method == "document-hash":
+            split = document_split(doc.name, val_fraction)
+        else:
+            split = "train"  # the tail rule cuts the stream below
         pieces = _with_last_flag(doc.pieces)
         for piece, last in pieces:
             data = piece.encode()
