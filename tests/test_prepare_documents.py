@@ -392,3 +392,20 @@ def test_split_documents_gives_the_text_prepare_held_out(tmp_path):
     tail = modules(tmp_path / "few", n=3)
     prepare(tail, "char", tmp_path / "t", progress=False)
     assert "".join(t for _, t in split_documents(tail, "val")) == decoded(tmp_path / "t", "val")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("ab \n\tθ✓"), max_size=300),
+    st.integers(min_value=1, max_value=40),
+)
+def test_pieces_rebuild_the_text_and_end_at_line_ends(text, piece_chars):
+    from byollm.corpora.documents import _cut_pieces
+
+    blocks = [text[i : i + 7] for i in range(0, len(text), 7)]  # blocks cut anywhere
+    pieces = list(_cut_pieces(blocks, piece_chars))
+    assert "".join(pieces) == text
+    for piece in pieces[:-1]:
+        # a piece ends after a newline when it holds one; else before a space, if any
+        if "\n" in piece:
+            assert piece.endswith("\n")

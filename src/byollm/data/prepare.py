@@ -166,6 +166,8 @@ def prepare(
         _remove_stale_temporary(out_dir)
     partial = out_dir / PARTIAL_DIR
     run = {**identity, "chunk_bytes": chunk_bytes, "shard_tokens": shard_tokens}
+    if spec.kind == "file":  # the same file name with new contents is another run
+        run["tokenizer_hash"] = read_tokenizer_file(spec.path).content_hash
     try:
         partial.mkdir(parents=True, exist_ok=True)
         state = _resume_state(partial, run)
