@@ -237,7 +237,7 @@ def split_documents(
     texts: dict[str, list[str]] = {}
     for task_split, batch in _tasks(reader(progress=False), survey, CHUNK_BYTES):
         if task_split == split:
-            for text, _ends, name in batch:
+            for text, _ends, name, _size in batch:
                 texts.setdefault(name, []).append(text)
     return [(name, "".join(parts)) for name, parts in texts.items()]
 
@@ -315,8 +315,8 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
 
 
 def _tasks(documents, survey: dict, chunk_bytes: int):
-    """Tasks in corpus order: (split, [(text, ends_a_document, document name), ...]), each of
-    about `chunk_bytes` of text."""
+    """Tasks in corpus order: (split, [(text, ends_a_document, document name, bytes), ...]), each
+    of about `chunk_bytes` of text."""
     batch, batch_split, batch_bytes = [], None, 0
     position = 0  # bytes of text before this piece (for the tail split)
     val_start = survey["val_start"]
@@ -341,8 +341,9 @@ def _tasks(documents, survey: dict, chunk_bytes: int):
                     yield batch_split, batch
                     batch, batch_bytes = [], 0
                 batch_split = part_split
-                batch.append((text, ends, doc.name))
-                batch_bytes += len(text.encode()) if val_start is not None else len(data)
+                size = len(text.encode()) if val_start is not None else len(data)
+                batch.append((text, ends, doc.name, size))
+                batch_bytes += size
     if batch:
         yield batch_split, batch
 
@@ -433,14 +434,14 @@ def _encode_into_shards(
                 name = shard_file(split, len(state["shards"][split]))
                 files[split] = open(partial / name, "wb")  # noqa: SIM115 - closed above
                 hashes[split] = hashlib.sha256()
-            data = ids.astype(dtype).tobytes()
+            data = ids.astype(dtype, copy=False).tobytes()
             files[split].write(data)
             hashes[split].update(data)
             open_counts[split] += len(ids)
-            size = sum(len(text.encode()) for text, _, _ in batch)
+            size = sum(entry[3] for entry in batch)
             state["counts"][split]["tokens"] += len(ids)
             state["counts"][split]["bytes"] += size
-            state["counts"][split]["documents"] += sum(ends for _, ends, _ in batch)
+            state["counts"][split]["documents"] += sum(entry[1] for entry in batch)
             state["tasks_done"] += 1
             state["bytes_done"] += size
             bar.update(size)
@@ -478,20 +479,22 @@ def _encode_task(task: tuple, tokenizer_path: str, encoder: str = "byollm") -> n
         tokenizer = read_tokenizer_file(tokenizer_path)
         encode = tokenizer.encode
         fast = _tiktoken_encoder(tokenizer) if encoder == "auto" else None
-        sample = "".join(text for text, _, _ in batch)
+        sample = "".join(entry[0] for entry in batch)
         if fast is not None and fast(sample) == tokenizer.encode(sample):
             encode = fast
         loaded = _worker_tokenizers[(tokenizer_path, encoder)] = (tokenizer, encode)
     tokenizer, encode = loaded
     eot = tokenizer.eot_id
     ids: list[int] = []
-    for text, ends_document, _name in batch:
+    for text, ends_document, _name, _size in batch:
         # Corpus text is text: a "<|endoftext|>" found in it is encoded as its characters. The
         # real token goes only where byollm puts it: after each document.
         ids.extend(encode(text))
         if ends_document and eot is not None:
             ids.append(eot)
-    return np.asarray(ids, dtype=np.int64)
+    return np.asarray(
+        ids, dtype=token_dtype(tokenizer.vocab_size)
+    )  # the files' dtype: no copy later
 
 
 def _tiktoken_encoder(tokenizer):
@@ -560,7 +563,7 @@ def _checked_cover(tasks, tokenizer):
         if tokenizer.is_valid_id(token_id) and token_id != tokenizer.eot_id:
             spelled[token_id] = len(tokenizer.token_bytes(token_id))
     for task, ids in tasks:
-        size = sum(len(text.encode()) for text, _, _ in task[1])
+        size = sum(entry[3] for entry in task[1])
         covered = int(spelled[ids].sum()) if len(ids) else 0
         if covered != size:
             pattern = getattr(tokenizer, "pattern", None)
