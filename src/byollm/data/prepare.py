@@ -193,20 +193,16 @@ def prepare(
         )
         _install(out_dir, partial, meta)
     except BaseException as e:  # Ctrl-C and crashes keep the partial folder: the next run resumes
-        if isinstance(e, OSError):  # disk full, no permission: the previous data was not touched
+        if isinstance(e, (OSError, ByollmError)):  # a full disk, a bad corpus: nothing to resume
             shutil.rmtree(partial, ignore_errors=True)
             if created:
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()
+        if isinstance(e, OSError):  # disk full, no permission: the previous data was not touched
             raise ByollmError(
                 f"cannot write in {out_dir}: {e.strerror or e}; the previous data there (if any) "
                 "is kept and the temporary files were deleted"
             ) from None
-        if isinstance(e, ByollmError):  # a bad corpus or tokenizer: nothing worth resuming
-            shutil.rmtree(partial, ignore_errors=True)
-            if created:
-                with contextlib.suppress(OSError):
-                    out_dir.rmdir()
         raise
     legacy = out_dir / LEGACY_TOKENIZER_FILE  # what the file just written was called before
     if ours and legacy.is_file() and not _is_spec_file(spec, legacy):
