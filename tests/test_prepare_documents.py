@@ -102,10 +102,12 @@ def test_jsonl_gz_xz_and_endoftext_separated_text_are_read_as_documents(tmp_path
     }
     both = texts_of(str(tmp_path / "*.jsonl*"), text_field="story")  # a glob
     assert len(both) == 10 and both["b.jsonl.gz:5"] == "Story 4: a cat sat.\n"
-    assert texts_of(tmp_path / "c.txt.xz") == {
+    assert texts_of(tmp_path / "c.txt.xz", separator=EOT) == {
         "c.txt.xz#0": "First story.\n",
         "c.txt.xz#1": "Second story.\n",
     }
+    # without a separator a text file is one document: its "<|endoftext|>" is text
+    assert list(texts_of(tmp_path / "c.txt.xz")) == ["c.txt.xz"]
     with pytest.raises(ByollmError, match=r"a.jsonl record 1: no text field 'text' .*story"):
         texts_of(tmp_path / "a.jsonl")
 

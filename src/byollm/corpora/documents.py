@@ -12,8 +12,8 @@ file or a folder) or a glob (`data/*.jsonl.gz`). What a document is depends on t
 |-----------------------------|-----------------------------------------------------|----------------|
 | `.jsonl`                    | one line's JSON record, its `text_field` (`"text"`) | `file:LINE`    |
 | `.parquet` (needs pyarrow)  | one row, its `text_field` column                    | `file:ROW`     |
-| any other file (text)       | the whole file; or, where it holds `<|endoftext|>`  | `file`         |
-|                             | lines (TinyStories' format), each text between them | `file#N`       |
+| any other file (text)       | the whole file; or, given a `separator` such as     | `file`         |
+|                             | `<|endoftext|>` (TinyStories), each text between    | `file#N`       |
 | an archive of a registered  | each member matching the corpus' `members` pattern  | the member     |
 | corpus (`.tar.gz`, `.zip`)  | (the plays of `shakespeare-complete`)               |                |
 | `python-stdlib[-with-tests]`| one module, after its `# file: path` header line    | its path       |
@@ -36,16 +36,12 @@ Design choices:
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import gzip
 import io
 import itertools
 import json
 import lzma
-import shutil
-import tarfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,17 +50,16 @@ from byollm.corpora.registry import (
     CORPORA,
     _is_corpus_file,
     _lookup,
+    archive_members,
     folder_files,
     get_corpus,
     read_stream_blocks,
     stdlib_documents,
 )
-from byollm.download import sha256_file
 from byollm.errors import ByollmError
 
-__all__ = ["Document", "corpus_paths", "extract_members", "iter_documents", "named_val_documents"]
+__all__ = ["Document", "corpus_paths", "iter_documents", "named_val_documents"]
 
-ENDOFTEXT = "<|endoftext|>"  # the separator TinyStories' text files use between stories
 PIECE_CHARS = 1 << 20
 READ_BLOCK = 1 << 22
 COMPRESSED = (".gz", ".xz", ".zst")
@@ -83,12 +78,19 @@ def iter_documents(
     corpus: str | Path,
     *,
     text_field: str = "text",
+    separator: str | None = None,
     mirror: str | None = None,
     progress: bool = True,
     piece_chars: int = PIECE_CHARS,
 ) -> Iterator[Document]:
-    """The documents of `corpus`, in a fixed order (see the module docstring)."""
+    """The documents of `corpus`, in a fixed order (see the module docstring).
+
+    `separator` splits a text file into documents (TinyStories' `<|endoftext|>` lines); None
+    means the registered corpus' own (`Corpus.separator`), none for files: a text file's
+    characters are text, `<|endoftext|>` included, unless you say otherwise."""
     kind, value = _lookup_or_glob(corpus)
+    if separator is None:
+        separator = value.separator if kind == "registered" else ""
     if kind == "stdlib":
         max_bytes, with_tests = value
         for name, text in stdlib_documents(max_bytes, with_tests):
@@ -96,12 +98,14 @@ def iter_documents(
         return
     if kind == "registered" and value.members:
         archive = get_corpus(value.name, mirror=mirror, progress=progress)
-        yield from _archive_documents(archive, value.members, piece_chars)
+        for name, stream in archive_members(archive, value.members):
+            blocks = _text_blocks(stream, f"{archive}:{name}")
+            yield Document(name, iter(_cut_pieces(blocks, piece_chars)))
         return
     root, files = _files_of(kind, value, corpus, mirror, progress)
     for path in files:
         label = path.relative_to(root).as_posix() if root is not None else path.name
-        yield from _file_documents(path, label, text_field, piece_chars)
+        yield from _file_documents(path, label, text_field, separator, piece_chars)
 
 
 def corpus_paths(
@@ -157,7 +161,7 @@ def _is_document_file(path: Path, root: Path) -> bool:
 # --- reading one file ---------------------------------------------------------------------------
 
 
-def _file_documents(path: Path, label: str, text_field: str, piece_chars: int):
+def _file_documents(path: Path, label: str, text_field: str, separator: str, piece_chars: int):
     name = path.name
     inner = name
     for suffix in COMPRESSED:
@@ -169,7 +173,12 @@ def _file_documents(path: Path, label: str, text_field: str, piece_chars: int):
         yield from _jsonl_documents(path, label, text_field, piece_chars)
     else:
         with _open_binary(path) as stream:
-            yield from _text_documents(_text_blocks(stream, path), label, piece_chars)
+            blocks = _text_blocks(stream, path)
+            if separator:
+                for index, text in enumerate(_split_at(blocks, separator)):
+                    yield Document(f"{label}#{index}", iter([text]))
+            else:
+                yield Document(label, iter(_cut_pieces(blocks, piece_chars)))
 
 
 def _open_binary(path: Path):
@@ -203,33 +212,18 @@ def _text_blocks(stream, path) -> Iterator[str]:
         raise ByollmError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
-def _text_documents(blocks: Iterator[str], label: str, piece_chars: int):
-    """One document, or one per text between `<|endoftext|>` separators."""
-    blocks = iter(blocks)
-    first = next(blocks, "")
-    if not first:
-        return
-    if ENDOFTEXT not in first:  # one document: TinyStories' separators show up early
-        yield Document(label, iter(_cut_pieces(_chain(first, blocks), piece_chars)))
-        return
-    index = 0
-    for text in _split_at_endoftext(_chain(first, blocks)):
-        if text.strip():
-            yield Document(f"{label}#{index}", iter([text]))
-            index += 1
-
-
-def _split_at_endoftext(blocks) -> Iterator[str]:
-    """The texts between separators (one newline after each separator dropped with it)."""
+def _split_at(blocks, separator: str) -> Iterator[str]:
+    """The non-blank texts between separators (the newline after a separator goes with it)."""
     buffer = ""
     for block in blocks:
         buffer += block
-        while ENDOFTEXT in buffer:
-            text, _, buffer = buffer.partition(ENDOFTEXT)
+        while separator in buffer:
+            text, _, buffer = buffer.partition(separator)
             buffer = buffer.removeprefix("\n")
-            yield text
-        # a long text with no separator would grow the buffer: TinyStories' stories are short
-    if buffer:
+            if text.strip():
+                yield text
+        # a long text with no separator grows the buffer: separated documents are short
+    if buffer.strip():
         yield buffer
 
 
@@ -295,65 +289,7 @@ def _parquet_documents(path: Path, label: str, text_field: str, piece_chars: int
                 row += 1
 
 
-def _archive_documents(archive: Path, members: str, piece_chars: int):
-    """The members of a .tar.gz or .zip matching `members` ('|'-separated globs), in name
-    order, each a document."""
-    patterns = members.split("|")
-
-    def chosen(name: str) -> bool:
-        return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
-
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            names = sorted(n for n in z.namelist() if chosen(n))
-            for name in names:
-                with z.open(name) as stream:
-                    yield from _named_document(stream, archive, name, piece_chars)
-        return
-    with tarfile.open(archive, "r:*") as tar:
-        files = sorted(
-            (m for m in tar.getmembers() if m.isfile() and chosen(m.name)), key=lambda m: m.name
-        )
-        for member in files:
-            with tar.extractfile(member) as stream:
-                yield from _named_document(stream, archive, member.name, piece_chars)
-
-
-def extract_members(corpus, *, mirror: str | None = None, progress: bool = True) -> Path:
-    """The documents of an archive corpus as files in a folder beside its cached archive
-    (`<archive>.members/`), written once, for the tools that read files: `byollm tokenizer
-    train`, `byollm eval`, `read_corpus_text`."""
-    archive = get_corpus(corpus.name, mirror=mirror, progress=progress)
-    folder = archive.with_name(archive.name + ".members")
-    done = folder / ".complete"
-    if done.is_file():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        for doc in _archive_documents(archive, corpus.members, PIECE_CHARS):
-            path = folder / doc.name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                for piece in doc.pieces:
-                    f.write(piece)
-        done.write_text(f"{sha256_file(archive)}\n")
-    except OSError as e:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise ByollmError(f"cannot extract {archive} into {folder}: {e.strerror or e}") from None
-    return folder
-
-
-def _named_document(stream, archive: Path, name: str, piece_chars: int):
-    blocks = _text_blocks(stream, f"{archive}:{name}")
-    yield Document(name, iter(_cut_pieces(blocks, piece_chars)))
-
-
 # --- pieces ------------------------------------------------------------------------------------
-
-
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
 
 
 def _cut_pieces(blocks, piece_chars: int) -> Iterator[str]:

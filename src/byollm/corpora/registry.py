@@ -36,14 +36,19 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import fnmatch
 import hashlib
 import os
 import platform
 import re
+import shutil
 import sysconfig
+import tarfile
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from byollm.download import OfflineError, fetch, resolve_mirror, sha256_file
 from byollm.errors import ByollmError
@@ -94,6 +99,7 @@ class Corpus:
     origin_size: int | None = None
     repair: str | None = None
     members: str = ""  # an archive: the members that are its documents ('|'-separated globs)
+    separator: str = ""  # a text file: the line between two documents (TinyStories' files)
     val_documents: tuple[str, ...] = ()  # documents held out for validation, by name
 
     @property
@@ -387,6 +393,7 @@ _REGISTRY = [
         "CDLA-Sharing-1.0",
         "TinyStories V2 (GPT-4 stories), ~2.1M stories split by <|endoftext|> lines, ~2.2 GB",
         "tinystories/TinyStoriesV2-GPT4-train.txt",
+        separator="<|endoftext|>",
     ),
     Corpus(
         "fineweb-edu-sample",
@@ -467,8 +474,6 @@ def corpus_files(
     """The files making up a corpus: one for a name or file; a folder's text files, sorted."""
     kind, value = _lookup(name_or_path)
     if kind == "registered" and value.members:  # an archive: its documents, extracted once
-        from byollm.corpora.documents import extract_members  # (documents imports this module)
-
         return folder_files(extract_members(value, mirror=mirror, progress=progress))
     path = get_corpus(name_or_path, mirror=mirror, progress=progress)
     return [path] if path.is_file() else folder_files(path)
@@ -487,6 +492,55 @@ def folder_files(folder: Path, keep: Callable[[Path, Path], bool] | None = None)
             f"folder {folder} holds no text files (hidden and binary files are skipped)"
         )
     return files
+
+
+def archive_members(archive: Path, members: str) -> Iterator[tuple[str, BinaryIO]]:
+    """(name, binary stream) of the members of a .zip or .tar[.gz|.xz] archive that match
+    `members` ('|'-separated globs), in name order; read each stream before the next."""
+    patterns = members.split("|")
+
+    def chosen(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            for name in sorted(n for n in z.namelist() if chosen(n)):
+                with z.open(name) as stream:
+                    yield name, stream
+        return
+    with tarfile.open(archive, "r:*") as tar:
+        files = sorted(
+            (m for m in tar.getmembers() if m.isfile() and chosen(m.name)), key=lambda m: m.name
+        )
+        for member in files:
+            with tar.extractfile(member) as stream:
+                yield member.name, stream
+
+
+def extract_members(corpus: Corpus, *, mirror: str | None = None, progress: bool = True) -> Path:
+    """The documents of an archive corpus as files in a folder beside its cached archive
+    (`<archive>.members/`), written once (and checked to be UTF-8 text), for the tools that
+    read files: `byollm tokenizer train`, `byollm eval`, `read_corpus_text`."""
+    archive = get_corpus(corpus.name, mirror=mirror, progress=progress)
+    folder = archive.with_name(archive.name + ".members")
+    done = folder / ".complete"
+    if done.is_file():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        for name, stream in archive_members(archive, corpus.members):
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as f:
+                for block, _text in read_stream_blocks(stream, f"{archive}:{name}"):
+                    f.write(block)
+        done.write_text(f"{sha256_file(archive)}\n")
+    except (OSError, ByollmError) as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(e, ByollmError):
+            raise
+        raise ByollmError(f"cannot extract {archive} into {folder}: {e.strerror or e}") from None
+    return folder
 
 
 def read_corpus_text(

@@ -125,6 +125,7 @@ def prepare(
     chunk_bytes: int = CHUNK_BYTES,
     shard_tokens: int = SHARD_TOKENS,
     text_field: str = "text",
+    separator: str | None = None,
     encoder: str = "auto",
 ) -> dict:
     """Tokenize `corpus` into `out_dir` and return its meta (a no-op if already up to date)."""
@@ -145,7 +146,12 @@ def prepare(
     spec = parse_tokenizer_spec(tokenizer_spec)  # and so is a malformed tokenizer spec
     out_dir = user_path(out_dir)
     reader = functools.partial(
-        iter_documents, corpus, text_field=text_field, mirror=mirror, piece_chars=chunk_bytes
+        iter_documents,
+        corpus,
+        text_field=text_field,
+        separator=separator,
+        mirror=mirror,
+        piece_chars=chunk_bytes,
     )
     survey = _survey(reader(progress=progress), corpus, val_fraction)
     identity = {

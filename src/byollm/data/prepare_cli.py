@@ -38,6 +38,12 @@ def register(subparsers) -> None:
         help="the field (.jsonl) or column (.parquet) holding the text (default: text)",
     )
     p.add_argument(
+        "--separator",
+        default=None,
+        help="a line that separates documents in a text file, e.g. '<|endoftext|>' for "
+        "TinyStories-style files (default: none; the registered tinystories sets its own)",
+    )
+    p.add_argument(
         "--shard-tokens",
         type=int,
         default=None,
@@ -73,6 +79,7 @@ def run_prepare(args) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         mirror=args.mirror,
         text_field=args.text_field,
+        separator=args.separator,
         encoder=args.encoder,
         shard_tokens=args.shard_tokens or SHARD_TOKENS,
     )
