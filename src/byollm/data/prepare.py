@@ -41,7 +41,9 @@ Design choices:
   never allowed to drop it silently.
 - **The files' format has one owner**, `tokens.py` (names, meta.json, the dtype rule: uint16
   while the vocabulary fits in 65,536 ids, else uint32); this module only fills them.
-- **Idempotent.** `meta.json` records the corpus sha256, the tokenizer and its hash, and the split;
+- **Idempotent.** `meta.json` records the corpus sha256 (of its text, so a one-file corpus has
+  its file's sha256, as before documents), the documents' sha256 (their names and sizes), the
+  tokenizer and its hash, and the split;
   re-running with the same inputs returns the existing meta at the cost of the reading pass, and
   changed inputs are detected and the data re-made.
 - **The previous data survives a failure.** New shards are written in `.prepare-partial/` and
@@ -156,6 +158,7 @@ def prepare(
     survey = _survey(reader(progress=progress), corpus, val_fraction)
     identity = {
         "corpus_sha256": survey["sha256"],
+        "documents_sha256": survey["documents_sha256"],
         "tokenizer": spec.text,
         "val_fraction": val_fraction,
         "text_field": text_field,
@@ -264,17 +267,17 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
     Keeps the names of at most LISTED_VAL_DOCUMENTS held-out documents (for meta.json): pass 2
     asks `document_split` again, so memory does not grow with the number of documents."""
     named = set(named_val_documents(corpus))
-    sha = hashlib.sha256()
+    sha = hashlib.sha256()  # of the text, document after document (a file's bytes, for one file)
+    documents_sha = hashlib.sha256()  # of the documents' names and sizes: where they start
     count, total = 0, 0
     val_names, hashed_val = [], 0
     for doc in documents:
         size = 0
-        sha.update(doc.name.encode() + b"\0")
         for piece in doc.pieces:
             data = piece.encode()
             sha.update(data)
             size += len(data)
-        sha.update(b"\0")
+        documents_sha.update(f"{doc.name}\0{size}\0".encode())
         count += 1
         total += size
         chosen = doc.name in named if named else document_split(doc.name, val_fraction) == "val"
@@ -305,6 +308,7 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
     split["val_fraction"] = val_fraction
     return {
         "sha256": sha.hexdigest(),
+        "documents_sha256": documents_sha.hexdigest(),
         "bytes": total,
         "documents": count,
         "split": split,
