@@ -417,3 +417,24 @@ def test_pieces_rebuild_the_text_and_end_at_line_ends(text, piece_chars):
         # a piece ends after a newline when it holds one; else before a space, if any
         if "\n" in piece:
             assert piece.endswith("\n")
+
+
+def test_prepare_cli_takes_a_glob_a_text_field_a_separator_and_a_shard_size(tmp_path, capsys):
+    from byollm.cli import main
+
+    for part in range(3):
+        records = [{"body": f"Record {part}-{i}: the tide comes in.\n"} for i in range(30)]
+        (tmp_path / f"p{part}.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    out = tmp_path / "d"
+    argv = ["prepare", "--corpus", str(tmp_path / "p*.jsonl"), "--text-field", "body"]
+    argv += ["--out", str(out), "--shard-tokens", "500", "--no-progress"]
+    assert main(argv) == 0
+    meta = read_meta(out)
+    assert meta["corpus_documents"] == 90 and meta["split"]["method"] == "document-hash"
+    assert len(meta["splits"]["train"]["shards"]) > 3
+    assert main([*argv[:3], "--text-field", "text", *argv[5:]]) == 2  # no such field: one line
+    assert "no text field 'text'" in capsys.readouterr().err
+    (tmp_path / "s.txt").write_text("one\n<|endoftext|>\ntwo\n<|endoftext|>\n" * 10)
+    argv = ["prepare", "--corpus", str(tmp_path / "s.txt"), "--separator", EOT]
+    assert main([*argv, "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+    assert read_meta(tmp_path / "s")["corpus_documents"] == 20
