@@ -100,8 +100,8 @@ def test_re_making_an_old_data_folder_leaves_one_tokenizer_file(corpus, tmp_path
     assert sorted(p.name for p in out.iterdir()) == [
         TOKENIZER_FILE,
         "meta.json",
-        "train.bin",
-        "val.bin",
+        "train-00000.bin",
+        "val-00000.bin",
     ]
 
 

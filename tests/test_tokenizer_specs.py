@@ -164,7 +164,7 @@ def test_prepare_refuses_a_malformed_spec_before_reading_the_corpus(tmp_path):
 def test_the_saved_tokenizer_is_named_for_byollm_not_hugging_face(corpus, tmp_path):
     prepare(corpus, "char", tmp_path / "data", progress=False)
     names = sorted(p.name for p in (tmp_path / "data").iterdir())
-    assert names == ["byollm-tokenizer.json", "meta.json", "train.bin", "val.bin"]
+    assert names == ["byollm-tokenizer.json", "meta.json", "train-00000.bin", "val-00000.bin"]
     assert json.loads((tmp_path / "data" / TOKENIZER_FILE).read_text())["format"] == (
         "byollm-tokenizer"
     )
