@@ -154,3 +154,19 @@ def test_disk_full_during_training_is_one_line_and_keeps_the_last_checkpoint(
     run = tmp_path / "shakespeare-char"
     assert ckpt.load_train_state(run / "checkpoint")["step"] == 2
     assert not [p.name for p in run.iterdir() if ".tmp-" in p.name or p.name == ".lock"]
+
+
+def test_resume_refuses_data_split_another_way(tmp_path):
+    """Same corpus text, same tokenizer, but the train/val split changed (as when a newer
+    byollm splits by document): resuming would silently train on other data."""
+    corpus = train_helpers.shakespeare_excerpt(tmp_path, 40_000)
+    settings = {"max_steps": 2, "eval_interval": 2, "sample_tokens": 0}
+    quiet(train_helpers.tiny_config(corpus, tmp_path, **settings))
+    checkpoint = tmp_path / "runs" / "shakespeare-char" / "checkpoint"
+    saved = json.loads((checkpoint / "config.json").read_text())
+    assert len(saved["data"]["split_sha256"]) == 64  # recorded with every checkpoint
+    saved["data"]["split_sha256"] = "0" * 64  # what an older split's fingerprint looks like
+    (checkpoint / "config.json").write_text(json.dumps(saved))
+    config = train_helpers.tiny_config(corpus, tmp_path, **{**settings, "max_steps": 4})
+    with pytest.raises(ByollmError, match="trained on another train/val split"):
+        quiet(config, resume=True)

@@ -72,8 +72,8 @@ def register(subparsers) -> None:
         "--split",
         choices=("all", "val"),
         default="all",
-        help="val: only the last --val-fraction of the text (the held-out part "
-        "`byollm prepare` sets aside)",
+        help="val: only the text `byollm prepare` holds out with --val-fraction (whole "
+        "documents: plays, modules, stories; the tail of a corpus of few documents)",
     )
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--device", default="auto")

@@ -205,14 +205,18 @@ def _token_byte_lengths(tokenizer, ids: Sequence[int]) -> list[int]:
 
 
 def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -> str:
-    """The text to score: a corpus (name or path), or its last `val_fraction` for split='val'."""
+    """The text to score: a corpus (name or path), or for split='val' the documents (or the
+    tail) that `byollm prepare` holds out with the same `val_fraction`, by its own rule."""
     from byollm.corpora import read_corpus_text
+    from byollm.data.prepare import split_documents
 
-    text = read_corpus_text(corpus)
     if split == "val":
         if not 0.0 < val_fraction < 1.0:
             raise ByollmError(f"--val-fraction {val_fraction} is invalid: must be in (0, 1)")
-        text = text[int(len(text) * (1 - val_fraction)) :]
+        documents = split_documents(corpus, "val", val_fraction=val_fraction)
+        text = "\n".join(text for _name, text in documents)
+    else:
+        text = read_corpus_text(corpus)
     if not text:
         raise ByollmError(f"corpus {corpus!r} is empty: nothing to evaluate")
     return text

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import math
 import sys
 import time
@@ -213,6 +215,12 @@ class Trainer:
                     f"{saved_data[key][:12]}..., {data_dir} now has {str(meta.get(key))[:12]}...; "
                     f"resume needs the run's own data (did {corpus} change?)"
                 )
+        if saved_data.get("split_sha256") not in (None, split_fingerprint(meta)):
+            raise ByollmError(
+                f"{checkpoint}: the run was trained on another train/val split than {data_dir} "
+                f"now holds (its meta.json's split changed: a newer byollm's document split?); "
+                "resume needs the run's own data: start a new run, or prepare the data as it was"
+            )
         return str(data_dir), corpus
 
     def _setup(self, data_dir: Path, corpus: str) -> None:
@@ -309,6 +317,7 @@ class Trainer:
         self.data_record = {"corpus": corpus}
         for key in ("corpus_sha256", "tokenizer", "tokenizer_hash", "val_fraction"):
             self.data_record[key] = self.meta.get(key)
+        self.data_record["split_sha256"] = split_fingerprint(self.meta)
         self.data_dir = data_dir
 
     def _setup_model(self, checkpoint: Path | None, init_model) -> None:
@@ -736,3 +745,10 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer, source: Path) -> No
                         f"{source}: optimizer state {key!r} has shape {tuple(value.shape)} for a "
                         f"parameter of shape {tuple(param.shape)}; the file does not fit the model"
                     )
+
+
+def split_fingerprint(meta: dict) -> str:
+    """sha256 of meta.json's split record (rule, held-out documents) and token counts: a
+    resumed run must see the same train/val split, not merely the same corpus text."""
+    record = {"split": meta.get("split"), "splits": meta.get("splits")}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
