@@ -27,7 +27,8 @@ def register(subparsers) -> None:
             "metrics.jsonl, loss.png, samples.txt and report.md under runs/<name>/. Any config "
             "key can be overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
         ),
-        epilog="presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu",
+        epilog="presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu, "
+        "python-code, shakespeare-large, gpt2-fineweb",
         allow_abbrev=False,  # `--res` must not silently mean --resume, nor clash with a config key
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -43,6 +44,12 @@ def register(subparsers) -> None:
         "--overwrite", action="store_true", help="delete an existing run of this name, start over"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="under torchrun, shard weights, gradients and optimizer state over the processes "
+        "(FSDP2; same as --fsdp true; needs optimizer = adamw)",
+    )
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
     )
@@ -62,13 +69,16 @@ def run_train(args) -> int:
     if args.report is not None:
         from byollm.train.report import save_report
 
-        if args.config or args.overrides or args.resume or args.overwrite:
+        if args.config or args.overrides or args.resume or args.overwrite or args.fsdp:
             raise ByollmError(
                 "--report RUN_DIR rebuilds a report and trains nothing; give it alone"
             )
         print(save_report(args.report))
         return 0
-    config = load_train_config(args.config, parse_override_args(args.overrides))
+    overrides = parse_override_args(args.overrides)
+    if args.fsdp:
+        overrides["fsdp"] = "true"
+    config = load_train_config(args.config, overrides)
     if args.print_config:
         print(to_toml(config))  # reads back as the same config (a test checks)
         return 0

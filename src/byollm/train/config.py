@@ -126,6 +126,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # auto (bf16 where fast, else fp32) | float32 | bfloat16 | float16
     compile: bool = False  # torch.compile the model (worth it on GPUs, rarely on small CPU models)
+    fsdp: bool = False  # under torchrun: shard weights, gradients, optimizer state (FSDP2)
     threads: int = 0  # CPU threads for torch; 0 = torch's choice
     seed: int = 1337
     workers: int = 0  # data-preparation processes; 0 = one per CPU
@@ -164,7 +165,7 @@ class TrainConfig:
         ):
             if not isinstance(getattr(self, key), str):
                 raise ByollmError(f"{key}={getattr(self, key)!r} is invalid: expected a string")
-        for key in ("compile", "tensorboard", "wandb"):
+        for key in ("compile", "fsdp", "tensorboard", "wandb"):
             if not isinstance(getattr(self, key), bool):
                 raise ByollmError(f"{key}={getattr(self, key)!r} is invalid: expected true/false")
         check_number("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
@@ -196,6 +197,11 @@ class TrainConfig:
         check_number("max_steps", self.max_steps, 1, MAX_STEPS, integer=True)
 
         check_choice("optimizer", self.optimizer, ("adamw", "muon"))
+        if self.fsdp and self.optimizer == "muon":
+            raise ByollmError(
+                "fsdp=true needs optimizer = adamw: Muon orthogonalizes each whole weight "
+                "matrix, and FSDP keeps only a slice of it in each process"
+            )
         check_choice("schedule", self.schedule, SCHEDULES)
         check_number("lr", self.lr, 0, MAX_LR, low_open=True)
         check_number("muon_lr", self.muon_lr, 0, MAX_LR, low_open=True)
