@@ -25,6 +25,7 @@ from byollm.corpora.registry import (
 from byollm.download import sha256_file
 from byollm.errors import ByollmError
 
+UNPINNED = {"tinystories", "fineweb-edu-sample", "wikitext-103", "enwik8"}
 TEXT = "To be, or not to be: that is the question.\n" * 50
 TEXT_SHA = hashlib.sha256(TEXT.encode()).hexdigest()
 
@@ -73,6 +74,12 @@ def test_registry_has_the_required_names_and_sane_records():
         "cl100k_base",
         "o200k_base",
         "python-stdlib",
+        "python-stdlib-with-tests",
+        "shakespeare-complete",
+        "tinystories",
+        "fineweb-edu-sample",
+        "wikitext-103",
+        "enwik8",
     }
     assert required <= set(CORPORA)
     shakespeare = CORPORA["tinyshakespeare"]
@@ -81,12 +88,15 @@ def test_registry_has_the_required_names_and_sane_records():
     assert "karpathy/char-rnn" in shakespeare.url and shakespeare.url.endswith("input.txt")
     for corpus in CORPORA.values():
         assert corpus.kind in registry.KINDS and corpus.license and corpus.description
-        if corpus.name != "python-stdlib":
-            # pinned to a git commit, except benchmarks whose publishers serve them elsewhere
-            outside_git = {"arc", "piqa", "lambada-openai"}
+        if corpus.url:
+            # pinned to a git commit, except files whose publishers serve them elsewhere
+            outside_git = {"arc", "piqa", "lambada-openai", "shakespeare-complete", *UNPINNED}
             github = corpus.url.startswith("https://raw.githubusercontent.com/")
             assert github != (corpus.name in outside_git) and corpus.url.startswith("https://")
-            assert len(corpus.sha256) == 64 and corpus.size > 0
+            if corpus.name in UNPINNED:  # no published sha256: recorded on first download
+                assert corpus.sha256 == ""
+            else:
+                assert len(corpus.sha256) == 64 and corpus.size > 0
             assert corpus.filename == corpus.mirror_path.rsplit("/", 1)[-1]
     assert {c.name for c in CORPORA.values() if c.kind == "tokenizer"} == {
         "gpt2-encoder",

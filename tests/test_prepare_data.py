@@ -12,7 +12,7 @@ from full_disk import fill_disk_after
 
 import byollm.data.prepare as prepare_module
 from byollm.data.loader import BatchLoader
-from byollm.data.prepare import OUTPUT_FILES, prepare
+from byollm.data.prepare import prepare
 from byollm.data.tokens import open_tokens, read_meta
 from byollm.errors import ByollmError
 from byollm.tokenizer import TOKENIZER_FILE, BPETokenizer, load_tokenizer
@@ -63,17 +63,17 @@ def test_worker_count_does_not_change_the_output(tmp_path):
     two = prepare(corpus, "char", tmp_path / "b", workers=2, chunk_bytes=501, progress=False)
     assert one == two
     for split in ("train", "val"):
-        a = (tmp_path / "a" / f"{split}.bin").read_bytes()
-        assert a == (tmp_path / "b" / f"{split}.bin").read_bytes()
+        a = (tmp_path / "a" / f"{split}-00000.bin").read_bytes()
+        assert a == (tmp_path / "b" / f"{split}-00000.bin").read_bytes()
 
 
 def test_rerun_is_a_noop_and_changes_are_detected(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", n_files=1)
     out = tmp_path / "data"
     prepare(corpus, "char", out, progress=False)
-    stamp = (out / "train.bin").stat().st_mtime_ns
+    stamp = (out / "train-00000.bin").stat().st_mtime_ns
     prepare(corpus, "char", out, progress=False)
-    assert (out / "train.bin").stat().st_mtime_ns == stamp  # nothing rewritten
+    assert (out / "train-00000.bin").stat().st_mtime_ns == stamp  # nothing rewritten
 
     with (corpus / "part0.txt").open("a", encoding="utf-8") as f:
         f.write("a brand new line with new letters: QXZ\n")
@@ -89,9 +89,9 @@ def test_damaged_folder_is_rebuilt_and_loader_refuses_it(tmp_path):
     corpus = make_corpus(tmp_path / "corpus", n_files=1)
     out = tmp_path / "data"
     prepare(corpus, "char", out, progress=False)
-    with (out / "val.bin").open("ab") as f:
+    with (out / "val-00000.bin").open("ab") as f:
         f.write(b"\0")
-    with pytest.raises(ByollmError, match="val.bin"):
+    with pytest.raises(ByollmError, match="val-00000.bin"):
         open_tokens(out, "val")
     prepare(corpus, "char", out, progress=False)
     open_tokens(out, "val")
@@ -249,7 +249,10 @@ def test_a_split_pattern_that_skips_text_is_refused(tmp_path):
     # the same text with a pattern that covers everything keeps every byte
     BPETokenizer.train(text, 300, pattern="gpt4", progress=False).save(tmp_path / "gpt4.json")
     prepare(tmp_path / "verdict.txt", tmp_path / "gpt4.json", tmp_path / "d", progress=False)
-    assert decoded(tmp_path / "d", "train") + decoded(tmp_path / "d", "val") == text
+    # one document, ended by the tokenizer's <|endoftext|>
+    assert (
+        decoded(tmp_path / "d", "train") + decoded(tmp_path / "d", "val") == text + "<|endoftext|>"
+    )
 
 
 @pytest.mark.parametrize("separator", [" ", ""])
@@ -351,4 +354,5 @@ def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
         f.write("more\n")
     prepare(corpus, "char", out, progress=False)
     names = sorted(p.name for p in out.iterdir())
-    assert names == [f".train.bin.tmp-{os.getpid()}x", *sorted(OUTPUT_FILES)]
+    expected = [TOKENIZER_FILE, "meta.json", "train-00000.bin", "val-00000.bin"]
+    assert names == [f".train.bin.tmp-{os.getpid()}x", *sorted(expected)]

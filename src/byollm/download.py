@@ -174,7 +174,7 @@ def source_url(url: str, mirror: str | None = None, mirror_path: str | None = No
 
 def fetch(
     url: str,
-    sha256: str,
+    sha256: str | None,
     dest: str | Path,
     *,
     mirror: str | None = None,
@@ -188,8 +188,14 @@ def fetch(
     Raises `OfflineError` when the source cannot be reached (or every attempt was cut short),
     `ByollmError` for an HTTP error, a sha256 mismatch, an oversized source, a malformed mirror or
     a disk that cannot take the file; in no case is a bad `dest` left behind.
+
+    `sha256=None` is for a file whose sha256 nobody published: the same resumed, size-capped,
+    atomic download with no checksum to compare, and a `dest` already there is returned as is;
+    the caller records the sha256 of what came (see `corpora.registry`).
     """
     dest = Path(dest)
+    if sha256 is None:
+        return _fetch_unchecked(url, dest, mirror, mirror_path, progress, size)
     sha256 = sha256.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ByollmError(f"{dest.name}: {sha256!r} is not a sha256 (64 hex digits)")
@@ -202,16 +208,7 @@ def fetch(
             if sha256_file(dest) == sha256:  # another process finished it while we waited
                 return dest
             print(f"byollm: {dest} fails its sha256 check; downloading it again", file=sys.stderr)
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                actual = _download(source, part, label=dest.name, progress=progress, size=size)
-                break
-            except _CutShort as e:
-                if attempt == ATTEMPTS:  # a connection this flaky is as good as none
-                    raise OfflineError(
-                        f"download of {source} was cut short {ATTEMPTS} times ({e}); {part} is "
-                        f"kept and running the command again resumes it; {OFFLINE_HINT}"
-                    ) from None
+        actual = _download_retrying(source, part, dest, progress=progress, size=size)
         if actual != sha256:
             part.unlink()
             raise ByollmError(
@@ -220,6 +217,32 @@ def fetch(
             )
         os.replace(part, dest)  # atomic: readers see the old state or the verified file
     return dest
+
+
+def _fetch_unchecked(url, dest: Path, mirror, mirror_path, progress, size) -> Path:
+    source = source_url(url, mirror, mirror_path)
+    if dest.is_file():
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    with _exclusive(dest.parent / ".byollm-download.lock"):
+        if not dest.is_file():
+            _download_retrying(source, part, dest, progress=progress, size=size)
+            os.replace(part, dest)
+    return dest
+
+
+def _download_retrying(source: str, part: Path, dest: Path, *, progress: bool, size) -> str:
+    """`_download`, resumed up to ATTEMPTS times when cut short; the sha256 of `part`."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _download(source, part, label=dest.name, progress=progress, size=size)
+        except _CutShort as e:
+            if attempt == ATTEMPTS:  # a connection this flaky is as good as none
+                raise OfflineError(
+                    f"download of {source} was cut short {ATTEMPTS} times ({e}); {part} is "
+                    f"kept and running the command again resumes it; {OFFLINE_HINT}"
+                ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def read_url(url: str, *, max_bytes: int) -> bytes:

@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _list(args: argparse.Namespace) -> int:
     rows_by_kind: dict[str, list[tuple[str, ...]]] = {kind: [] for kind in _SECTIONS}
     for corpus in registry.CORPORA.values():
-        if corpus.name == registry.STDLIB:
+        if corpus.name in (registry.STDLIB, registry.STDLIB_WITH_TESTS):
             size, cached = "~" + format_size(registry.corpus_info(corpus.name)["size"]), "offline"
         else:
             size = format_size(corpus.size)

