@@ -14,12 +14,14 @@ import torch
 import train_helpers
 
 from byollm.cli import main
+from byollm.corpora.documents import iter_documents
+from byollm.data.prepare import document_split
 from byollm.evaluate.tasks import code, registry
 from byollm.model import GPT, GPTConfig, save_model
 from byollm.tokenizer import CharTokenizer
 
-SMALL_STDLIB = "python-stdlib:1MB"  # its val split: 5 whole asyncio modules
-N_SHORT_FUNCTIONS = 108  # of their 169 functions, those with a body of at most 400 bytes
+SMALL_STDLIB = "python-stdlib:1MB"  # its val split: 6 modules, 40 KB
+N_SHORT_FUNCTIONS = 100  # their functions with a body of at most 400 bytes
 
 
 @pytest.fixture(autouse=True)
@@ -81,17 +83,23 @@ class Memorized(torch.nn.Module):
         return logits
 
 
-def test_held_out_modules_are_whole_modules_of_the_val_split(modules):
-    assert [m.name for m in modules] == [
-        "asyncio/protocols.py",
-        "asyncio/queues.py",
-        "asyncio/runners.py",
-        "asyncio/selector_events.py",
-        "asyncio/sslproto.py",
+def test_held_out_modules_are_the_modules_prepare_holds_out(modules):
+    names = [m.name for m in modules]
+    assert names == [
+        "__future__.py",
+        "__phello__/spam.py",
+        "_aix_support.py",
+        "antigravity.py",
+        "asyncio/events.py",
+        "asyncio/format_helpers.py",
     ]
+    # exactly the modules prepare's document split holds out (6 of 46, whole)
+    everything = [doc.name for doc in iter_documents(SMALL_STDLIB, progress=False)]
+    assert names == [n for n in everything if document_split(n, code.VAL_FRACTION) == "val"]
+    assert len(everything) == 46
     for module in modules:
         ast.parse(module.text)
-        assert "# file:" not in module.text.splitlines()[0]
+        assert not module.text.startswith("# file:")  # the corpus's header line is not code
 
 
 def test_samples_are_real_lines_and_headers_spread_in_file_order(modules):
@@ -157,7 +165,7 @@ def test_a_model_that_knows_the_modules_scores_high_and_an_untrained_one_nil(mod
     # not 1.0: code repeats, so 40 characters of context do not always tell the next line
     assert good["acc"] >= 0.6 and good["parse_rate"] >= 0.75
     assert good["bits_per_byte"] < 1.0
-    assert good["lines"] == 40 and good["functions"] == 12 and good["modules"] == 5
+    assert good["lines"] == 40 and good["functions"] == 12 and good["modules"] == 6
     bad = code.evaluate_code(tiny_gpt(tokenizer), tokenizer, modules, log=print, **sizes)
     assert bad["acc"] == 0.0 and bad["parse_rate"] <= 0.2
     assert bad["bits_per_byte"] > 4.0  # about log2 of the vocabulary, untrained
@@ -178,7 +186,7 @@ def test_cli_runs_the_registered_task_with_a_limit(modules, tokenizer, tmp_path,
         assert main([*args, "--limit", "6"]) == 0
         out = capsys.readouterr().out
         assert "next-line exact match 0.0000 (6 lines)" in out
-        assert "(6 functions," in out and "5 held-out modules" in out
+        assert "(6 functions," in out and "6 held-out modules" in out
         assert main([*args, "--limit", "3", "--json"]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["kind"] == "code" and result["functions"] == 3 and result["lines"] == 3

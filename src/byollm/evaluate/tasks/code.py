@@ -16,11 +16,11 @@ Three numbers on held-out modules, each one fixed, deterministic sample:
   sample a body and ask `ast.parse` whether header + body is Python.
 
 Design choices:
-- **Held-out modules** are the `python-stdlib` modules of the validation split, the last
-  `val_fraction` of the corpus that `byollm prepare` sets aside, cut into modules at the corpus's
-  `# file: <path>` header lines. A module cut in two by the split, or any text that is not a
-  whole module, fails `ast.parse` and is left out. Nothing here trains on them: the train split
-  ends before them.
+- **Held-out modules** are the `python-stdlib` modules of the validation split that
+  `byollm prepare` sets aside (`byollm.data.prepare.document_split`: a hash of the module's
+  path picks ~`val_fraction` of the modules, whole, from all over the library; the rule
+  prepare applies to any corpus of 10 documents or more), so a model trained with the default
+  split never saw them. A module `ast.parse` refuses is left out.
 - **Positions are spread evenly** over all candidates (non-blank lines; every `def`), in file
   order, with no random numbers: the same on every machine and for every model.
 - **Prompts fit the window**: the text before a position, cut to its newest tokens: half the
@@ -52,7 +52,7 @@ import torch
 
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
-from byollm.evaluate.perplexity import evaluate_text, read_eval_text
+from byollm.evaluate.perplexity import evaluate_text
 from byollm.evaluate.tasks.records import spread
 from byollm.evaluate.tasks.scoring import ScoringOptions
 from byollm.model.interface import model_block_size, model_device, next_token_logits
@@ -67,8 +67,6 @@ BODY_TEMPERATURE = 0.8
 BODY_SEED = 1234
 BPB_BYTES = 200_000  # bits per byte over at most this much held-out text (whole modules)
 BATCH_ROWS = 32  # rows decoded together
-# The header `build_python_stdlib` writes before every file (byollm.corpora.registry).
-MODULE_HEADER = re.compile(r"^# file: (.+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -78,26 +76,22 @@ class Module:
 
 
 def held_out_modules(corpus: str = CORPUS, val_fraction: float = VAL_FRACTION) -> list[Module]:
-    """The whole modules of `corpus`'s validation split that `ast.parse` accepts, in file order."""
-    text = read_eval_text(corpus, "val", val_fraction)
-    return split_modules(text)
+    """The modules of `corpus`'s validation split (by document) that parse, in corpus order."""
+    from byollm.corpora.documents import iter_documents
+    from byollm.data.prepare import document_split
 
-
-def split_modules(text: str) -> list[Module]:
-    """`# file: NAME` sections of `text` as modules; sections that are not valid Python dropped.
-
-    >>> [m.name for m in split_modules("x = (\\n# file: a.py\\nx = 1\\n\\n# file: b.py\\ny(\\n")]
-    ['a.py']
-    """
-    headers = list(MODULE_HEADER.finditer(text))
     modules = []
-    for header, after in zip(headers, headers[1:] + [None]):
-        body = text[header.end() + 1 : after.start() if after else len(text)]
-        try:
-            ast.parse(body)
-        except (SyntaxError, ValueError):  # cut by the split, or not Python
+    for document in iter_documents(corpus, progress=False):
+        text = "".join(document.pieces)
+        if document_split(document.name, val_fraction) != "val":
             continue
-        modules.append(Module(header.group(1), body))
+        # a stdlib document starts with its `# file: path` line; the module is the rest
+        source = text.split("\n", 1)[1] if text.startswith(f"# file: {document.name}\n") else text
+        try:
+            ast.parse(source)
+        except (SyntaxError, ValueError):  # cut short by a size cap, or not Python
+            continue
+        modules.append(Module(document.name, source))
     return modules
 
 
