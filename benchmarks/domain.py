@@ -124,14 +124,19 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="code: lines and bodies asked")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument(
+        "--include", action="append", default=[], help="code: earlier --json results to show too"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = parse_models(args.model)
-    if not models:
+    if not models and not args.include:
         raise SystemExit("give at least one --model NAME=CHECKPOINT")
     if args.what == "code":
+        earlier = [r for path in args.include for r in json.load(open(path))]
         results = run_code(models, args.limit)
-        print("\n" + code_table(results) + "\n\n" + side_by_side(results))
+        shown = earlier + results
+        print("\n" + code_table(shown) + "\n\n" + side_by_side(shown))
     else:
         results = run_plays(models)
     if args.json:
