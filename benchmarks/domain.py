@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -133,7 +134,7 @@ def main() -> None:
     if not models and not args.include:
         raise SystemExit("give at least one --model NAME=CHECKPOINT")
     if args.what == "code":
-        earlier = [r for path in args.include for r in json.load(open(path))]
+        earlier = [r for path in args.include for r in json.loads(Path(path).read_text())]
         results = run_code(models, args.limit)
         shown = earlier + results
         print("\n" + code_table(shown) + "\n\n" + side_by_side(shown))
