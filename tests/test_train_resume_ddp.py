@@ -212,7 +212,9 @@ def test_fsdp_matches_one_process_and_resumes_exactly_from_the_one_checkpoint_fo
     single = load_train_config(None, {**settings, "out_dir": str(tmp_path / "one")})
     train(single, progress=False, log=lambda *a: None)  # batch 8 in one process
 
-    two = {**settings, "batch_size": "4"}
+    # 2 processes x 2 micro-steps x 2 rows: with gradient accumulation under FSDP, the same 8
+    # rows per step as the one process
+    two = {**settings, "batch_size": "2", "tokens_per_step": "256"}
     result = torchrun({**two, "out_dir": str(tmp_path / "fsdp")}, "--fsdp")
     assert result.stdout.count("done: 8 steps") == 1
     torchrun({**two, "max_steps": "4", "out_dir": str(tmp_path / "resumed")}, "--fsdp")
