@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -138,6 +139,9 @@ def test_a_body_ends_at_a_dedent_the_end_of_text_or_the_token_limit():
     # at <|endoftext|> the last line counts as written
     assert code.body_end("        return x", 4, True) == ("        return x", True)
     assert not code.parses(header, "")  # an empty body is not Python
+    with warnings.catch_warnings():  # a model's odd text is judged quietly
+        warnings.simplefilter("error")
+        assert code.parses(header, "        return 1if x else 2\n")
 
 
 def test_complete_is_greedy_decoding_as_a_plain_uncached_loop(modules, tokenizer):

@@ -45,6 +45,7 @@ import ast
 import re
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -87,11 +88,8 @@ def held_out_modules(corpus: str = CORPUS, val_fraction: float = VAL_FRACTION) -
             continue
         # a stdlib document starts with its `# file: path` line; the module is the rest
         source = text.split("\n", 1)[1] if text.startswith(f"# file: {document.name}\n") else text
-        try:
-            ast.parse(source)
-        except (SyntaxError, ValueError):  # cut short by a size cap, or not Python
-            continue
-        modules.append(Module(document.name, source))
+        if _parses(source):  # not when cut short by a size cap
+            modules.append(Module(document.name, source))
     return modules
 
 
@@ -183,10 +181,18 @@ def _lines(text: str) -> list[str]:
 
 def parses(header: str, body: str) -> bool:
     """Whether header + body (dedented together) is a Python module."""
-    try:
-        ast.parse(textwrap.dedent(header + body))
-    except (SyntaxError, ValueError):
-        return False
+    return _parses(textwrap.dedent(header + body))
+
+
+def _parses(source: str) -> bool:
+    """Whether `ast.parse` accepts `source`; quietly (a model's text makes the compiler warn
+    about things like `1if`, which would otherwise print a SyntaxWarning per sample)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        try:
+            ast.parse(source)
+        except (SyntaxError, ValueError):
+            return False
     return True
 
 
