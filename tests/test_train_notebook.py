@@ -18,8 +18,8 @@ def test_training_notebook_executes():
     )
     outputs, text = run_notebook("03_training.ipynb")
 
-    # the data: two memmaps, meta.json, and a no-op second run
-    assert "train.bin" in text and "val.bin" in text and '"dtype": "uint16"' in text
+    # the data: one shard per split, meta.json, and a no-op second run
+    assert "train-00000.bin" in text and "val-00000.bin" in text and '"dtype": "uint16"' in text
     assert "up to date, nothing rewritten" in text
     assert "same windows: True" in text and "== 1 process: True" in text
 

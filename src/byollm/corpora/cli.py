@@ -97,7 +97,7 @@ def _list(args: argparse.Namespace) -> int:
         if corpus.name in (registry.STDLIB, registry.STDLIB_WITH_TESTS):
             size, cached = "~" + format_size(registry.corpus_info(corpus.name)["size"]), "offline"
         else:
-            size = format_size(corpus.size)
+            size = format_size(corpus.size) if corpus.size else "unknown"
             cached = "yes" if corpus.cache_path().is_file() else "-"
         rows_by_kind[corpus.kind].append(
             (corpus.name, size, cached, corpus.license, corpus.description)
@@ -122,7 +122,9 @@ def _info(args: argparse.Namespace) -> int:
     width = max(map(len, info))
     for key, value in info.items():
         if key == "size":
-            value = f"{value:,} bytes ({format_size(value)})"
+            value = (
+                f"{value:,} bytes ({format_size(value)})" if value else "unknown (not published)"
+            )
         print(f"{key.ljust(width)}  {value}")
     return 0
 

@@ -43,6 +43,7 @@ import io
 import itertools
 import json
 import lzma
+import shutil
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -58,9 +59,10 @@ from byollm.corpora.registry import (
     read_stream_blocks,
     stdlib_documents,
 )
+from byollm.download import sha256_file
 from byollm.errors import ByollmError
 
-__all__ = ["Document", "corpus_paths", "iter_documents", "named_val_documents"]
+__all__ = ["Document", "corpus_paths", "extract_members", "iter_documents", "named_val_documents"]
 
 ENDOFTEXT = "<|endoftext|>"  # the separator TinyStories' text files use between stories
 PIECE_CHARS = 1 << 20
@@ -315,6 +317,30 @@ def _archive_documents(archive: Path, members: str, piece_chars: int):
         for member in files:
             with tar.extractfile(member) as stream:
                 yield from _named_document(stream, archive, member.name, piece_chars)
+
+
+def extract_members(corpus, *, mirror: str | None = None, progress: bool = True) -> Path:
+    """The documents of an archive corpus as files in a folder beside its cached archive
+    (`<archive>.members/`), written once, for the tools that read files: `byollm tokenizer
+    train`, `byollm eval`, `read_corpus_text`."""
+    archive = get_corpus(corpus.name, mirror=mirror, progress=progress)
+    folder = archive.with_name(archive.name + ".members")
+    done = folder / ".complete"
+    if done.is_file():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        for doc in _archive_documents(archive, corpus.members, PIECE_CHARS):
+            path = folder / doc.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                for piece in doc.pieces:
+                    f.write(piece)
+        done.write_text(f"{sha256_file(archive)}\n")
+    except OSError as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ByollmError(f"cannot extract {archive} into {folder}: {e.strerror or e}") from None
+    return folder
 
 
 def _named_document(stream, archive: Path, name: str, piece_chars: int):

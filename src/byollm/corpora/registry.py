@@ -395,7 +395,7 @@ _REGISTRY = [
         "",
         0,
         "ODC-By 1.0 (FineWeb-Edu)",
-        "one ~90 MB Parquet shard of FineWeb-Edu (nanochat's shuffled copy), column 'text'",
+        "one ~100 MB Parquet shard of FineWeb-Edu (nanochat's shuffled copy), column 'text'",
         "fineweb-edu/shard_00000.parquet",
     ),
     Corpus(
@@ -465,6 +465,11 @@ def corpus_files(
     name_or_path: str | Path, *, mirror: str | None = None, progress: bool = True
 ) -> list[Path]:
     """The files making up a corpus: one for a name or file; a folder's text files, sorted."""
+    kind, value = _lookup(name_or_path)
+    if kind == "registered" and value.members:  # an archive: its documents, extracted once
+        from byollm.corpora.documents import extract_members  # (documents imports this module)
+
+        return folder_files(extract_members(value, mirror=mirror, progress=progress))
     path = get_corpus(name_or_path, mirror=mirror, progress=progress)
     return [path] if path.is_file() else folder_files(path)
 
@@ -555,9 +560,11 @@ def corpus_info(name: str) -> dict:
         }
     corpus = value
     path = corpus.cache_path()
+    record = path.with_name(path.name + ".sha256")
+    pinned = corpus.sha256 or (record.read_text().split()[0] if record.is_file() else "")
     if not path.is_file():
         status = "not cached"
-    elif sha256_file(path) == corpus.sha256:
+    elif sha256_file(path) == pinned:
         status = "cached (sha256 verified)"
     else:
         status = "cached but fails its sha256 check (will be downloaded again)"

