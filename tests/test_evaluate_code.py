@@ -195,3 +195,14 @@ def test_cli_runs_the_registered_task_with_a_limit(modules, tokenizer, tmp_path,
         result = json.loads(capsys.readouterr().out)
         assert result["kind"] == "code" and result["functions"] == 3 and result["lines"] == 3
         assert len(result["samples"]) == 3 and result["bits_per_byte"] > 4.0
+
+
+def test_during_training_it_is_one_more_metric(modules, tokenizer, tmp_path):
+    spec = registry.TASKS["python-code"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BYOLLM_HOME", str(tmp_path / "home"))
+        patch.setitem(registry.TASKS, "python-code", dataclasses.replace(spec, asset=SMALL_STDLIB))
+        model = tiny_gpt(tokenizer, block_size=256).train()  # as the trainer has it
+        metrics = registry.training_metrics(model, tokenizer, "python-code:4", log=lambda *a: None)
+    assert metrics == {"python-code_acc": 0.0}  # the headline: next-line exact match
+    assert model.training  # left in the mode it was in

@@ -289,9 +289,13 @@ def evaluate_code(
         raise ByollmError(f"{task}: the model needs a context window of at least 8 tokens")
     started = time.perf_counter()
     result = {"task": task, "kind": "code", "modules": len(modules)}
-    result.update(_bits_per_byte(model, tokenizer, modules, bpb_bytes))
-    result.update(_next_line(model, tokenizer, modules, next_lines, block_size, options, log))
-    result.update(_bodies(model, tokenizer, modules, functions, block_size, options, log))
+    was_training = getattr(model, "training", False)
+    try:
+        result.update(_bits_per_byte(model, tokenizer, modules, bpb_bytes))
+        result.update(_next_line(model, tokenizer, modules, next_lines, block_size, options, log))
+        result.update(_bodies(model, tokenizer, modules, functions, block_size, options, log))
+    finally:
+        model.train(was_training)  # as it was: evaluate_text leaves it in eval mode
     result["seconds"] = time.perf_counter() - started
     result["items_per_s"] = (result["lines"] + result["functions"]) / max(result["seconds"], 1e-9)
     result["samples"] = result.pop("samples")  # last: the long part of the JSON
