@@ -16,6 +16,7 @@ import torch
 import train_helpers
 from safetensors.torch import load_file
 
+from byollm.errors import ByollmError
 from byollm.train import load_train_config, train
 from byollm.train.metrics import read_metrics
 from byollm.train.rundir import RunFolder
@@ -186,3 +187,62 @@ def test_ddp_ranks_stop_together_on_a_locked_run(tmp_path):
     assert result.returncode != 0
     message = f"being written by another byollm process (pid {os.getpid()})"
     assert result.stderr.count(message) == 1, result.stderr[-3000:]  # said once, by rank 0
+
+
+def torchrun(settings: dict, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "byollm", "train", "--no-progress", *extra, *cli_args(settings)]
+    result = subprocess.run(
+        command, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_fsdp_matches_one_process_and_resumes_exactly_from_the_one_checkpoint_format(
+    corpus, tmp_path
+):
+    # AdamW (FSDP cannot run Muon) and a constant lr after warmup, so a run stopped at step 4
+    # and resumed to step 8 follows the same schedule as a run of 8 steps.
+    settings = {
+        **SETTINGS,
+        "corpus": str(corpus),
+        "max_steps": "8",
+        "optimizer": "adamw",
+        "schedule": "constant",
+        "dtype": "float32",  # bf16 would magnify the different order of the gradient sums
+    }
+    single = load_train_config(None, {**settings, "out_dir": str(tmp_path / "one")})
+    train(single, progress=False, log=lambda *a: None)  # batch 8 in one process
+
+    # 2 processes x 2 micro-steps x 2 rows: with gradient accumulation under FSDP, the same 8
+    # rows per step as the one process
+    two = {**settings, "batch_size": "2", "tokens_per_step": "256"}
+    result = torchrun({**two, "out_dir": str(tmp_path / "fsdp")}, "--fsdp")
+    assert result.stdout.count("done: 8 steps") == 1
+    torchrun({**two, "max_steps": "4", "out_dir": str(tmp_path / "resumed")}, "--fsdp")
+    torchrun({**two, "out_dir": str(tmp_path / "resumed")}, "--fsdp", "--resume")
+
+    one, fsdp, resumed = (
+        tmp_path / name / "shakespeare-char" for name in ("one", "fsdp", "resumed")
+    )
+    # the whole batch split over two processes: one process's losses, up to summation order
+    assert train_losses(fsdp) == pytest.approx(train_losses(one), rel=1e-4, abs=1e-5)
+    # stopped at the step-4 checkpoint and resumed: exactly the uninterrupted FSDP run
+    assert train_losses(resumed) == train_losses(fsdp)
+    a = load_file(str(fsdp / "checkpoint" / "model.safetensors"))
+    b = load_file(str(resumed / "checkpoint" / "model.safetensors"))
+    plain = load_file(str(one / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys() == plain.keys()  # the one checkpoint format: full weights
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(a[k].shape == plain[k].shape for k in a)
+    # the optimizer state is the plain, index-keyed one: a one-process resume can read it
+    more = load_train_config(
+        None, {**settings, "max_steps": "9", "out_dir": str(tmp_path / "fsdp")}
+    )
+    assert train(more, resume=True, progress=False, log=lambda *a: None)["steps"] == 9
+
+
+def test_fsdp_refuses_muon_in_one_line():
+    with pytest.raises(ByollmError, match="fsdp=true needs optimizer = adamw"):
+        load_train_config(None, {"fsdp": "true"})

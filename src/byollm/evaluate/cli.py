@@ -4,6 +4,7 @@ byollm eval --checkpoint runs/shakespeare --corpus wikitext-2-valid --stride 128
 byollm eval --checkpoint runs/shakespeare --corpus notes.txt --json
 byollm eval --checkpoint runs/shakespeare --task blimp --limit 2000
 byollm eval --checkpoint runs/gpt2 --task hellaswag --task my_questions.jsonl --json
+byollm eval --checkpoint runs/python-code/checkpoint --task python-code
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ def register(subparsers) -> None:
         action="append",
         default=[],
         metavar="NAME|FILE",
-        help="a benchmark (blimp, hellaswag, arc-easy, arc-challenge, piqa, lambada) "
+        help="a benchmark (blimp, hellaswag, arc-easy, arc-challenge, piqa, lambada, "
+        "python-code) "
         "or a task file (.jsonl, a folder of them, or a zip); repeatable",
     )
     p.add_argument(
         "--limit",
         type=int,
         default=None,
-        help="--task: at most N items per task, spread evenly over the file",
+        help="--task: at most N items per task, spread evenly over the file (python-code: N "
+        "next lines and N function bodies)",
     )
     p.add_argument(
         "--batch-tokens",

@@ -28,7 +28,8 @@ def register(subparsers) -> None:
             "key can be overridden with --key value (e.g. --max_steps 500 --model.n_layer 6)."
         ),
         epilog=(
-            "presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu\n\n"
+            "presets: shakespeare-char (default), shakespeare-bpe, nanogpt-cpu, nanogpt-gpu,\n"
+            "  python-code, shakespeare-large, gpt2-fineweb\n\n"
             "speed:\n"
             "  --dtype auto   bf16 autocast where the hardware runs it natively (CUDA Ampere+,\n"
             "                 CPUs with AVX-512 BF16 or AMX: 1.33x float32 measured on a 2-core\n"
@@ -56,6 +57,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="under torchrun, shard weights, gradients and optimizer state over the processes "
+        "(FSDP2; same as --fsdp true; needs optimizer = adamw)",
+    )
+    p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
     )
     p.add_argument(
@@ -74,13 +81,16 @@ def run_train(args) -> int:
     if args.report is not None:
         from byollm.train.report import save_report
 
-        if args.config or args.overrides or args.resume or args.overwrite:
+        if args.config or args.overrides or args.resume or args.overwrite or args.fsdp:
             raise ByollmError(
                 "--report RUN_DIR rebuilds a report and trains nothing; give it alone"
             )
         print(save_report(args.report))
         return 0
-    config = load_train_config(args.config, parse_override_args(args.overrides))
+    overrides = parse_override_args(args.overrides)
+    if args.fsdp:
+        overrides["fsdp"] = "true"
+    config = load_train_config(args.config, overrides)
     if args.print_config:
         print(to_toml(config))  # reads back as the same config (a test checks)
         return 0

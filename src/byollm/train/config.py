@@ -128,6 +128,7 @@ class TrainConfig:
     # else fp32 (AVX2 emulates bf16 ~100x slower) | float32 | bfloat16 | float16
     dtype: str = "auto"
     compile: bool = False  # torch.compile the model (worth it on GPUs, rarely on small CPU models)
+    fsdp: bool = False  # under torchrun: shard weights, gradients, optimizer state (FSDP2)
     # CPU threads for torch; 0 = torch's choice. One job per set of cores: two jobs sharing the
     # cores oversubscribe them and run 10x slower or worse (docs/03-training.md, section 6)
     threads: int = 0
@@ -168,7 +169,7 @@ class TrainConfig:
         ):
             if not isinstance(getattr(self, key), str):
                 raise ByollmError(f"{key}={getattr(self, key)!r} is invalid: expected a string")
-        for key in ("compile", "tensorboard", "wandb"):
+        for key in ("compile", "fsdp", "tensorboard", "wandb"):
             if not isinstance(getattr(self, key), bool):
                 raise ByollmError(f"{key}={getattr(self, key)!r} is invalid: expected true/false")
         check_number("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
@@ -200,6 +201,11 @@ class TrainConfig:
         check_number("max_steps", self.max_steps, 1, MAX_STEPS, integer=True)
 
         check_choice("optimizer", self.optimizer, ("adamw", "muon"))
+        if self.fsdp and self.optimizer == "muon":
+            raise ByollmError(
+                "fsdp=true needs optimizer = adamw: Muon orthogonalizes each whole weight "
+                "matrix, and FSDP keeps only a slice of it in each process"
+            )
         check_choice("schedule", self.schedule, SCHEDULES)
         check_number("lr", self.lr, 0, MAX_LR, low_open=True)
         check_number("muon_lr", self.muon_lr, 0, MAX_LR, low_open=True)

@@ -17,9 +17,20 @@ Design choices:
   turns a finished run into a failed one.
 
 Multi-node: run the same command on each machine with `--nnodes=N --node_rank=i
---rdzv_backend=c10d --rdzv_endpoint=HOST:PORT` (torchrun's rendezvous). For models too large for
-one device, FSDP (`torch.distributed.fsdp.fully_shard`) shards parameters, gradients and optimizer
-state across processes instead of replicating them; see docs/03-training.md.
+--rdzv_backend=c10d --rdzv_endpoint=HOST:PORT` (torchrun's rendezvous); see docs/03-training.md.
+
+FSDP2 (`fsdp = true`, `byollm train --fsdp`), for models too large for one device: PyTorch's
+`fully_shard` on every transformer block and on the whole model. Each process keeps 1/N of every
+weight, gradient and optimizer moment; a block's full weights are gathered just before its
+forward (and backward) and freed after, and gradients are reduce-scattered instead of
+all-reduced. The data is split over processes as under DDP, so the run equals one process with
+the whole batch, up to the order of floating-point sums.
+- **One checkpoint format.** At a checkpoint every process takes part in gathering the full
+  weights and optimizer state onto rank 0's CPU (`gather_full_state`); rank 0 writes them as a
+  plain run would (optimizer state keyed by parameter index, as `Optimizer.state_dict`). Resume
+  loads the plain weights before sharding and hands each process the full optimizer state to
+  slice (`load_full_optimizer_state`), so a run can be resumed with or without FSDP.
+- AdamW only: Muon orthogonalizes each whole matrix, which no process holds.
 """
 
 from __future__ import annotations
@@ -152,3 +163,73 @@ def shutdown(exit_code: int = 0) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(exit_code)
+
+
+# --- FSDP2 -------------------------------------------------------------------------------------
+
+
+def shard_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Shard `model` (a byollm GPT) in place with FSDP2: each block, then the rest (embeddings,
+    final norm, head) as the root group. Build the optimizers after this: sharding replaces
+    the parameters with sharded ones."""
+    from torch.distributed.fsdp import fully_shard
+
+    for block in model.transformer["h"]:
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def _parameter_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The names of `optimizer`'s parameters in its own order (index i of its state_dict)."""
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    return [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+
+
+def gather_full_state(model, optimizers) -> tuple[dict | None, list[dict] | None]:
+    """(full weights, optimizer state_dicts) on rank 0's CPU; (None, None) on the others.
+
+    Collective: every process must call it. The optimizer states come back in the plain
+    `Optimizer.state_dict()` layout (keyed by parameter index), so the checkpoint is the one a
+    single process writes.
+    """
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(model, options=options)
+    states = []
+    for optimizer in optimizers:
+        named = get_optimizer_state_dict(model, optimizer, options=options)
+        if dist.get_rank() == 0:
+            names = _parameter_names(model, optimizer)
+            index = {name: i for i, name in enumerate(names)}
+            groups, start = [], 0
+            for group, named_group in zip(optimizer.param_groups, named["param_groups"]):
+                ids = list(range(start, start + len(group["params"])))
+                groups.append({**named_group, "params": ids})
+                start += len(ids)
+            state = {index[name]: value for name, value in named["state"].items()}
+            states.append({"state": state, "param_groups": groups})
+    if dist.get_rank() != 0:
+        return None, None
+    return weights, states
+
+
+def load_full_optimizer_state(model, optimizer, state: dict) -> None:
+    """Give a sharded `optimizer` a plain (full, index-keyed) state_dict; each process keeps its
+    slice. Every process must call it (with the same state)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    names = _parameter_names(model, optimizer)
+    groups, start = [], 0
+    for group in state["param_groups"]:
+        groups.append({**group, "params": names[start : start + len(group["params"])]})
+        start += len(group["params"])
+    named = {"state": {names[int(i)]: v for i, v in state["state"].items()}, "param_groups": groups}
+    set_optimizer_state_dict(
+        model, optimizer, optim_state_dict=named, options=StateDictOptions(full_state_dict=True)
+    )

@@ -155,6 +155,8 @@ class Trainer:
         self.resume = resume
         self.overwrite = overwrite
         self.dist = distributed.setup(config.device)
+        self.fsdp = config.fsdp and self.dist.distributed  # one process: nothing to shard
+        self._plain_model = None  # FSDP: rank 0's full copy for samples and checkpoints
         self.progress = progress and self.dist.is_main
         self.log = log if self.dist.is_main else (lambda *a, **k: None)
         self.run_dir = config.run_dir()
@@ -233,6 +235,8 @@ class Trainer:
         init_model = self._setup_model_config()
         self._setup_data(data_dir, corpus)
         self._setup_model(checkpoint, init_model)
+        if self.fsdp:  # before the optimizers: sharding replaces the parameters
+            distributed.shard_model(self.model)
         self._setup_optimizers()
         self.step = 0
         self.tokens_seen = 0
@@ -352,10 +356,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
     def _wrap_model(self) -> None:
-        """Compile the model and wrap it for DDP, as configured (`raw_model` stays plain)."""
+        """Compile the model and wrap it for DDP, as configured (`raw_model` stays plain).
+        Under FSDP the model is already sharded in place (`_setup`)."""
         if self.config.compile:
             self.model = torch.compile(self.model)
-        if self.dist.distributed:
+        if self.dist.distributed and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -444,7 +449,10 @@ class Trainer:
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             peaks = [g["peak_lr"] for g in opt.param_groups]
             try:
-                opt.load_state_dict(opt_state)
+                if self.fsdp:
+                    distributed.load_full_optimizer_state(self.model, opt, opt_state)
+                else:
+                    opt.load_state_dict(opt_state)
             except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
                 raise ByollmError(f"{source}: the optimizer state does not fit ({e})") from None
             _check_optimizer_state(opt, source)
@@ -583,10 +591,13 @@ class Trainer:
         for micro in range(self.grad_accum):
             x, y = self.train_loader.batch(self.step, micro)
             last = micro == self.grad_accum - 1
-            # DDP all-reduces gradients in backward(); only the last micro-step needs it.
+            # DDP all-reduces (FSDP reduce-scatters) gradients in backward(); only the last
+            # micro-step needs it.
+            if self.fsdp:
+                self.raw_model.set_requires_gradient_sync(last)
             sync = (
                 contextlib.nullcontext()
-                if last or not self.dist.distributed
+                if last or not self.dist.distributed or self.fsdp
                 else self.model.no_sync()
             )
             with sync:
@@ -644,20 +655,36 @@ class Trainer:
         improved = losses["val"] < self.best_val_loss
         if improved:
             self.best_val_loss = losses["val"]
+        # FSDP: every process helps gather the full weights and optimizer state onto rank 0
+        gathered = (None, None)
+        if self.fsdp:
+            gathered = distributed.gather_full_state(self.model, self.optimizers)
         # rank 0 writes; a failed write (a full disk) stops every rank with its one line
-        sample = distributed.on_main(self._write_evaluation, record, improved, started)
+        sample = distributed.on_main(self._write_evaluation, record, improved, started, *gathered)
         if sample is not None:
             record["sample"] = sample
         return record
 
-    def _write_evaluation(self, record: dict, improved: bool, started: float) -> str:
-        """Log the evaluation, sample, and save `checkpoint/` (and `best/`); the sample."""
+    def _write_evaluation(
+        self,
+        record: dict,
+        improved: bool,
+        started: float,
+        weights: dict | None = None,
+        optimizer_states: list[dict] | None = None,
+    ) -> str:
+        """Log the evaluation, sample, and save `checkpoint/` (and `best/`); the sample.
+
+        Under FSDP, `weights` and `optimizer_states` are the gathered full ones: a plain copy of
+        the model holds the weights for the benchmarks, the sample and the checkpoint.
+        """
+        model = self.raw_model if weights is None else self._plain_copy(weights)
         if self.config.eval_tasks:  # benchmark accuracy beside the loss, e.g. blimp_acc
             from byollm.evaluate.tasks import training_metrics
 
             record.update(
                 training_metrics(
-                    self.raw_model,
+                    model,
                     self.tokenizer,
                     self.config.eval_tasks,
                     mirror=self.config.mirror or None,
@@ -665,7 +692,7 @@ class Trainer:
                 )
             )
         self._record(record)
-        sample = self.sample()
+        sample = self.sample(model)
         path = self.run_dir / "samples.txt"
         try:
             with path.open("a") as f:
@@ -673,11 +700,11 @@ class Trainer:
                 f.write(sample + "\n\n")
         except OSError as e:
             raise ByollmError(f"{path}: cannot write ({e.strerror})") from None
-        state = self._train_state(started)
+        state = self._train_state(started, optimizer_states)
         for name in ("checkpoint", "best") if improved else ("checkpoint",):
             save_train_checkpoint(
                 self.run_dir / name,
-                self.raw_model,
+                model,
                 self.tokenizer,
                 state,
                 train_config=to_dict(self.config),
@@ -685,30 +712,44 @@ class Trainer:
             )
         return sample
 
-    def sample(self) -> str:
-        """A sample from the model, drawn without disturbing the training RNG."""
+    def sample(self, model=None) -> str:
+        """A sample from `model` (default: the one training), drawn without disturbing the
+        training RNG."""
         cfg = self.config
         if not cfg.sample_tokens:
             return ""
+        model = self.raw_model if model is None else model
+        device = next(model.parameters()).device
+        dtype = self.dtype if device == self.device else torch.float32
         try:
             prompt = self.tokenizer.encode(cfg.sample_prompt) or [0]
         except Exception:  # a prompt the vocabulary cannot spell: start from token 0
             prompt = [0]
-        idx = torch.tensor([prompt], dtype=torch.long, device=self.device)
+        idx = torch.tensor([prompt], dtype=torch.long, device=device)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(cfg.seed + self.step)
-            self.raw_model.eval()
-            with torch.no_grad(), autocast(self.device, self.dtype):
-                out = self.raw_model.generate(
+            model.eval()
+            with torch.no_grad(), autocast(device, dtype):
+                out = model.generate(
                     idx,
                     cfg.sample_tokens,
                     temperature=cfg.sample_temperature,
                     top_k=cfg.sample_top_k or None,
                 )
-            self.raw_model.train()
+            model.train()
         return self.tokenizer.decode(out[0].tolist())
 
-    def _train_state(self, started: float) -> dict:
+    def _plain_copy(self, weights: dict) -> torch.nn.Module:
+        """FSDP: a plain GPT on the CPU holding the gathered `weights` (built once, reused)."""
+        from byollm.model import GPT
+
+        if self._plain_model is None:
+            with torch.random.fork_rng():  # building it must not move the training RNG
+                self._plain_model = GPT(self.raw_model.config)
+        self._plain_model.load_state_dict(weights)
+        return self._plain_model
+
+    def _train_state(self, started: float, optimizer_states: list[dict] | None = None) -> dict:
         return {
             "step": self.step,
             "tokens_seen": self.tokens_seen,
@@ -717,7 +758,7 @@ class Trainer:
             "seed": self.config.seed,
             "data_position": self.step,  # batches are a function of (seed, step)
             "tokenizer_hash": self.tokenizer.content_hash,
-            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "optimizers": optimizer_states or [opt.state_dict() for opt in self.optimizers],
             "rng": rng_state(),
             "grad_scaler": self.scaler.state_dict(),
             "elapsed": self._elapsed(started),

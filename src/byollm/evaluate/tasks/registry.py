@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from byollm.errors import ByollmError
-from byollm.evaluate.tasks import cloze, minimal_pairs, multiple_choice
+from byollm.evaluate.tasks import cloze, code, minimal_pairs, multiple_choice
 from byollm.evaluate.tasks.records import Record, read_lines, read_records, spread
 from byollm.evaluate.tasks.scoring import ScoringOptions
 
@@ -35,21 +35,24 @@ EVALUATE = {
     "minimal_pairs": minimal_pairs.evaluate_minimal_pairs,
     "multiple_choice": multiple_choice.evaluate_multiple_choice,
     "cloze": cloze.evaluate_cloze,
+    "code": code.evaluate_code,
 }
 FORMAT = {
     "minimal_pairs": minimal_pairs.format_minimal_pairs,
     "multiple_choice": multiple_choice.format_multiple_choice,
     "cloze": cloze.format_cloze,
+    "code": code.format_code,
 }
-HEADLINE = {"minimal_pairs": "acc", "multiple_choice": "acc_norm", "cloze": "acc"}
+HEADLINE = {"minimal_pairs": "acc", "multiple_choice": "acc_norm", "cloze": "acc", "code": "acc"}
 TRAINING_LIMIT = 1000  # items per task at each training evaluation, unless told otherwise
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: str  # minimal_pairs | multiple_choice | cloze
-    asset: str  # the registered download (byollm.corpora.CORPORA) holding the items
+    kind: str  # minimal_pairs | multiple_choice | cloze | code
+    asset: str  # the registered download (byollm.corpora.CORPORA) holding the items; for
+    # `code`, the corpus whose validation split holds the held-out modules
     description: str
     members: str = "*.jsonl"  # which files of an archive hold the items (a glob)
     labels: str | None = None  # a separate label list in the archive (PIQA)
@@ -99,6 +102,13 @@ TASKS: dict[str, TaskSpec] = {
             "lambada-openai",
             "LAMBADA (OpenAI's version), 5,153 passages: predict the last word",
         ),
+        TaskSpec(
+            "python-code",
+            "code",
+            "python-stdlib",
+            "held-out python-stdlib modules: bits per byte, next-line exact match, share of "
+            "sampled function bodies that parse",
+        ),
     ]
 }
 
@@ -108,6 +118,8 @@ def load_task(
 ) -> tuple[str, str, list]:
     """(kind, name, items) for a registered task name or a task file (see `detect_kind`)."""
     spec = TASKS.get(task)
+    if spec is not None and spec.kind == "code":  # built offline, from the corpus's val split
+        return spec.kind, spec.name, code.held_out_modules(spec.asset)
     if spec is not None:
         from byollm.corpora import get_asset
 
@@ -169,8 +181,7 @@ def run_task(
     log = log or _to_stderr
     options = options or ScoringOptions()
     kind, name, items = load_task(task, mirror=mirror, progress=options.progress)
-    items = spread(items, limit)
-    result = EVALUATE[kind](model, tokenizer, items, task=name, options=options, log=log)
+    result = _evaluate(kind, model, tokenizer, items, limit, task=name, options=options, log=log)
     result["dtype"] = options.dtype
     if limit is not None:
         result["limit"] = limit
@@ -207,7 +218,7 @@ def parse_eval_tasks(spec: str) -> list[tuple[str, int | None]]:
     return tasks
 
 
-_training_tasks: dict[tuple, list[tuple[str, str, list]]] = {}
+_training_tasks: dict[tuple, list[tuple[str, str, list, int | None]]] = {}
 _notes_seen: set[str] = set()
 
 
@@ -227,13 +238,23 @@ def training_metrics(model, tokenizer, spec: str, *, mirror: str | None = None, 
         loaded = []
         for task, limit in parse_eval_tasks(spec):
             kind, name, items = load_task(task, mirror=mirror, progress=False)
-            loaded.append((kind, name, spread(items, limit)))
+            loaded.append((kind, name, items, limit))
         _training_tasks[spec, mirror] = loaded
     metrics = {}
-    for kind, name, items in _training_tasks[spec, mirror]:
-        result = EVALUATE[kind](model, tokenizer, items, task=name, log=log_once)
+    for kind, name, items, limit in _training_tasks[spec, mirror]:
+        result = _evaluate(kind, model, tokenizer, items, limit, task=name, log=log_once)
         metrics[f"{name}_{HEADLINE[kind]}"] = result[HEADLINE[kind]]
     return metrics
+
+
+def _evaluate(kind: str, model, tokenizer, items: list, limit: int | None, **kwargs) -> dict:
+    """EVALUATE[kind] on at most `limit` items, spread over the file. A code task's items are
+    whole modules, and there `limit` caps the lines and the functions asked instead."""
+    if kind == "code":
+        if limit is not None:
+            kwargs.update(next_lines=limit, functions=limit)
+        return code.evaluate_code(model, tokenizer, items, **kwargs)
+    return EVALUATE[kind](model, tokenizer, spread(items, limit), **kwargs)
 
 
 def _read_items(kind: str, records: list[Record], labels: list[str] | None) -> list:
