@@ -94,19 +94,24 @@ def baselines(split: str) -> list[tuple[str, float, float, float]]:
     return out
 
 
-def spam(base: Path, workdir: Path, epochs: int, split: str, lr: float) -> None:
+SPAM_ROWS = (
+    "pretrained:head,pretrained:last:1,pretrained:last:2,pretrained:all,pretrained:lora,random:all"
+)
+
+
+def spam(
+    base: Path, workdir: Path, epochs: int, split: str, lr: float, rows: str, lora_lr: float
+) -> None:
+    """One table row per `rows` entry (`pretrained:WHAT` or `random:WHAT`), then the baselines.
+
+    LoRA trains at `lora_lr`: its update starts at zero and is scaled by alpha / rank, so it
+    needs a larger step than full fine-tuning (the LoRA paper's lrs are 10-100x full FT's)."""
     print(f"\n### SMS spam, {split} split, {epochs} epoch(s)\n")
-    print("| model | trains | trainable params | test acc | macro F1 | wall s |")
-    print("|---|---|---:|---:|---:|---:|")
-    runs = [
-        ("pretrained", "head"),
-        ("pretrained", "last:1"),
-        ("pretrained", "last:2"),
-        ("pretrained", "all"),
-        ("pretrained", "lora"),
-        ("random init", "all"),
-    ]
-    for i, (source, trainable) in enumerate(runs):
+    print("| model | trains | trainable params | lr | val acc | test acc | macro F1 | wall s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for i, row in enumerate(rows.split(",")):
+        source, _, trainable = row.partition(":")
+        row_lr = lora_lr if trainable == "lora" else lr
         started = time.perf_counter()
         s = finetune_classifier(
             base,
@@ -116,21 +121,27 @@ def spam(base: Path, workdir: Path, epochs: int, split: str, lr: float) -> None:
             lora=LoRAConfig(rank=16, alpha=16) if trainable == "lora" else None,
             split=split,
             epochs=epochs,
-            lr=lr,
-            random_init=source == "random init",
+            lr=row_lr,
+            random_init=source == "random",
+            device="cpu",
             log=lambda *a: None,
         )
+        name = "random init" if source == "random" else "pretrained"
         print(
-            f"| {source} | {trainable} | {s['parameters']['trainable']:,} | "
-            f"{100 * s['test']['accuracy']:.2f}% | {s['test']['macro_f1']:.4f} | "
-            f"{time.perf_counter() - started:.0f} |",
+            f"| {name} | {trainable} | {s['parameters']['trainable']:,} | {row_lr:g} | "
+            f"{100 * s['val']['accuracy']:.2f}% | {100 * s['test']['accuracy']:.2f}% | "
+            f"{s['test']['macro_f1']:.4f} | {time.perf_counter() - started:.0f} |",
             flush=True,
         )
+        epochs_seen = [round(100 * h["val_accuracy"], 2) for h in s["history"]]
+        print(f"<!-- {row}: val accuracy by epoch {epochs_seen} -->", flush=True)
     for name, accuracy, f1, seconds in baselines(split):
-        print(f"| {name} | - | - | {100 * accuracy:.2f}% | {f1:.4f} | {seconds:.1f} |")
+        print(f"| {name} | - | - | - | - | {100 * accuracy:.2f}% | {f1:.4f} | {seconds:.1f} |")
 
 
-def instruct(base: Path, workdir: Path, epochs: int, lr: float, eval_examples: int) -> None:
+def instruct(
+    base: Path, workdir: Path, epochs: int, lr: float, lora_lr: float, eval_examples: int
+) -> None:
     print(f"\n### Instruction tuning (instruction-data), {epochs} epoch(s)\n")
     print(
         "| trains | prompt | answer loss before -> after | ROUGE-L before -> after | "
@@ -145,9 +156,10 @@ def instruct(base: Path, workdir: Path, epochs: int, lr: float, eval_examples: i
             trainable=trainable,
             mask_prompt=mask,
             epochs=epochs,
-            lr=lr if trainable == "all" else 10 * lr,
+            lr=lr if trainable == "all" else lora_lr,
             eval_examples=eval_examples,
             max_new_tokens=64,
+            device="cpu",
             log=lambda *a: None,
         )
         b, a = s["before"], s["after"]
@@ -160,8 +172,10 @@ def instruct(base: Path, workdir: Path, epochs: int, lr: float, eval_examples: i
         )
 
 
-def throughput(base: Path, batches: int = 30) -> None:
-    """Our loop vs a bare loop: same model, same batches, same optimizer."""
+def throughput(base: Path, batches: int = 40, rounds: int = 3) -> None:
+    """Our loop vs a bare loop: same model, same batches, same optimizer, alternated `rounds`
+    times (bare, ours, bare, ours, ...) so that a change in the machine's load hits both; the
+    medians and their ratio are printed."""
     from byollm.model.checkpoint import load_for_inference
 
     rows = columns(read_records("sms-spam"), ["text", "label"], "sms-spam")[: batches * 8]
@@ -180,28 +194,47 @@ def throughput(base: Path, batches: int = 30) -> None:
         choose_trainable(g, "all", head=model.head, root=model)
         return model
 
-    model = fresh()
-    result = fit(
-        model,
-        lambda m, b: (F.cross_entropy(m(b[0], b[1]), b[2]), b[0].numel()),
-        lambda epoch: data,
-        epochs=1,
-        lr=5e-5,
-        log=lambda *a: None,
+    def ours() -> float:
+        result = fit(
+            fresh(),
+            lambda m, b: (F.cross_entropy(m(b[0], b[1]), b[2]), b[0].numel()),
+            lambda epoch: data,
+            epochs=1,
+            lr=5e-5,
+            log=lambda *a: None,
+        )
+        return result["tokens_per_s"]
+
+    def bare() -> float:
+        model = fresh()
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.1)
+        started = time.perf_counter()
+        for x, lengths, y in data:
+            F.cross_entropy(model(x, lengths), y).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return tokens / (time.perf_counter() - started)
+
+    bare(), ours()  # warm-up: first-call allocations and kernels
+    measured = {"bare": [], "ours": []}
+    for _ in range(rounds):
+        measured["bare"].append(bare())
+        measured["ours"].append(ours())
+    median = {k: sorted(v)[len(v) // 2] for k, v in measured.items()}
+    print(f"\n### Fine-tuning throughput (SMS spam, {len(data)} batches of 8, all layers)\n")
+    print(f"torch threads: {torch.get_num_threads()}; {rounds} alternated rounds, medians\n")
+    print("| loop | tokens/s (median) | all rounds |\n|---|---:|---|")
+    print(
+        f"| byollm.finetune.loop.fit | {median['ours']:,.0f} | "
+        f"{', '.join(f'{v:,.0f}' for v in measured['ours'])} |"
     )
-    model = fresh()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.1)
-    started = time.perf_counter()
-    for x, lengths, y in data:
-        F.cross_entropy(model(x, lengths), y).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    plain = tokens / (time.perf_counter() - started)
-    print("\n### Fine-tuning throughput (SMS spam batches of 8, all layers)\n")
-    print("| loop | tokens/s |\n|---|---:|")
-    print(f"| byollm.finetune.loop.fit | {result['tokens_per_s']:,.0f} |")
-    print(f"| bare PyTorch loop | {plain:,.0f} |")
+    print(
+        f"| bare PyTorch loop | {median['bare']:,.0f} | "
+        f"{', '.join(f'{v:,.0f}' for v in measured['bare'])} |"
+    )
+    print(f"\nratio ours / bare: {median['ours'] / median['bare']:.3f}")
 
 
 def main() -> None:
@@ -212,8 +245,17 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--instruct-epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lora-lr", type=float, default=1e-3)
+    p.add_argument(
+        "--rows",
+        default=SPAM_ROWS,
+        help="the SMS spam rows, comma-separated source:what (default: all six); run subsets "
+        "as parallel processes on a busy machine",
+    )
     p.add_argument("--full", action="store_true", help="also the stratified split of all 5,574")
     p.add_argument("--eval-examples", type=int, default=110)
+    p.add_argument("--rounds", type=int, default=9, help="throughput: alternated rounds")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -225,17 +267,19 @@ def main() -> None:
         args.pretrain_steps, args.epochs, args.instruct_epochs = 20, 1, 1
         args.eval_examples = 20
     random.seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         base = args.base or pretrain(workdir, args.pretrain_steps, 128 if args.quick else 256)
         if args.part in ("spam", "all"):
-            spam(base, workdir, args.epochs, "balanced", args.lr)
+            spam(base, workdir, args.epochs, "balanced", args.lr, args.rows, args.lora_lr)
             if args.full:
-                spam(base, workdir, args.epochs, "stratified", args.lr)
+                spam(base, workdir, args.epochs, "stratified", args.lr, args.rows, args.lora_lr)
         if args.part in ("instruct", "all"):
-            instruct(base, workdir, args.instruct_epochs, args.lr, args.eval_examples)
+            instruct(base, workdir, args.instruct_epochs, args.lr, args.lora_lr, args.eval_examples)
         if args.part in ("throughput", "all"):
-            throughput(base)
+            throughput(base, rounds=args.rounds)
 
 
 if __name__ == "__main__":
