@@ -117,7 +117,7 @@ def test_lora_with_random_b_is_told_why_b_starts_at_zero(tmp_path):
     assert "computes exactly what the base computed" in init.message
 
 
-def test_lora_scaled_by_alpha_alone_fails_forward_and_merge(tmp_path):
+def test_lora_scaled_by_alpha_alone_fails_init_and_its_dependents_wait(tmp_path):
     path = _broken(tmp_path, "lora", "self.scaling = alpha / rank", "self.scaling = alpha")
     report = check("lora", path)
     assert _result(report, "LoRALinear.__init__").status == FAILED
@@ -127,7 +127,7 @@ def test_lora_scaled_by_alpha_alone_fails_forward_and_merge(tmp_path):
     assert _result(report, "count_parameters").status == OK
 
 
-def test_lora_merge_with_a_and_b_swapped_shows_the_shapes(tmp_path):
+def test_lora_merge_written_another_way_passes_and_an_unscaled_one_fails(tmp_path):
     path = _broken(
         tmp_path,
         "lora",
