@@ -313,6 +313,11 @@ def main() -> None:
         "as parallel processes on a busy machine",
     )
     p.add_argument("--full", action="store_true", help="also the stratified split of all 5,574")
+    p.add_argument(
+        "--splits",
+        default="balanced",
+        help="comma-separated: balanced (the book's 1,045/149/300), stratified (all 5,574)",
+    )
     p.add_argument("--eval-examples", type=int, default=50)
     p.add_argument("--rounds", type=int, default=9, help="throughput: alternated rounds")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
@@ -334,9 +339,9 @@ def main() -> None:
         if args.adapt_steps:
             base = adapt_to_sms(base, workdir, args.adapt_steps)
         if args.part in ("spam", "all"):
-            spam(base, workdir, args.epochs, "balanced", args.lr, args.rows, args.lora_lr)
-            if args.full:
-                spam(base, workdir, args.epochs, "stratified", args.lr, args.rows, args.lora_lr)
+            splits = ["balanced", "stratified"] if args.full else args.splits.split(",")
+            for split in splits:
+                spam(base, workdir, args.epochs, split, args.lr, args.rows, args.lora_lr)
         if args.part in ("instruct", "all"):
             instruct(base, workdir, args.instruct_epochs, args.lr, args.lora_lr, args.eval_examples)
         if args.part in ("throughput", "all"):
