@@ -45,6 +45,25 @@ ENGLISH = {  # the pretraining corpus: the English text the registry holds, ~3.3
 }
 
 
+def train_run(workdir: Path, name: str, corpus: Path, steps: int, **settings) -> tuple[dict, Path]:
+    """`byollm train` without output: run `name` on `corpus` in `workdir`; (summary, best/)."""
+    from byollm.train import load_train_config, train
+
+    overrides = {
+        "name": name,
+        "out_dir": str(workdir),
+        "corpus": str(corpus),
+        "data_dir": str(workdir / f"{name}-tokens"),
+        "max_steps": str(steps),
+        "sample_tokens": "0",
+        "eval_tasks": "",
+        "batch_size": "16",
+        **{key: str(value) for key, value in settings.items()},
+    }
+    summary = train(load_train_config(None, overrides), progress=False, log=lambda *a: None)
+    return summary, workdir / name / "best"
+
+
 def pretrain(workdir: Path, steps: int, block_size: int = 128) -> Path:
     """The default preset's model (4 layers, 128 wide) with a 4,096-id BPE, trained on the
     TinyStories sample and WikiText-2's validation and test splits (one folder, one file each;
@@ -52,31 +71,25 @@ def pretrain(workdir: Path, steps: int, block_size: int = 128) -> Path:
     import shutil
 
     from byollm.corpora import get_corpus
-    from byollm.train import load_train_config, train
 
-    corpus = workdir / "english"
+    corpus = workdir / "english-text"
     corpus.mkdir(parents=True, exist_ok=True)
     for name, registered in ENGLISH.items():
         shutil.copyfile(get_corpus(registered, progress=False), corpus / name)
-    overrides = {
-        "name": "english",
-        "out_dir": str(workdir),
-        "corpus": str(corpus),
-        "data_dir": str(workdir / "english-bpe4096"),
-        "tokenizer": "bpe:4096",
-        "max_steps": str(steps),
-        "eval_interval": str(max(50, steps // 5)),
-        "sample_tokens": "0",
-        "eval_tasks": "",
-        "model.block_size": str(block_size),
-        "batch_size": "16",
-    }
-    summary = train(load_train_config(None, overrides), progress=False, log=lambda *a: None)
+    summary, best = train_run(
+        workdir,
+        "english",
+        corpus,
+        steps,
+        tokenizer="bpe:4096",
+        eval_interval=max(50, steps // 5),
+        **{"model.block_size": block_size},
+    )
     print(
         f"pretrained {steps} steps: val loss {summary['best_val_loss']:.3f} "
         f"in {summary['elapsed_s']:.0f}s"
     )
-    return workdir / "english" / "best"
+    return best
 
 
 def adapt_to_sms(base: Path, workdir: Path, steps: int) -> Path:
@@ -84,8 +97,6 @@ def adapt_to_sms(base: Path, workdir: Path, steps: int) -> Path:
 
     Every message goes in except those of the balanced split's validation and test sets (and
     their duplicates elsewhere in the collection), so nothing scored was ever read."""
-    from byollm.train import load_train_config, train
-
     rows = columns(read_records("sms-spam"), ["text", "label"], "sms-spam")
     _, val, test = balanced_split(rows, lambda r: r[1], seed=123)  # finetune_classifier's seed
     held_out = set(val) | set(test)
@@ -93,24 +104,14 @@ def adapt_to_sms(base: Path, workdir: Path, steps: int) -> Path:
     corpus.mkdir(parents=True, exist_ok=True)
     texts = [text for text, label in rows if (text, label) not in held_out]
     (corpus / "sms.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    overrides = {
-        "name": "english-sms",
-        "out_dir": str(workdir),
-        "init_from": str(base),
-        "corpus": str(corpus),
-        "data_dir": str(workdir / "sms-unlabelled-tokens"),
-        "max_steps": str(steps),
-        "eval_interval": str(max(50, steps // 2)),
-        "sample_tokens": "0",
-        "eval_tasks": "",
-        "batch_size": "16",
-    }
-    summary = train(load_train_config(None, overrides), progress=False, log=lambda *a: None)
+    summary, best = train_run(
+        workdir, "english-sms", corpus, steps, init_from=base, eval_interval=max(50, steps // 2)
+    )
     print(
         f"adapted to {len(texts)} SMS texts for {steps} steps: val loss "
         f"{summary['best_val_loss']:.3f} in {summary['elapsed_s']:.0f}s"
     )
-    return workdir / "english-sms" / "best"
+    return best
 
 
 def baselines(split: str) -> list[tuple[str, float, float, float]]:
