@@ -105,6 +105,46 @@ def test_top_k_that_drops_ties(tmp_path):
     assert top_k.status == FAILED and "keeps ties" in top_k.message
 
 
+def test_lora_with_random_b_is_told_why_b_starts_at_zero(tmp_path):
+    path = _broken(
+        tmp_path,
+        "lora",
+        "nn.Parameter(torch.zeros(base.out_features, rank))",
+        "nn.Parameter(torch.randn(base.out_features, rank))",
+    )
+    init = _result(check("lora", path), "LoRALinear.__init__")
+    assert init.status == FAILED and "lora_B is not all zeros" in init.message
+    assert "computes exactly what the base computed" in init.message
+
+
+def test_lora_scaled_by_alpha_alone_fails_init_and_its_dependents_wait(tmp_path):
+    path = _broken(tmp_path, "lora", "self.scaling = alpha / rank", "self.scaling = alpha")
+    report = check("lora", path)
+    assert _result(report, "LoRALinear.__init__").status == FAILED
+    assert "scaling" in _result(report, "LoRALinear.__init__").message
+    # with __init__ failed, every step that builds a layer waits; the others still run
+    assert _result(report, "LoRALinear.forward").status == SKIPPED
+    assert _result(report, "count_parameters").status == OK
+
+
+def test_lora_merge_written_another_way_passes_and_an_unscaled_one_fails(tmp_path):
+    path = _broken(
+        tmp_path,
+        "lora",
+        "self.scaling * (self.lora_B @ self.lora_A)",
+        "self.scaling * (self.lora_A.T @ self.lora_B.T).T",
+    )
+    assert check("lora", path).passed  # the same product, written another way
+    path = _broken(
+        tmp_path,
+        "lora",
+        "self.base.weight += self.scaling * (self.lora_B @ self.lora_A)",
+        "self.base.weight += self.lora_B @ self.lora_A",
+    )
+    merged = _result(check("lora", path), "LoRALinear.merged")
+    assert merged.status == FAILED and "W' = W + scaling * (B @ A)" in merged.message
+
+
 def test_forgotten_zero_grad_is_named(tmp_path):
     path = _broken(tmp_path, "training", "    optimizer.zero_grad(set_to_none=True)\n", "")
     step = _result(check("training", path), "train_step")
@@ -127,8 +167,8 @@ def test_missing_function_is_named(tmp_path):
 
 
 def test_user_mistakes_are_byollm_errors(tmp_path):
-    with pytest.raises(ByollmError, match="unknown exercise 'lora'; choose one of tokenizer"):
-        check("lora", tmp_path / "lora.py")
+    with pytest.raises(ByollmError, match="unknown exercise 'dora'; choose one of tokenizer"):
+        check("dora", tmp_path / "dora.py")
     with pytest.raises(ByollmError, match="no file .*missing.py: copy the template"):
         check("tokenizer", tmp_path / "missing.py")
     broken = tmp_path / "bad.py"

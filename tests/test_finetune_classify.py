@@ -169,3 +169,35 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert read_records(data)[0].keys() == {"text", "label"}
     assert main(["classify", "--checkpoint", str(tmp_path / "base"), "x"]) == 2
     assert "not a classifier" in capsys.readouterr().err
+
+
+def test_texts_longer_than_the_window_are_cut_and_counted(tmp_path):
+    tiny_checkpoint(tmp_path / "base", block_size=32)
+    lines = ["text,label"] + [
+        ("apple " * 40 + ",a") if i % 2 else "river stone,b" for i in range(60)
+    ]
+    data = tmp_path / "long.csv"
+    data.write_text("\n".join(lines) + "\n")
+    said = []
+    summary = finetune_classifier(
+        tmp_path / "base", data, out=tmp_path / "o", epochs=1, device="cpu", log=said.append
+    )
+    assert summary["truncated"] == 30
+    assert "30 of 60 texts were cut to 32 tokens" in said[0]
+
+
+def test_an_adapter_whose_base_changed_is_one_line_and_nothing_is_written(tmp_path, capsys):
+    tiny_checkpoint(tmp_path / "base")
+    data = spam_like_csv(tmp_path / "d.csv", n=60)
+    args = ["finetune", "classify", "--checkpoint", str(tmp_path / "base"), "--data", str(data)]
+    assert main([*args, "--out", str(tmp_path / "lora"), "--lora", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    tiny_checkpoint(tmp_path / "base", seed=5)  # the base is retrained in place
+    for command in (
+        ["classify", "--checkpoint", str(tmp_path / "lora"), "apple river"],
+        ["merge-lora", str(tmp_path / "lora"), "--out", str(tmp_path / "merged")],
+    ):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "this adapter was trained on another base model" in err[0]
+    assert not (tmp_path / "merged").exists()

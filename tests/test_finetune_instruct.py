@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,32 @@ def test_a_tokenizer_without_end_of_text_is_refused(tmp_path):
     data = repeat_records(tmp_path / "data.json", n=20)
     with pytest.raises(ByollmError, match="no <\\|endoftext\\|> token"):
         finetune_instruct(tmp_path / "base", data, out=tmp_path / "o", device="cpu")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("  \n", "the file is empty"),
+        ("[]", "expected a non-empty JSON list of records"),
+        ('[{"instruction": "x"}]', "1 record\\(s\\) lack 'instruction' and 'output'"),
+        (
+            json.dumps([{"instruction": "apple " * 100, "output": "x"}] * 30),
+            "longer than the window",
+        ),
+    ],
+)
+def test_bad_instruction_data_is_one_clear_error(tmp_path, capsys, content, message):
+    tiny_checkpoint(tmp_path / "base", block_size=32)
+    (tmp_path / "data.json").write_text(content)
+    args = ["finetune", "instruct", "--checkpoint", str(tmp_path / "base")]
+    args += ["--data", str(tmp_path / "data.json"), "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+    if "window" in message:  # how many were dropped, said before the error
+        assert "25 dropped (the prompt alone fills it)" in captured.out
+    assert not (tmp_path / "o").exists()
 
 
 @given(st.text(max_size=40), st.text(max_size=40))

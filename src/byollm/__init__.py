@@ -4,7 +4,7 @@ A GPT-style language model built from scratch, one readable stage at a time. The
 subpackage, in the one order they may import each other:
 
     corpora -> tokenizer -> data -> model -> generate | evaluate -> train
-            -> finetune | scaling | serve | exercises
+            -> finetune | scaling | serve -> exercises
 
 A stage imports only itself and the stages before it, never a later one; stages on one rung
 (`generate | evaluate`) do not import each other; training uses both (it samples and evaluates
@@ -24,7 +24,7 @@ from byollm.errors import ByollmError
 # The order above, as data: `->` separates rungs, `|` stages on one rung.
 STAGE_ORDER = (
     "corpora -> tokenizer -> data -> model -> generate | evaluate -> train"
-    " -> finetune | scaling | serve | exercises"
+    " -> finetune | scaling | serve -> exercises"
 )
 # The top-level modules below every stage (and `byollm` itself); `cli` and `__main__` are above.
 PLUMBING = (

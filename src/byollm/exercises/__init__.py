@@ -6,7 +6,7 @@
     byollm exercise check tokenizer            # run the checks on ./tokenizer.py (or --file PATH)
 
     >>> [e.name for e in EXERCISES.values()]
-    ['tokenizer', 'attention', 'gpt_block', 'training', 'sampling']
+    ['tokenizer', 'attention', 'gpt_block', 'training', 'sampling', 'lora']
 
 Design choices:
 - **Everything a learner needs ships with the package**: the statements (`statements/*.md`),
@@ -19,8 +19,8 @@ Design choices:
   exercise means computing exactly what the package computes.
 - **Names follow byollm's**: a learner's `MultiHeadAttention` has `c_attn` and `c_proj`, a
   `GPTModel` has `transformer.wte` ..., so one `load_state_dict` carries weights across.
-- The order follows Raschka's *Build a Large Language Model From Scratch* (chapters 2 to 5);
-  a LoRA exercise (appendix E) waits for byollm's fine-tuning stage.
+- The order follows Raschka's *Build a Large Language Model From Scratch* (chapters 2 to 5,
+  then appendix E: LoRA, checked against byollm's fine-tuning stage).
 """
 
 from __future__ import annotations
@@ -88,6 +88,13 @@ EXERCISES: dict[str, Exercise] = {
             "temperature, top-k, top-p, drawing the next token",
             "ch. 5.3",
             "apply_temperature, top_k_filter, top_p_filter, next_token_probs, sample_next",
+        ),
+        Exercise(
+            "lora",
+            "LoRA from scratch: the wrapper, wrapping a GPT, merging, the adapter",
+            "appendix E",
+            "LoRALinear (init, forward, merged), apply_lora, count_parameters, merge_lora, "
+            "adapter_state",
         ),
     ]
 }

@@ -83,6 +83,14 @@ def register(subparsers) -> None:
     )
     i.add_argument("--max-new-tokens", type=int, default=128, help="for the held-out answers")
     i.add_argument(
+        "--judge-url",
+        default=None,
+        help="also score the held-out answers with an LLM judge: an OpenAI-compatible API base "
+        "URL (e.g. http://localhost:11434/v1); the key, if any, from $BYOLLM_JUDGE_API_KEY or "
+        "$OPENAI_API_KEY",
+    )
+    i.add_argument("--judge-model", default=None, help="the judge's model name at that endpoint")
+    i.add_argument(
         "--eval-examples",
         type=int,
         default=None,
@@ -159,8 +167,12 @@ def run_finetune_classify(args) -> int:
 
 def run_finetune_instruct(args) -> int:
     from byollm.finetune.instruct import finetune_instruct
+    from byollm.finetune.judge import Judge
 
     _check_out(args.out)
+    if (args.judge_url is None) != (args.judge_model is None):
+        raise ByollmError("--judge-url and --judge-model go together: give both or neither")
+    judge = Judge(args.judge_url, args.judge_model) if args.judge_url else None
     summary = finetune_instruct(
         args.checkpoint,
         args.data,
@@ -177,10 +189,17 @@ def run_finetune_instruct(args) -> int:
         seed=args.seed,
         device=args.device,
         mirror=args.mirror,
+        judge=judge,
     )
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
+    if judge is not None:
+        after = summary["after"]
+        print(
+            f"judge {after['judge_model']}: mean score {after['judge_score']} over "
+            f"{after['judge_scored']} answers ({after['judge_unreadable']} replies unreadable)"
+        )
     print(f"\n{summary['train_seconds']:.1f}s of training; answers in {summary['answers']}")
     nxt = (
         f"byollm merge-lora {args.out} --out MERGED"

@@ -36,6 +36,8 @@ Design choices (chapter 7 of *Build a Large Language Model From Scratch*):
   after, and greedy answers scored by ROUGE-L, exact match and the share that end cleanly
   (the model emitted end-of-text and did not start another "### " section); answers are written
   next to their references in `answers.jsonl`.
+- **An LLM judge is an option** (`judge`, see judge.py): any OpenAI-compatible endpoint scores
+  each held-out answer from 0 to 100, as in the book's chapter 7.8.
 - **The template is stored** in config.json (`"instruct": {"template": "alpaca", ...}`), the key
   `byollm chat` reads to switch to instruct mode.
 """
@@ -224,9 +226,13 @@ def finetune_instruct(
     seed: int = 123,
     device: str = "auto",
     mirror: str | None = None,
+    judge=None,
     log=print,
 ) -> dict:
-    """Instruction-tune `checkpoint` on `data` (Alpaca or chat records); write it to `out`."""
+    """Instruction-tune `checkpoint` on `data` (Alpaca or chat records); write it to `out`.
+
+    `judge` (a `byollm.finetune.judge.Judge`) also scores the held-out answers after training.
+    """
     from byollm.model.checkpoint import load_for_inference, resolve_checkpoint
 
     if trainable == "lora" and lora is None:
@@ -261,6 +267,8 @@ def finetune_instruct(
     test_pairs = test_pairs[:eval_examples] if eval_examples else test_pairs
     test_examples = encoded["test"][:eval_examples] if eval_examples else encoded["test"]
 
+    if judge is not None:  # an unreachable judge fails now, not after the training
+        judge.reply("Reply with the number 100.")
     before, _ = evaluate(model, tokenizer, test_examples, test_pairs, pad_id, max_new_tokens)
     log(f"byollm finetune instruct: before: {_scores(before)}")
     torch.manual_seed(seed)
@@ -302,6 +310,8 @@ def finetune_instruct(
         log=log,
     )
     after, answers = evaluate(model, tokenizer, test_examples, test_pairs, pad_id, max_new_tokens)
+    if judge is not None:
+        after.update(judge.score_answers(answers))
     log(f"byollm finetune instruct: after: {_scores(after)}")
     task = {
         "instruct": {"version": FORMAT_VERSION, "template": TEMPLATE, "mask_prompt": mask_prompt}
@@ -325,4 +335,6 @@ def finetune_instruct(
 
 
 def _scores(scores: dict) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+    return ", ".join(
+        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()
+    )
