@@ -35,7 +35,7 @@ stamp() { echo "_$(date -u '+%Y-%m-%d %H:%M:%S') UTC; load average $(cut -d' ' -
 
 echo "# Quiet-window measurements"
 echo
-echo "- Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+echo "- Machine: $(getconf _NPROCESSORS_ONLN) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
     "flags:$(grep -m1 -o -w -e avx512_bf16 -e amx_bf16 /proc/cpuinfo | sort -u | tr '\n' ' ')"
 echo "- $($python -c 'import sys, torch; print(f"Python {sys.version.split()[0]}, torch {torch.__version__}")')"
 echo "- Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); torch threads: $threads"
