@@ -28,6 +28,10 @@ checkpoint="${1:-runs/shakespeare-char}"
 if [[ -z "${BYOLLM_MIRROR:-}" && -d ../shared/data ]]; then
     export BYOLLM_MIRROR="$PWD/../shared/data"
 fi
+errors=$(mktemp)  # the benchmarks' stderr (progress, warnings), shown if one fails
+out=""
+trap 'rm -rf "$errors" $out' EXIT
+trap 'echo "**failed**; the last lines of stderr:"; tail -n 20 "$errors"' ERR
 threads=${THREADS:-2}  # THREADS=1 to try it out in a busy machine's one-core lane
 python=${PYTHON:-python}
 
@@ -49,9 +53,8 @@ if [[ ! -e "$checkpoint" ]]; then
     echo
     echo "(no $checkpoint: training the default preset for 200 steps, for its shape and tokenizer)"
     out=$(mktemp -d)
-    trap 'rm -rf "$out"' EXIT
     $python -m byollm train --max_steps 200 --sample_tokens 0 --threads $threads \
-        --out_dir "$out" --no-progress >/dev/null 2>&1
+        --out_dir "$out" --no-progress >/dev/null 2>>"$errors"
     checkpoint="$out/shakespeare-char"
 fi
 
@@ -72,7 +75,7 @@ for run in "${serve_runs[@]}"; do
     echo
     echo "\`python benchmarks/serve.py $run --threads $threads\`, $(stamp)"
     # shellcheck disable=SC2086  # $run is a list of options
-    $python benchmarks/serve.py $run --threads $threads 2>/dev/null
+    $python benchmarks/serve.py $run --threads $threads 2>>"$errors"
 done
 
 echo
@@ -83,7 +86,7 @@ for dtype in float32 auto; do
         "--threads $threads ${blimp_limit[*]}\`, $(stamp)"
     echo
     $python benchmarks/blimp.py --checkpoint "$checkpoint" --dtype "$dtype" \
-        --threads $threads "${blimp_limit[@]}" 2>/dev/null
+        --threads $threads "${blimp_limit[@]}" 2>>"$errors"
 done
 echo
 echo "- End: $(stamp)"
