@@ -23,6 +23,7 @@ from collections import defaultdict
 import torch
 
 from byollm.corpora import get_asset
+from byollm.device import pick_dtype
 from byollm.evaluate.tasks import ScoringOptions, load_task, run_task
 from byollm.model.checkpoint import load_for_inference
 from byollm.train.metrics import measure_peak_flops
@@ -57,12 +58,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", action="append", default=[], help="repeatable")
     parser.add_argument("--limit", type=int, default=None, help="pairs, spread over paradigms")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [(name, overall, fields, "") for name, overall, fields in paper_rows()]
+    dtype_name = str(pick_dtype(torch.device("cpu"), args.dtype)).removeprefix("torch.")
+    if args.dtype == "auto":
+        dtype_name = f"auto: {dtype_name}"
     for checkpoint in args.checkpoint:
         model, tokenizer = load_for_inference(checkpoint, device="cpu")
         peak = measure_peak_flops(torch.device("cpu"), torch.float32)
@@ -72,7 +76,7 @@ def main() -> None:
         )
         speed = (
             f"{result['items']:,} pairs in {time.perf_counter() - began:.0f} s: "
-            f"{result['items_per_s']:.0f} pairs/s ({args.dtype}, {torch.get_num_threads()} "
+            f"{result['items_per_s']:.0f} pairs/s ({dtype_name}, {torch.get_num_threads()} "
             f"thread(s), fp32 peak {peak / 1e9:.0f} GFLOP/s)"
         )
         rows.append((f"`{checkpoint}`", result["acc"], result["by_field"], speed))

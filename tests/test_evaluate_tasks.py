@@ -138,6 +138,35 @@ def test_batched_scores_equal_one_text_at_a_time(batch, batch_tokens, share):
             assert (score.n_tokens, score.greedy) == (n, greedy)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(4, 40), min_size=1, max_size=120), st.integers(1, 400))
+def test_texts_fed_whole_are_batched_by_length_with_little_padding(lengths, batch_tokens):
+    plans = [scoring._plan(Request([0], [[1] * (n - 1), [2] * (n - 1)])) for n in lengths]
+    assert all(plan.shared == 0 for plan in plans)  # two different texts: nothing to share
+    rows = sorted(((i, j) for i in range(len(plans)) for j in (0, 1)), key=lambda r: lengths[r[0]])
+    batches = list(scoring._row_batches(rows, plans, batch_tokens, logit_budget=10**9))
+    assert [row for batch in batches for row in batch] == rows  # every text once, in order
+    for batch in batches:
+        fed = [lengths[i] - 1 for i, _ in batch]  # the last token is never fed
+        padded = len(batch) * max(fed)
+        assert len(batch) == 1 or padded <= batch_tokens
+        assert padded - sum(fed) <= scoring.MAX_WASTE * padded
+    if len(set(lengths)) == 1:  # one length: no padding anywhere
+        assert all(len({lengths[i] for i, _ in batch}) == 1 for batch in batches)
+
+
+def test_blimp_like_lengths_get_batches_of_one_length():
+    lengths = [n for n in range(10, 30) for _ in range(50)]  # many texts of every length
+    plans = [scoring._plan(Request([0], [[1] * (n - 1), [2] * (n - 1)])) for n in lengths]
+    rows = sorted(((i, j) for i in range(len(plans)) for j in (0, 1)), key=lambda r: lengths[r[0]])
+    batches = list(scoring._row_batches(rows, plans, batch_tokens=512, logit_budget=10**9))
+    mixed = [b for b in batches if len({lengths[i] for i, _ in b}) > 1]
+    padding = sum(len(b) * (max(lengths[i] for i, _ in b) - 1) for b in batches) - sum(
+        2 * (n - 1) for n in lengths
+    )
+    assert len(mixed) <= 20 and padding <= 0.01 * sum(2 * (n - 1) for n in lengths)
+
+
 def test_log_likelihoods_equal_transformers_on_a_converted_gpt2(tmp_path):
     pytest.importorskip("transformers")
     from test_model_hf_parity import make_hf_gpt2

@@ -9,12 +9,18 @@ needed help, each measured (benchmarks/RESULTS.md), each switched on by one name
   For a handful of rows MKL streams the weight matrix far faster as W @ x^T than as x @ W^T:
   over GPT-2 124M's 49 matrices on a 2-core AVX2 CPU, 2 rows took 27 ms instead of 60 and
   4 rows 30 ms instead of 71 (1 row ~33 ms either way), which made batch-8 decoding 1.3-1.6x
-  faster and checking 4 guessed tokens cost about one plain step. Training (hundreds of rows)
+  faster and checking 4 guessed tokens cost about one plain step. With AVX-512 the crossover
+  comes sooner: on a 2-core AVX-512 EPYC (1 thread) the 48 hidden matrices for 8 rows took
+  35 ms as x @ W^T and 71 ms as W @ x^T, and a batch-8 GPT-2 decode step 103-124 ms instead of
+  134-154 with the W @ x^T path stopped at 5 rows (5 rows: 82-84 ms against 99-105 with
+  `F.linear`, so the few-rows path still wins there). Training (hundreds of rows)
   and GPUs take `nn.Linear`'s usual path, so their numbers are `nn.Linear`'s bit for bit.
-- `keep_freed_cpu_memory()`, called by the trainer on the CPU: glibc hands big freed blocks back
-  to the kernel, so every training step page-faulted its activations back in, zeroed page by
-  page: 8,200-10,100 minor faults per step on the default preset, 100-130 after this call, and
-  ~6-11% of the step (val loss 1.88 reached in 50.9 s instead of 56.4, 49.9 instead of 53.1).
+- `keep_freed_cpu_memory()`, called by the trainer and the task scorer on the CPU: glibc hands
+  big freed blocks back to the kernel, so every training step page-faulted its activations
+  back in, zeroed page by page: 8,200-10,100 minor faults per step on the default preset,
+  100-130 after this call, and ~6-11% of the step (val loss 1.88 reached in 50.9 s instead of
+  56.4, 49.9 instead of 53.1). Scoring 6,700 BLiMP pairs on the default model (1 thread):
+  3.0M minor faults and ~6 s of kernel time, 25.7-27.8 s instead of 28.7-35.3.
 
 Both change speed only: a test checks the few-rows product against `F.linear`, another counts
 the page faults with and without the memory setting.
@@ -36,7 +42,8 @@ class FewRowsLinear(nn.Linear):
     `nn.Linear`'s own path (`F.linear`).
     """
 
-    few_rows: int = 16  # the W @ x^T path won up to 16 rows in the measurement above
+    # the W @ x^T path won up to 16 rows on an AVX2 CPU, up to 5 with AVX-512 (see above)
+    few_rows: int = 5 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.size(-1)

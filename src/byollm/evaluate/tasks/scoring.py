@@ -17,19 +17,29 @@ Design choices:
   contexts. Where sharing would save under 25% of the tokens (a BLiMP pair shares ~17%: its
   first words; a LAMBADA passage has one continuation), the sequences are fed whole in one pass
   instead: the cached path costs more per token, as much as such a saving (measured).
-- **Batched without an attention mask.** A batch prefills the same number of tokens L for each
-  of its requests (its shortest shared part), so that pass needs no padding at all; the rest of
-  every sequence is right-padded. Attention is causal, so padding after a token cannot change
-  its prediction, and padded positions are never read. Requests are sorted by length and shared
-  length, and a batch grows while at most 20% of its tokens are padding or repeated shared
-  tokens and it holds at most `batch_tokens` tokens.
+- **Batched without an attention mask.** Sequences fed whole are scored one row each, sorted
+  by length: a batch holds rows of one length (or, where a length has too few rows to fill a
+  batch, of a few neighbouring lengths), so it needs no padding at all. On BLiMP, batching
+  whole pairs instead (the shorter sentence padded to the longer) fed 15% padding. Requests
+  with a shared prompt prefill the same number of tokens L for each of their batch (its
+  shortest shared part), so that pass needs no padding either; the rest of every sequence is
+  right-padded. Attention is causal, so padding after a token cannot change its prediction,
+  and padded positions are never read. Those requests are sorted by length and shared length,
+  and a batch grows while at most 20% of its tokens are padding or repeated shared tokens and
+  it holds at most `batch_tokens` tokens.
 - **Only what is needed**: a continuation's last token is never fed (nothing is predicted from
   it), and when no continuation token lies in the shared part (the usual multiple-choice case)
   the prefill computes the output head for its last position only.
 - **Text to ids as lm-evaluation-harness does** (`encode_pair`): the context and the whole
   text are encoded, so a BPE merge across the boundary is tokenized as in the whole text.
   Special-token strings in the text are ordinary text (`tokenizer.encode`'s default).
-- float32 log-softmax, sums in float64, the model in eval mode: deterministic.
+- **Log-probabilities only where scored**: log P(t) = logit[t] - logsumexp(logits), read at
+  the target token, instead of a log-softmax over the whole vocabulary (one (rows, T, V) float
+  copy fewer: 50,257 numbers per position for GPT-2).
+- float32 logits, sums in float64, the model in eval mode: deterministic.
+- On the CPU, freed memory is kept for the next batch (`cpu_fast_paths.keep_freed_cpu_memory`,
+  as the trainer does): otherwise every batch page-faults its activations back in, ~20% of
+  the time of a one-off BLiMP run.
 - The model is a byollm `GPT` (anything with `new_kv_cache(batch, length)` and
   `forward(idx, kv_cache=..., last_only=...)`), as `load_for_inference` returns.
 """
@@ -45,6 +55,7 @@ from typing import NamedTuple
 import torch
 from tqdm import tqdm
 
+from byollm.cpu_fast_paths import keep_freed_cpu_memory
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
 from byollm.model.interface import model_device
@@ -167,28 +178,39 @@ def score_requests(
     device = model_device(model)
     dtype = pick_dtype(device, options.dtype)
     logit_budget = max(1, LOGIT_BUDGET // model.config.vocab_size)
+    if device.type == "cpu":
+        keep_freed_cpu_memory()  # no page faults for each batch's activations (as training)
     plans = [_plan(r) for r in requests]
-    # Requests fed whole apart from the others, then by length and shared length: neighbours
-    # need little padding and share about as many tokens (see _batches and _score_batch).
-    order = sorted(
-        range(len(plans)), key=lambda i: (plans[i].shared > 0, plans[i].longest, plans[i].shared)
+    results: list[list[Score | None]] = [[None] * len(p.sequences) for p in plans]
+    # Requests fed whole become one row per sequence, sorted by length (see _row_batches);
+    # requests with a shared prompt are sorted by length and shared length (see _batches).
+    rows = [(i, j) for i, p in enumerate(plans) if p.shared == 0 for j in range(len(p.sequences))]
+    rows.sort(key=lambda row: len(plans[row[0]].sequences[row[1]]))
+    shared = sorted(
+        (i for i, p in enumerate(plans) if p.shared > 0),
+        key=lambda i: (plans[i].longest, plans[i].shared),
     )
-    results: list[list[Score]] = [[] for _ in requests]
     was_training = model.training
     model.eval()
     bar = tqdm(
-        total=len(requests),
+        total=len(rows) + sum(len(plans[i].sequences) for i in shared),
         desc="score",
-        unit="item",
+        unit="text",
         disable=not options.progress or not sys.stderr.isatty(),
     )
     try:
-        for batch in _batches(order, plans, batch_tokens, logit_budget):
+        for batch in _row_batches(rows, plans, batch_tokens, logit_budget):
+            with autocast(device, dtype):
+                scores = _score_rows(model, [plans[i] for i, _ in batch], [j for _, j in batch])
+            for (i, j), score in zip(batch, scores):
+                results[i][j] = score
+            bar.update(len(batch))
+        for batch in _batches(shared, plans, batch_tokens, logit_budget):
             with autocast(device, dtype):
                 scores = _score_batch(model, [plans[i] for i in batch])
             for index, item_scores in zip(batch, scores):
                 results[index] = item_scores
-            bar.update(len(batch))
+            bar.update(sum(len(plans[i].sequences) for i in batch))
     finally:
         bar.close()
         model.train(was_training)
@@ -218,6 +240,34 @@ def _plan(request: Request) -> _Plan:
         shared = 0  # not worth a KV cache: the sequences are fed whole (see _score_batch)
     needed = shared + sum(len(s) - 1 - shared for s in sequences)
     return _Plan(sequences, n_context, shared, max(len(s) for s in sequences), needed)
+
+
+def _row_batches(rows, plans, batch_tokens, logit_budget):
+    """Consecutive runs of `rows` (sorted by length) to feed whole, with no padding if possible.
+
+    A batch is cut before the row that would take it past `batch_tokens` (or the logit budget),
+    and before a longer row (which would pad every row so far) once the batch holds a quarter
+    of `batch_tokens` or that padding would pass `MAX_WASTE`. So a length with many rows fills
+    batches of its own, and only the few rows of rare lengths share a batch with their
+    neighbours, padded by a token or two.
+    """
+    batch: list[tuple[int, int]] = []
+    longest = needed = 0  # in `batch`: the longest row, and the tokens without padding
+    for row in rows:
+        n = len(plans[row[0]].sequences[row[1]]) - 1  # the last token is never fed
+        if batch:
+            fed = (len(batch) + 1) * max(longest, n)  # rows x T, also the logits computed
+            too_big = fed > min(batch_tokens, logit_budget)
+            pads = n > longest and (
+                len(batch) * longest >= batch_tokens // 4 or fed - needed - n > MAX_WASTE * fed
+            )
+            if too_big or pads:
+                yield batch
+                batch, longest, needed = [], 0, 0
+        batch.append(row)
+        longest, needed = max(longest, n), needed + n
+    if batch:
+        yield batch
 
 
 def _batches(order, plans, batch_tokens, logit_budget):
@@ -250,13 +300,26 @@ def _batches(order, plans, batch_tokens, logit_budget):
 
 
 @torch.inference_mode()
+def _score_rows(model, plans: list[_Plan], which: list[int]) -> list[Score]:
+    """Score sequence `which[r]` of `plans[r]` for every row r, each fed whole, in one pass."""
+    device = model_device(model)
+    sequences = [plan.sequences[j] for plan, j in zip(plans, which)]
+    n_context = torch.tensor([plan.n_context for plan in plans], device=device)
+    logprob, greedy = _feed_rest(model, sequences, n_context, 0, None)
+    return [
+        Score(lp, len(s) - plan.n_context, g)
+        for plan, s, lp, g in zip(plans, sequences, logprob.tolist(), greedy.tolist())
+    ]
+
+
+@torch.inference_mode()
 def _score_batch(model, plans: list[_Plan]) -> list[list[Score]]:
-    """Score a batch of requests: their first L tokens once each, then every sequence's rest.
+    """Score a batch of requests with shared prompts: their first L tokens once each, then
+    every sequence's rest.
 
     L is the shortest shared part in the batch, so every request can prefill exactly L tokens
     (no padding); a request whose shared part is longer feeds its extra shared tokens with each
-    continuation, a few tokens at most when the batch was sorted by shared length. L = 0 (no
-    sharing) feeds every sequence whole, in one pass without a cache.
+    continuation, a few tokens at most when the batch was sorted by shared length.
     """
     device = model_device(model)
     L = min(p.shared for p in plans)
@@ -267,32 +330,37 @@ def _score_batch(model, plans: list[_Plan]) -> list[list[Score]]:
     logprob = torch.zeros(len(every), dtype=torch.float64, device=device)
     greedy = torch.ones(len(every), dtype=torch.bool, device=device)
     fed_after = max(len(s) - 1 - L for s in sequences)  # the last token is never fed
-    cache = None
-    if L > 0:
-        cache = model.new_kv_cache(len(plans), L + fed_after)
-        _prefill(model, plans, L, sequences, item, n_context, cache, logprob, greedy)
-
-    # The rest of every sequence, after a copy of its request's cached prefix (if any).
-    if fed_after > 0:
-        pad = [fed_after + 1 - (len(s) - L) for s in sequences]
-        inputs = torch.tensor([s[L:-1] + [0] * n for s, n in zip(sequences, pad)], device=device)
-        targets = torch.tensor(
-            [s[L + 1 :] + [-1] * n for s, n in zip(sequences, pad)], device=device
+    cache = model.new_kv_cache(len(plans), L + fed_after)
+    _prefill(model, plans, L, sequences, item, n_context, cache, logprob, greedy)
+    if fed_after > 0:  # the rest of every sequence, after a copy of its request's prefix
+        rest_logprob, rest_greedy = _feed_rest(
+            model, sequences, n_context, L, cache.select_rows(item)
         )
-        positions = torch.arange(L + 1, L + 1 + fed_after, device=device)[None, :]
-        targets[positions < n_context[:, None]] = -1  # context tokens are not scored
-        copies = None if cache is None else cache.select_rows(item)
-        logits, _ = model(inputs, kv_cache=copies)
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        scored = targets >= 0  # neither context nor right padding
-        safe = targets.clamp(min=0)
-        logprob += (logp.gather(-1, safe[..., None])[..., 0].double() * scored).sum(1)
-        greedy &= ((logp.argmax(-1) == safe) | ~scored).all(1)
+        logprob += rest_logprob
+        greedy &= rest_greedy
 
     results: list[list[Score]] = [[] for _ in plans]
     for (i, _), sequence, lp, g in zip(every, sequences, logprob.tolist(), greedy.tolist()):
         results[i].append(Score(lp, len(sequence) - plans[i].n_context, g))
     return results
+
+
+def _feed_rest(model, sequences, n_context, L, cache):
+    """Feed every sequence from token L on (after its first L tokens in `cache`, if L > 0):
+    per row, the summed log-probability of the scored tokens it predicts, and whether each
+    was the argmax. Rows are right-padded to the longest; padding and context are not scored.
+    """
+    device = n_context.device
+    T = max(len(s) for s in sequences) - 1 - L  # the last token is never fed
+    pad = [T + 1 + L - len(s) for s in sequences]  # none when the rows share one length
+    inputs = torch.tensor([s[L:-1] + [0] * n for s, n in zip(sequences, pad)], device=device)
+    targets = torch.tensor([s[L + 1 :] + [-1] * n for s, n in zip(sequences, pad)], device=device)
+    positions = torch.arange(L + 1, L + 1 + T, device=device)[None, :]  # of the targets
+    targets[positions < n_context[:, None]] = -1  # context tokens are not scored
+    logits, _ = model(inputs, kv_cache=cache)
+    scored = targets >= 0  # neither context nor right padding
+    token_logp, token_greedy = _token_logprobs(logits, targets.clamp(min=0))
+    return (token_logp.double() * scored).sum(1), (token_greedy | ~scored).all(1)
 
 
 def _prefill(model, plans, L, sequences, item, n_context, cache, logprob, greedy) -> None:
@@ -304,20 +372,25 @@ def _prefill(model, plans, L, sequences, item, n_context, cache, logprob, greedy
     device = item.device
     prefix = torch.tensor([p.sequences[0][:L] for p in plans], device=device)  # (B, L)
     scored_in_prefix = any(p.n_context < L for p in plans)
-    logits, _ = model(prefix, kv_cache=cache, last_only=not scored_in_prefix)
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, L or 1, V)
+    logits, _ = model(prefix, kv_cache=cache, last_only=not scored_in_prefix)  # (B, L or 1, V)
     if scored_in_prefix:
-        targets = prefix[:, 1:]
-        token_logp = logp[:, :-1].gather(-1, targets[..., None])[..., 0]  # (B, L - 1)
-        token_greedy = logp[:, :-1].argmax(-1) == targets
+        token_logp, token_greedy = _token_logprobs(logits[:, :-1], prefix[:, 1:])  # (B, L - 1)
         scored = torch.arange(1, L, device=device)[None, :] >= n_context[:, None]  # (rows, L-1)
         logprob += (token_logp[item].double() * scored).sum(1)
         greedy &= (token_greedy[item] | ~scored).all(1)
     target = torch.tensor([s[L] for s in sequences], device=device)
     scored = n_context <= L
-    last = logp[item, -1]  # (rows, V)
-    logprob += last.gather(-1, target[:, None])[:, 0].double() * scored
-    greedy &= (last.argmax(-1) == target) | ~scored
+    last_logp, last_greedy = _token_logprobs(logits[item, -1], target)  # (rows,)
+    logprob += last_logp.double() * scored
+    greedy &= last_greedy | ~scored
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor):
+    """log P(target) under softmax(logits), and whether the target is the argmax: (..., V) and
+    (...) -> (...), (...). Only the targets' entries: logit - logsumexp, no log-softmax copy."""
+    logits = logits.float()
+    token_logp = logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
+    return token_logp, logits.argmax(-1) == targets
 
 
 # --- from task items to scores -----------------------------------------------------------------
