@@ -312,9 +312,11 @@ def test_eval_cli_json_matches_the_api(checkpoint, capsys, tmp_path):
     direct = evaluate_text(model, tokenizer, TEXT * 3, stride=8, progress=False)
     assert result["loss"] == pytest.approx(direct["loss"])
     assert result["tokens"] == len(TEXT) * 3 - 1 == result["bytes"]  # ASCII: 1 byte per char
-    code, out, _ = run_cli(
-        capsys, "eval", "--checkpoint", str(checkpoint), "--corpus", str(corpus), "--split", "val"
-    )
+    args = ("eval", "--checkpoint", str(checkpoint), "--corpus", str(corpus), "--split", "val")
+    code, _, err = run_cli(capsys, *args)  # 6 lines: the split's cut moves to the end
+    assert code == 2 and "holds no validation text" in err
+    corpus.write_text(TEXT * 30)
+    code, out, _ = run_cli(capsys, *args)
     assert code == 0 and "bits per byte" in out
     code, _, err = run_cli(
         capsys, "eval", "--checkpoint", str(checkpoint), "--corpus", str(corpus), "--stride", "100"

@@ -215,6 +215,11 @@ def read_eval_text(corpus: str, split: str = "all", val_fraction: float = 0.1) -
             raise ByollmError(f"--val-fraction {val_fraction} is invalid: must be in (0, 1)")
         documents = split_documents(corpus, "val", val_fraction=val_fraction)
         text = "\n".join(text for _name, text in documents)
+        if not text:
+            raise ByollmError(
+                f"corpus {corpus!r} holds no validation text at --val-fraction {val_fraction} "
+                "(too small: the split ends at a line end); use --split all"
+            )
     else:
         text = read_corpus_text(corpus)
     if not text:
