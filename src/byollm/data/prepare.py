@@ -28,7 +28,7 @@ Design choices:
   builds from scratch, so prepare encodes with it, never with tiktoken (a test-only reference).
   Each document's ids come from `encode_ordinary_packed`, already the bytes of the token
   files' dtype, so a task's array is one `b"".join`: no list of Python ints per task, which
-  cost ~15% of the time (benchmarks/RESULTS.md). A worker keeps its tokenizer, and so its piece
+  cost 15-20% of the time (benchmarks/RESULTS.md). A worker keeps its tokenizer, and so its piece
   cache, from task to task.
 - **Sharded, resumable.** Tokens go into shards of about `shard_tokens` tokens. Whenever that
   many have been written, the open shard of each split is closed, hashed and recorded with the

@@ -24,7 +24,7 @@ Design choices:
   one `b"".join` (a copy per piece) instead of flattening tuples of Python ints and converting
   each int to the array's dtype. Measured on the standard library's sources (12 MB, warm cache,
   one thread): 0.155 s for that step instead of 0.38 s (`list` + `np.asarray`) or 0.31 s
-  (`np.fromiter`), which made `byollm prepare` ~15% faster (benchmarks/RESULTS.md).
+  (`np.fromiter`), which made `byollm prepare` 1.18-1.26x faster (benchmarks/RESULTS.md).
 - Long pieces (no pattern, or a run of 10,000 spaces) are merged with a heap and a linked list
   (O(n log n)) instead of rescanning all pairs per merge (O(n^2)). Huge ones (over 64 KiB: a
   50 MB "word") are merged many pairs at a time in int32 arrays (`long_pieces.py`), so memory
