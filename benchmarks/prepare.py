@@ -2,16 +2,16 @@
 
     python benchmarks/prepare.py build /tmp/stdlib-1g --size 1GB        # the corpus, once
     flock /tmp/byollm-speed.lock nice -n -5 taskset -c 1 env OMP_NUM_THREADS=1 \\
-        python benchmarks/prepare.py run /tmp/stdlib-1g --method byollm --processes 1
+        python benchmarks/prepare.py run /tmp/stdlib-1g --method byollm --processes 1   # or nanogpt
 
 The corpus is this Python's standard library copied over and over into a folder
 (`copy-000/asyncio/tasks.py`, ...) until it holds `--size` bytes: ~61,000 modules for 1 GB, each
 a document. Both methods tokenize it with GPT-2's vocabulary, end every document with
 `<|endoftext|>` and write uint16 token files with a ~10% validation split by document:
 
-- `byollm` (`--encoder auto`: tiktoken's encoder where installed, checked against byollm's) and
-  `byollm-own` (`--encoder byollm`: byollm's pure-Python BPE): `byollm.data.prepare.prepare`,
-  streaming, with `--processes` worker processes (1: in-process).
+- `byollm`: `byollm.data.prepare.prepare` with byollm's own BPE encoder (pure Python; tiktoken
+  is never used by byollm itself), streaming, with `--processes` worker processes (1:
+  in-process).
 - `nanogpt`: nanoGPT's `data/openwebtext/prepare.py` method without Hugging Face `datasets`:
   tiktoken's `encode_ordinary` on each whole document plus the end-of-text token, in a
   `multiprocessing.Pool` of `--processes` (1: in-process, as `num_proc=1` is), the ids kept on
@@ -57,10 +57,10 @@ def build(folder: Path, size: int) -> None:
     print(f"{folder}: {written:,} bytes in {copy} copies of {len(modules)} modules")
 
 
-def run_byollm(corpus: Path, out: Path, processes: int, encoder: str) -> dict:
+def run_byollm(corpus: Path, out: Path, processes: int) -> dict:
     from byollm.data.prepare import prepare
 
-    meta = prepare(corpus, "gpt2", out, workers=processes, encoder=encoder, progress=False)
+    meta = prepare(corpus, "gpt2", out, workers=processes, progress=False)
     return {"tokens": sum(meta["splits"][s]["tokens"] for s in ("train", "val"))}
 
 
@@ -138,7 +138,7 @@ def main() -> None:
     b.add_argument("--size", default="1GB")
     r = sub.add_parser("run")
     r.add_argument("corpus", type=Path)
-    r.add_argument("--method", choices=("byollm", "byollm-own", "nanogpt"), required=True)
+    r.add_argument("--method", choices=("byollm", "nanogpt"), required=True)
     r.add_argument("--processes", type=int, default=1)
     r.add_argument("--out", type=Path, default=None, help="default: a folder beside the corpus")
     r.add_argument("--keep", action="store_true", help="keep the token files")
@@ -156,8 +156,7 @@ def main() -> None:
     if args.method == "nanogpt":
         result = run_nanogpt(args.corpus, out, args.processes)
     else:
-        encoder = "auto" if args.method == "byollm" else "byollm"
-        result = run_byollm(args.corpus, out, args.processes, encoder)
+        result = run_byollm(args.corpus, out, args.processes)
     seconds = time.perf_counter() - start
     # ru_maxrss is in KiB on Linux; RUSAGE_CHILDREN: the largest worker process
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
+import sys
 import zipfile
 
 import numpy as np
@@ -168,11 +169,11 @@ def test_an_interrupted_prepare_resumes_keeping_its_finished_shards(tmp_path, mo
     calls = {"n": 0}
     real = prepare_module._encode_task
 
-    def crash_after_20(task, tokenizer_path, encoder):
+    def crash_after_20(task, tokenizer_path):
         calls["n"] += 1
         if calls["n"] > 20:
             raise KeyboardInterrupt  # Ctrl-C in the middle of the corpus
-        return real(task, tokenizer_path, encoder)
+        return real(task, tokenizer_path)
 
     out = tmp_path / "data"
     monkeypatch.setattr(prepare_module, "_encode_task", crash_after_20)
@@ -204,11 +205,11 @@ def test_a_damaged_shard_of_an_interrupted_run_is_made_again(tmp_path, monkeypat
     real = prepare_module._encode_task
     calls = {"n": 0}
 
-    def crash_after_20(task, tokenizer_path, encoder):
+    def crash_after_20(task, tokenizer_path):
         calls["n"] += 1
         if calls["n"] == 21:
             raise KeyboardInterrupt
-        return real(task, tokenizer_path, encoder)
+        return real(task, tokenizer_path)
 
     monkeypatch.setattr(prepare_module, "_encode_task", crash_after_20)
     out = tmp_path / "data"
@@ -373,20 +374,23 @@ def test_registered_network_corpora_download_and_prepare(
         server.stop()
 
 
-def test_tiktokens_encoder_gives_byollms_ids_or_is_not_used(tmp_path):
-    pytest.importorskip("tiktoken")
+def test_prepare_writes_the_tokenizers_own_ids_document_by_document(tmp_path, monkeypatch):
+    # byollm's encoder, its ids packed in the files' dtype: the same ids as `encode`, each document
+    # followed by <|endoftext|> where the tokenizer has one, in one process or in two; tiktoken
+    # is a test-only reference, never needed to prepare data
+    monkeypatch.setitem(sys.modules, "tiktoken", None)  # `import tiktoken` fails in here
     corpus = modules(tmp_path / "lib")
-    for spec in ("bpe:300", "char"):
-        fast = prepare(corpus, spec, tmp_path / f"fast-{spec}", encoder="auto", progress=False)
-        own = prepare(corpus, spec, tmp_path / f"own-{spec}", encoder="byollm", progress=False)
-        assert fast == own
-        for split in ("train", "val"):
-            a = open_tokens(tmp_path / f"fast-{spec}", split)
-            assert np.array_equal(a, open_tokens(tmp_path / f"own-{spec}", split))
-    tokenizer = load_tokenizer(tmp_path / "fast-bpe:300" / TOKENIZER_FILE)
-    assert prepare_module._tiktoken_encoder(tokenizer) is not None
-    with pytest.raises(ByollmError, match="encoder must be one of auto, byollm"):
-        prepare(corpus, "char", tmp_path / "x", encoder="rust", progress=False)
+    texts = texts_of(corpus)
+    for spec, workers in (("bpe:300", 1), ("bpe:300", 2), ("char", 1)):
+        out = tmp_path / f"{spec.replace(':', '-')}-{workers}"
+        meta = prepare(corpus, spec, out, workers=workers, chunk_bytes=3000, progress=False)
+        tokenizer = load_tokenizer(out / TOKENIZER_FILE)
+        end = [] if tokenizer.eot_id is None else [tokenizer.eot_id]
+        held_out = meta["split"].get("val_documents", [])
+        train = [name for name in texts if name not in held_out]
+        expected = [i for name in train for i in tokenizer.encode(texts[name]) + end]
+        assert open_tokens(out, "train").tolist() == expected
+        assert (meta["splits"]["train"]["tokens"], bool(end)) == (len(expected), spec != "char")
 
 
 def test_split_documents_gives_the_text_prepare_held_out(tmp_path):

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import shared_file
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from byollm.tokenizer import (
     load_tokenizer,
 )
 from byollm.tokenizer.bpe import _byte_pair_merge_heap, byte_pair_merge
+from byollm.tokenizer.patterns import split_text
 from byollm.tokenizer.training import count_pieces
 
 
@@ -144,6 +146,29 @@ def _simple(piece, ranks):
             return parts
         _, i = min(candidates)
         parts[i : i + 2] = [parts[i] + parts[i + 1]]
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.text(alphabet="ab c\n\tAé😀<|>'0", max_size=120), st.sampled_from(["uint16", "uint32"]))
+def test_packed_ids_are_the_encoded_ids_in_the_files_dtype(trained, text, dtype):
+    # the packed cache is separate from the list cache: compare from both orders of first use
+    none_pattern = BPETokenizer(trained.ranks, pattern="none")
+    for tok in (trained, none_pattern, CharTokenizer.train("ab c\n\tAé😀<|>'0")):
+        packed = tok.encode_ordinary_packed(text, np.dtype(dtype))
+        assert np.frombuffer(packed, dtype=dtype).tolist() == tok.encode(text)
+        assert tok.encode_ordinary_packed(text, np.dtype(dtype)) == packed  # from the cache
+
+
+def test_packed_ids_survive_the_cache_starting_over(trained, shakespeare, monkeypatch):
+    import byollm.tokenizer.bpe as bpe
+
+    monkeypatch.setattr(bpe, "CACHE_MAX_ENTRIES", 50)
+    tok = BPETokenizer(trained.ranks, pattern="gpt4")
+    for text in (shakespeare[:20_000], shakespeare[20_000:40_000]):
+        packed = tok.encode_ordinary_packed(text, np.uint16)
+        assert np.frombuffer(packed, np.uint16).tolist() == trained.encode(text)
+    # started over before the second text: it holds none of the first text's own pieces
+    assert set(tok._packed_caches[np.dtype(np.uint16)]) <= set(split_text(text, "gpt4"))
 
 
 def test_save_load_round_trip(tmp_path, trained, shakespeare):

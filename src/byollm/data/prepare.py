@@ -24,12 +24,12 @@ Design choices:
 - **Parallel.** Tasks are encoded by a pool of worker processes (`workers`, default: one per
   CPU); results are written in order, so the output does not depend on the worker count. Small
   corpora (under 8 MiB per worker) are encoded in-process: starting workers costs more.
-- **tiktoken's encoder where it is installed (`encoder="auto"`).** A byte-level BPE is encoded
-  by tiktoken's Rust core built from the same vocabulary (ranks = ids) and split pattern: the
-  same algorithm as `BPETokenizer.encode`, ~1.5x faster. Each worker checks it on its first task
-  against byollm's own encoder and keeps byollm's if the two differ by one id (a pattern tiktoken
-  cannot compile, say). `encoder="byollm"` always uses byollm's (benchmarks/prepare.py times
-  both).
+- **byollm's own encoder, straight into the token array.** The tokenizer is what this project
+  builds from scratch, so prepare encodes with it, never with tiktoken (a test-only reference).
+  Each document's ids come from `encode_ordinary_packed`, already the bytes of the token
+  files' dtype, so a task's array is one `b"".join`: no list of Python ints per task, which
+  cost 15-20% of the time (benchmarks/RESULTS.md). A worker keeps its tokenizer, and so its piece
+  cache, from task to task.
 - **Sharded, resumable.** Tokens go into shards of about `shard_tokens` tokens. Whenever that
   many have been written, the open shard of each split is closed, hashed and recorded with the
   number of tasks done in `.prepare-partial/progress.json`. A run that was interrupted (Ctrl-C,
@@ -128,7 +128,6 @@ def prepare(
     shard_tokens: int = SHARD_TOKENS,
     text_field: str = "text",
     separator: str | None = None,
-    encoder: str = "auto",
 ) -> dict:
     """Tokenize `corpus` into `out_dir` and return its meta (a no-op if already up to date)."""
     if not 0.0 < val_fraction < 1.0:
@@ -140,8 +139,6 @@ def prepare(
         )
     if chunk_bytes < 1:
         raise ByollmError(f"chunk_bytes must be at least 1, got {chunk_bytes}")
-    if encoder not in ENCODERS:
-        raise ByollmError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
     if shard_tokens < 1:
         raise ByollmError(f"shard_tokens must be at least 1, got {shard_tokens}")
     resolve_mirror(mirror)  # a malformed mirror is one line before any work
@@ -183,9 +180,7 @@ def prepare(
         tokenizer = _tokenizer(spec, corpus, partial, reader, mirror, progress)
         dtype = token_dtype(tokenizer.vocab_size)
         tasks = _tasks(reader(progress=False), survey, chunk_bytes)
-        _encode_into_shards(
-            tasks, tokenizer, dtype, partial, state, run, survey, workers, progress, encoder
-        )
+        _encode_into_shards(tasks, tokenizer, dtype, partial, state, run, survey, workers, progress)
         meta = new_meta(
             corpus=str(corpus),
             **identity,
@@ -391,9 +386,7 @@ def _cut_after(data: bytes, at: int) -> int:
     return next((i for i in range(at, len(data)) if data[i] & 0xC0 != 0x80), len(data))
 
 
-def _encode_into_shards(
-    tasks, tokenizer, dtype, partial, state, run, survey, workers, progress, encoder
-):
+def _encode_into_shards(tasks, tokenizer, dtype, partial, state, run, survey, workers, progress):
     """Encode the tasks not done yet and append them to the open shards, closing both splits'
     shards and recording progress whenever `shard_tokens` tokens have been written."""
     done = state["tasks_done"]
@@ -429,7 +422,7 @@ def _encode_into_shards(
 
     skipped = _skip(tasks, done)
     encoded = _checked_cover(
-        _encode_tasks(skipped, partial / TOKENIZER_FILE, workers, survey["bytes"], encoder),
+        _encode_tasks(skipped, partial / TOKENIZER_FILE, workers, survey["bytes"]),
         tokenizer,
     )
     with contextlib.ExitStack() as stack:
@@ -471,70 +464,36 @@ def _skip(tasks, count: int):
             yield task
 
 
-ENCODERS = ("auto", "byollm")
-_worker_tokenizers: dict[tuple, tuple] = {}  # (file, encoder) -> (tokenizer, encode function)
+_worker_tokenizers: dict[str, object] = {}  # tokenizer file -> the tokenizer read from it
 
 
-def _encode_task(task: tuple, tokenizer_path: str, encoder: str = "byollm") -> np.ndarray:
+def _encode_task(task: tuple, tokenizer_path: str) -> np.ndarray:
     """Encode one task's texts, each document's end followed by <|endoftext|> (in a worker)."""
     # Loaded on first use rather than in a Pool initializer: an initializer that fails makes the
     # pool restart workers forever, while an error here reaches the parent with its message.
     _split, batch = task
-    loaded = _worker_tokenizers.get((tokenizer_path, encoder))
-    if loaded is None:
-        tokenizer = read_tokenizer_file(tokenizer_path)
-        encode = tokenizer.encode
-        fast = _tiktoken_encoder(tokenizer) if encoder == "auto" else None
-        sample = "".join(entry[0] for entry in batch)
-        if fast is not None and fast(sample) == tokenizer.encode(sample):
-            encode = fast
-        loaded = _worker_tokenizers[(tokenizer_path, encoder)] = (tokenizer, encode)
-    tokenizer, encode = loaded
+    tokenizer = _worker_tokenizers.get(tokenizer_path)
+    if tokenizer is None:
+        tokenizer = _worker_tokenizers[tokenizer_path] = read_tokenizer_file(tokenizer_path)
+    dtype = token_dtype(tokenizer.vocab_size)  # the files' dtype: no copy later
     eot = tokenizer.eot_id
-    ids: list[int] = []
+    end = b"" if eot is None else np.array([eot], dtype=dtype).tobytes()
+    packed = []
     for text, ends_document, _name, _size in batch:
         # Corpus text is text: a "<|endoftext|>" found in it is encoded as its characters. The
         # real token goes only where byollm puts it: after each document.
-        ids.extend(encode(text))
-        if ends_document and eot is not None:
-            ids.append(eot)
-    return np.asarray(
-        ids, dtype=token_dtype(tokenizer.vocab_size)
-    )  # the files' dtype: no copy later
+        packed.append(tokenizer.encode_ordinary_packed(text, dtype))
+        if ends_document:
+            packed.append(end)
+    return np.frombuffer(b"".join(packed), dtype=dtype)
 
 
-def _tiktoken_encoder(tokenizer):
-    """tiktoken's `encode_ordinary` for a byte-level BPE's vocabulary and pattern, or None
-    (tiktoken not installed, not a BPE, or a vocabulary or pattern it does not take)."""
-    if tokenizer.type_name != "bpe" or not getattr(tokenizer, "pattern", None):
-        return None
-    try:
-        import tiktoken
-    except ImportError:
-        return None
-    specials = tokenizer.special_tokens
-    ranks = {
-        tokenizer.token_bytes(i): i
-        for i in range(tokenizer.vocab_size)
-        if tokenizer.is_valid_id(i) and i not in specials.values()
-    }
-    try:
-        encoding = tiktoken.Encoding(
-            "byollm", pat_str=tokenizer.pattern, mergeable_ranks=ranks, special_tokens=specials
-        )
-    except Exception:  # a pattern its regex engine rejects, ranks it refuses: use byollm's own
-        return None
-    return encoding.encode_ordinary
-
-
-def _encode_tasks(
-    tasks, tokenizer_path: Path, workers: int | None, total_bytes: int, encoder: str = "byollm"
-):
+def _encode_tasks(tasks, tokenizer_path: Path, workers: int | None, total_bytes: int):
     """(task, token ids) in corpus order, encoded in `workers` processes, at most 2 tasks per
     worker in flight (what keeps memory flat: `Pool.imap` would read the whole corpus ahead)."""
     if workers is None:
         workers = min(os.cpu_count() or 1, total_bytes // BYTES_PER_AUTO_WORKER)
-    encode = functools.partial(_encode_task, tokenizer_path=str(tokenizer_path), encoder=encoder)
+    encode = functools.partial(_encode_task, tokenizer_path=str(tokenizer_path))
     # 'spawn' is safe with threads (torch) in the parent; the workers import only the tokenizer.
     pool = worker_pool(workers, start="spawn")
     if pool is None:

@@ -55,13 +55,6 @@ def register(subparsers) -> None:
         default=None,
         help="processes (default: one per CPU, at most one per 8 MiB of text)",
     )
-    p.add_argument(
-        "--encoder",
-        choices=("auto", "byollm"),
-        default="auto",
-        help="auto: tiktoken's encoder for a BPE where installed and checked to agree; byollm: "
-        "byollm's own (the same ids)",
-    )
     p.add_argument("--mirror", default=None, help="download mirror for a registered corpus")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_prepare)
@@ -80,7 +73,6 @@ def run_prepare(args) -> int:
         mirror=args.mirror,
         text_field=args.text_field,
         separator=args.separator,
-        encoder=args.encoder,
         shard_tokens=args.shard_tokens or SHARD_TOKENS,
     )
     splits = meta["splits"]

@@ -41,6 +41,7 @@ import operator
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import regex
 
 from byollm.errors import ByollmError
@@ -118,6 +119,12 @@ class Tokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ignoring special tokens entirely (same as `encode(text)`)."""
         return self._encode_ordinary(text)
+
+    def encode_ordinary_packed(self, text: str, dtype: np.dtype) -> bytes:
+        """`encode_ordinary(text)` as the bytes of a numpy array of `dtype` (uint16 or uint32,
+        as token files hold them): for writers that join the ids of many texts without a list of
+        Python ints in between. `np.frombuffer(packed, dtype)` gives the ids back."""
+        return np.asarray(self._encode_ordinary(text), dtype=dtype).tobytes()
 
     def encode_batch(
         self,

@@ -19,6 +19,12 @@ Design choices:
   distinct piece is merged once and its ids are remembered (`_PieceCache`). The hot loop is C
   code: `findall`, `map(cache.__getitem__)`, `itertools.chain`. The split itself, the largest
   cost, uses Python's faster `re` on ASCII text (`patterns.make_splitter`).
+- **Packed ids for token files** (`encode_ordinary_packed`, what `byollm prepare` calls): a
+  second cache holds each piece's ids already as uint16/uint32 array bytes, so a text's ids are
+  one `b"".join` (a copy per piece) instead of flattening tuples of Python ints and converting
+  each int to the array's dtype. Measured on the standard library's sources (12 MB, warm cache,
+  one thread): 0.155 s for that step instead of 0.38 s (`list` + `np.asarray`) or 0.31 s
+  (`np.fromiter`), which made `byollm prepare` 1.18-1.26x faster (benchmarks/RESULTS.md).
 - Long pieces (no pattern, or a run of 10,000 spaces) are merged with a heap and a linked list
   (O(n log n)) instead of rescanning all pairs per merge (O(n^2)). Huge ones (over 64 KiB: a
   50 MB "word") are merged many pairs at a time in int32 arrays (`long_pieces.py`), so memory
@@ -34,6 +40,8 @@ import heapq
 from collections.abc import Iterable, Sequence
 from itertools import chain
 from pathlib import Path
+
+import numpy as np
 
 from byollm.errors import ByollmError
 from byollm.tokenizer.base import (
@@ -124,7 +132,8 @@ def _byte_pair_merge_heap(piece: bytes, ranks: dict[bytes, int]) -> list[bytes]:
 
 
 class _PieceCache(dict):
-    """piece (str) -> tuple of ids; a miss runs the merge loop once and remembers the answer."""
+    """piece (str) -> its ids (a tuple, or packed bytes); a miss runs the merge loop once and
+    remembers the answer."""
 
     def __init__(self, encode_piece):
         super().__init__()
@@ -186,6 +195,7 @@ class BPETokenizer(Tokenizer):
         self._vocab_size = max([size, *(i + 1 for i in self.special_tokens.values())])
         self._split = make_splitter(self.pattern) if self.pattern else None
         self._cache = _PieceCache(self._encode_piece)
+        self._packed_caches: dict[np.dtype, _PieceCache] = {}  # dtype -> piece -> ids' bytes
         self._long_pieces = None  # a LongPieceEncoder, built for the first huge piece
 
     # ---- training ---------------------------------------------------------------------------
@@ -245,6 +255,19 @@ class BPETokenizer(Tokenizer):
         if len(self._cache) > CACHE_MAX_ENTRIES:
             self._cache.clear()
         return list(chain.from_iterable(map(self._cache.__getitem__, self._split(text))))
+
+    def encode_ordinary_packed(self, text: str, dtype: np.dtype) -> bytes:
+        if self._split is None:
+            return super().encode_ordinary_packed(text, dtype)
+        dtype = np.dtype(dtype)
+        cache = self._packed_caches.get(dtype)
+        if cache is None or len(cache) > CACHE_MAX_ENTRIES:
+
+            def packed_piece(piece: str) -> bytes:
+                return np.asarray(self._encode_piece(piece), dtype=dtype).tobytes()
+
+            cache = self._packed_caches[dtype] = _PieceCache(packed_piece)
+        return b"".join(map(cache.__getitem__, self._split(text)))
 
     # ---- decoding, identity, files -------------------------------------------------------
     def _token_bytes(self, token_id: int) -> bytes | None:
@@ -315,6 +338,7 @@ class BPETokenizer(Tokenizer):
     def __getstate__(self):  # for worker processes started with spawn
         state = self.__dict__.copy()
         state["_cache"] = None
+        state["_packed_caches"] = {}
         state["_split"] = None
         state["_long_pieces"] = None
         return state
