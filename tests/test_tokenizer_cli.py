@@ -198,3 +198,20 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     import re
 
     assert re.search(message, err), err
+
+
+def test_train_on_a_jsonl_corpus_learns_its_text_field_not_the_json(tmp_path):
+    corpus = tmp_path / "stories.jsonl"
+    records = [{"id": i, "text": f"once upon a time {i}"} for i in range(40)]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "char.json"
+    args = ["tokenizer", "train", "--tokenizer", "char", "--corpus", str(corpus)]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    from byollm.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(out)
+    learnt = {tokenizer.decode([i]) for i in range(tokenizer.vocab_size)}
+    assert set("once upon a time 0123456789") <= learnt
+    assert not learnt & set('{}":,')  # the JSON syntax and the other fields are not text
+    # the documents' text went to a temporary folder, gone with it
+    assert set(os.listdir(tmp_path)) == {"stories.jsonl", "char.json"}

@@ -58,12 +58,19 @@ from byollm.corpora.registry import (
 )
 from byollm.errors import ByollmError
 
-__all__ = ["Document", "corpus_paths", "iter_documents", "named_val_documents"]
+__all__ = [
+    "Document",
+    "corpus_paths",
+    "iter_documents",
+    "named_val_documents",
+    "training_files",
+]
 
 PIECE_CHARS = 1 << 20
 READ_BLOCK = 1 << 22
 COMPRESSED = (".gz", ".xz", ".zst")
 BINARY_SUFFIXES = (*COMPRESSED, ".parquet")  # files a folder holds that are not plain text
+TRAINING_TEXT = "tokenizer-training.txt"
 
 
 @dataclass
@@ -118,6 +125,37 @@ def corpus_paths(
     if kind == "registered" and value.members:
         return [get_corpus(value.name, mirror=mirror, progress=progress)]
     return _files_of(kind, value, corpus, mirror, progress)[1]
+
+
+def training_files(
+    corpus: str | Path,
+    folder: str | Path,
+    *,
+    text_field: str = "text",
+    separator: str | None = None,
+    mirror: str | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """The plain-text files a tokenizer trains on for `corpus`: its own files where they are
+    all plain text, else its documents' text written once to `folder/tokenizer-training.txt`
+    (a .jsonl's text fields, an archive's plays, compressed or Parquet files, the stdlib), so
+    that `byollm tokenizer train` and `byollm prepare` learn from the same text."""
+    paths = corpus_paths(corpus, mirror=mirror, progress=progress)
+    if paths and all(_plain_text(path) for path in paths):
+        return paths
+    documents = iter_documents(
+        corpus, text_field=text_field, separator=separator, mirror=mirror, progress=progress
+    )
+    out = Path(folder) / TRAINING_TEXT
+    with open(out, "w", encoding="utf-8") as f:
+        for document in documents:
+            for piece in document.pieces:
+                f.write(piece)
+    return [out]
+
+
+def _plain_text(path: Path) -> bool:
+    return not path.name.endswith((*BINARY_SUFFIXES, ".jsonl", ".zip", ".tar"))
 
 
 def named_val_documents(corpus: str | Path) -> tuple[str, ...]:

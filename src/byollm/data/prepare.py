@@ -79,7 +79,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from byollm.corpora.documents import corpus_paths, iter_documents, named_val_documents
+from byollm.corpora.documents import (
+    TRAINING_TEXT,
+    iter_documents,
+    named_val_documents,
+    training_files,
+)
 from byollm.data.tokens import (
     META_FILE,
     SPLITS,
@@ -177,7 +182,7 @@ def prepare(
     try:
         partial.mkdir(parents=True, exist_ok=True)
         state = _resume_state(partial, run)
-        tokenizer = _tokenizer(spec, corpus, partial, reader, mirror, progress)
+        tokenizer = _tokenizer(spec, corpus, partial, mirror, progress, text_field, separator)
         dtype = token_dtype(tokenizer.vocab_size)
         tasks = _tasks(reader(progress=False), survey, chunk_bytes)
         _encode_into_shards(tasks, tokenizer, dtype, partial, state, run, survey, workers, progress)
@@ -548,36 +553,26 @@ def _checked_cover(tasks, tokenizer):
 # --- the tokenizer, resuming, installing ------------------------------------------------------
 
 
-def _tokenizer(spec, corpus, partial: Path, reader, mirror, progress):
+def _tokenizer(spec, corpus, partial: Path, mirror, progress, text_field, separator):
     """The tokenizer, saved in the partial folder (a resumed run reuses the one saved there)."""
     saved = partial / TOKENIZER_FILE
     if saved.is_file():
         return read_tokenizer_file(saved)
-    # `char` and `bpe:N` are trained on this corpus: on its files where they are plain text,
-    # else on its documents' text written out once (a .jsonl's text fields, an archive's plays).
     training = corpus
-    if spec.kind in ("char", "bpe"):
-        paths = corpus_paths(corpus, mirror=mirror, progress=progress)
-        if not paths or not all(_plain_text(p) for p in paths):
-            training_file = partial / "tokenizer-training.txt"
-            with open(training_file, "w", encoding="utf-8") as f:
-                for doc in reader(progress=False):
-                    for piece in doc.pieces:
-                        f.write(piece)
-            training = [training_file]
-        else:
-            training = paths
+    if spec.kind in ("char", "bpe"):  # trained on this corpus' text, as `tokenizer train` does
+        training = training_files(
+            corpus,
+            partial,
+            text_field=text_field,
+            separator=separator,
+            mirror=mirror,
+            progress=progress,
+        )
     tokenizer = load_tokenizer(spec, corpus=training, mirror=mirror, progress=progress)
     tokenizer.save(saved)
     with contextlib.suppress(OSError):
-        (partial / "tokenizer-training.txt").unlink()
+        (partial / TRAINING_TEXT).unlink()
     return tokenizer
-
-
-def _plain_text(path: Path) -> bool:
-    from byollm.corpora.documents import BINARY_SUFFIXES
-
-    return not path.name.endswith((*BINARY_SUFFIXES, ".jsonl", ".zip", ".tar"))
 
 
 def _resume_state(partial: Path, run: dict) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +59,16 @@ def register(subparsers) -> None:
         help="special tokens (default: <|endoftext|> for bpe, none for char)",
     )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument(
+        "--text-field",
+        default="text",
+        help="the field (.jsonl) or column (.parquet) holding the text (default: text)",
+    )
+    p.add_argument(
+        "--separator",
+        default=None,
+        help="a line that separates documents in a text file (as in `byollm prepare`)",
+    )
     p.add_argument("--out", required=True, type=Path, help="output tokenizer JSON file")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
@@ -109,7 +120,7 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from byollm.corpora import corpus_files
+    from byollm.corpora.documents import training_files
     from byollm.tokenizer import parse_tokenizer_spec, train_tokenizer
 
     start = time.perf_counter()
@@ -118,14 +129,22 @@ def _train(args) -> int:
         raise ByollmError(
             f"--tokenizer {spec.text!r}: train takes bpe:N or char, on the text of --corpus"
         )
-    tok = train_tokenizer(
-        spec,
-        corpus_files(args.corpus, progress=not args.no_progress),
-        special_tokens=args.special,
-        pattern=args.pattern,
-        workers=args.workers,
-        progress=not args.no_progress,
-    )
+    with tempfile.TemporaryDirectory() as folder:  # holds the documents' text when needed
+        files = training_files(
+            args.corpus,
+            folder,
+            text_field=args.text_field,
+            separator=args.separator,
+            progress=not args.no_progress,
+        )
+        tok = train_tokenizer(
+            spec,
+            files,
+            special_tokens=args.special,
+            pattern=args.pattern,
+            workers=args.workers,
+            progress=not args.no_progress,
+        )
     tok.save(args.out)
     print(
         f"trained {tok.type_name} tokenizer, vocab {tok.vocab_size}, in "
