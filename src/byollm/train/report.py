@@ -537,8 +537,8 @@ def _machine_section(run_dir: Path) -> str:
             rows.append((label, machine[key]))
     start, end, cores = (machine.get(k) for k in ("load_at_start", "load_at_end", "cpu_cores"))
     if _number(start) or _number(end):
-        show = lambda x: f"{x:.2f}" if _number(x) else "?"  # noqa: E731
-        rows.append(("load (1 min) at start -> end", f"{show(start)} -> {show(end)}"))
+        start_text, end_text = (f"{x:.2f}" if _number(x) else "?" for x in (start, end))
+        rows.append(("load (1 min) at start -> end", f"{start_text} -> {end_text}"))
     text = "## Machine\n\n" + _table(("", "value"), rows)
     threads = machine.get("threads") or 0
     busiest = max((x for x in (start, end) if _number(x)), default=0)
