@@ -504,7 +504,7 @@ def test_bad_task_files_are_one_line_errors_naming_file_and_line(rows, message, 
 def test_more_bad_input(tmp_path, model, tokenizer):
     path = tmp_path / "items.jsonl"
     path.write_text('{"context": "a", "choices": ["b"], "label": 0}\n{not json\n')
-    with pytest.raises(ByollmError, match=r"items.jsonl:2: not a JSON object"):
+    with pytest.raises(ByollmError, match=r"items.jsonl:2: not valid JSON"):
         load_task(str(path))
     with pytest.raises(ByollmError, match=r"unknown task 'blimpp'; did you mean 'blimp'\?"):
         load_task("blimpp")

@@ -1,4 +1,5 @@
-"""The header of byollm's versioned files, checked in one place with one message style.
+"""The header of byollm's versioned files, checked in one place with one message style; and
+one JSON record (a `.jsonl` line) read with the same one-line errors (`json_object`).
 
 Every file format byollm defines starts with `{"format": NAME, "version": N, ...}` and has one
 owner module, which calls `check_header` when it reads a file:
@@ -26,7 +27,28 @@ rather than misread.
 
 from __future__ import annotations
 
+import json
+
 from byollm.errors import ByollmError
+
+
+def json_object(text: str, where: str) -> dict:
+    """`text` parsed as one JSON object (a `.jsonl` line, a record), else one ByollmError line
+    that starts with `where` (e.g. "data.jsonl:3").
+
+    >>> json_object('{"text": "hi"}', "a.jsonl:1")
+    {'text': 'hi'}
+    >>> json_object("[1, 2]", "a.jsonl:2")
+    Traceback (most recent call last):
+    byollm.errors.ByollmError: a.jsonl:2: expected a JSON object, got a list
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ByollmError(f"{where}: not valid JSON ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise ByollmError(f"{where}: expected a JSON object, got a {type(value).__name__}")
+    return value
 
 
 def check_header(obj, path, *, format: str, version: int, hint: str = "") -> dict:

@@ -24,6 +24,22 @@ _SECTIONS = {
 }
 
 
+def add_document_options(p: argparse.ArgumentParser) -> None:
+    """--text-field and --separator: how a corpus' files split into documents (the arguments of
+    `byollm.corpora.documents.iter_documents`), for every verb that reads a corpus."""
+    p.add_argument(
+        "--text-field",
+        default="text",
+        help="the field (.jsonl) or column (.parquet) holding the text (default: text)",
+    )
+    p.add_argument(
+        "--separator",
+        default=None,
+        help="a line that separates documents in a text file, e.g. '<|endoftext|>' for "
+        "TinyStories-style files (default: none; the registered tinystories sets its own)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "data",

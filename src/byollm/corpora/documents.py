@@ -40,7 +40,6 @@ import glob
 import gzip
 import io
 import itertools
-import json
 import lzma
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from byollm.corpora.registry import (
     stdlib_documents,
 )
 from byollm.errors import ByollmError
+from byollm.formats import json_object
 
 __all__ = [
     "Document",
@@ -276,18 +276,9 @@ def _jsonl_documents(path: Path, label: str, text_field: str, piece_chars: int):
                 line_number += 1
                 if not line.strip():
                     continue
-                text = _field(_json_record(line, path, line_number), text_field, path, line_number)
+                record = json_object(line, f"{path}:{line_number}")
+                text = _field(record, text_field, path, line_number)
                 yield Document(f"{label}:{line_number}", iter(_cut_pieces([text], piece_chars)))
-
-
-def _json_record(line: str, path: Path, line_number: int) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ByollmError(f"{path} line {line_number}: not JSON ({e.msg})") from None
-    if not isinstance(record, dict):
-        raise ByollmError(f"{path} line {line_number}: a JSON object was expected")
-    return record
 
 
 def _field(record: dict, text_field: str, path, where) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from byollm.corpora.cli import add_document_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -32,17 +34,7 @@ def register(subparsers) -> None:
         default=0.1,
         help="share of the documents held out (default 0.1; by bytes for a one-document corpus)",
     )
-    p.add_argument(
-        "--text-field",
-        default="text",
-        help="the field (.jsonl) or column (.parquet) holding the text (default: text)",
-    )
-    p.add_argument(
-        "--separator",
-        default=None,
-        help="a line that separates documents in a text file, e.g. '<|endoftext|>' for "
-        "TinyStories-style files (default: none; the registered tinystories sets its own)",
-    )
+    add_document_options(p)
     p.add_argument(
         "--shard-tokens",
         type=int,

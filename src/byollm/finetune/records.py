@@ -27,6 +27,7 @@ import random
 from pathlib import Path
 
 from byollm.errors import ByollmError
+from byollm.formats import json_object
 
 SMS_SPAM = "sms-spam"
 SMS_SPAM_COUNTS = {"ham": 4827, "spam": 747}
@@ -66,7 +67,7 @@ def read_records(source: str | Path, *, mirror: str | None = None) -> list[dict]
         records = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
-                records.append(_json_object(line, f"{path}:{number}"))
+                records.append(json_object(line, f"{path}:{number}"))
         return records
     if suffix == ".json":
         try:
@@ -80,16 +81,6 @@ def read_records(source: str | Path, *, mirror: str | None = None) -> list[dict]
                 raise ByollmError(f"{path}: record {i} is not a JSON object")
         return data
     raise ByollmError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv, .jsonl or .json")
-
-
-def _json_object(line: str, where: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ByollmError(f"{where}: not valid JSON ({e.msg})") from None
-    if not isinstance(record, dict):
-        raise ByollmError(f"{where}: expected a JSON object")
-    return record
 
 
 def read_sms_spam(path: str | Path) -> list[dict]:

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from byollm.corpora.cli import add_document_options
 from byollm.errors import ByollmError
 
 TOKENIZER_HELP = (
@@ -59,16 +60,7 @@ def register(subparsers) -> None:
         help="special tokens (default: <|endoftext|> for bpe, none for char)",
     )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument(
-        "--text-field",
-        default="text",
-        help="the field (.jsonl) or column (.parquet) holding the text (default: text)",
-    )
-    p.add_argument(
-        "--separator",
-        default=None,
-        help="a line that separates documents in a text file (as in `byollm prepare`)",
-    )
+    add_document_options(p)
     p.add_argument("--out", required=True, type=Path, help="output tokenizer JSON file")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from byollm.errors import ByollmError
+from byollm.formats import json_object
 
 T = TypeVar("T")
 
@@ -134,13 +135,7 @@ def _parse(data: bytes, where: str) -> list[Record]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ByollmError(f"{where}:{number}: not a JSON object ({e.msg})") from None
-        if not isinstance(data, dict):
-            raise ByollmError(f"{where}:{number}: expected a JSON object, got {_short(data)}")
-        records.append(Record(f"{where}:{number}", data))
+        records.append(Record(f"{where}:{number}", json_object(line, f"{where}:{number}")))
     if not records:
         raise ByollmError(f"{where} is empty: no items to evaluate")
     return records
