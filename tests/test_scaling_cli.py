@@ -97,7 +97,7 @@ def test_fit_plot_and_predict(sweep_dir, capsys):
     # every predictor is shown with its backtest (fitted on 3.5e9 and 7e9, scored on 1.4e10);
     # on a sweep drawn from L(N, D) the law fitted to every run extrapolates it exactly
     assert "by parametric" in out and "parametric_near_optimal" in out and "frontier" in out
-    assert "by parametric (" in out and "(backtest error 0.00%)" in out
+    assert "by parametric (" in out and "(backtest error 0.00%, bias" in out
     assert not (sweep_dir / "predictions.jsonl").exists()  # a prediction alone writes nothing
 
     moved = sweep_dir.rename(sweep_dir.parent / "moved")  # a sweep folder works where it is now

@@ -25,7 +25,7 @@ from byollm.scaling.fit import (
     parametric_loss,
     save_fit,
 )
-from byollm.scaling.predict import backtest, predicted_loss
+from byollm.scaling.predict import backtest, backtest_details, predicted_loss
 
 # A law of the size our CPU sweeps see (losses of 1-3 nats, N from 1e3 to 1e6).
 LAW = {"E": 0.9, "A": 60.0, "B": 300.0, "alpha": 0.35, "beta": 0.32}
@@ -133,7 +133,7 @@ def test_near_optimal_keeps_each_budgets_valley_floor():
 
 def test_backtest_scores_each_predictor_on_the_largest_budget():
     exact = backtest(synthetic_records())  # drawn from the law: (b) extrapolates it exactly
-    assert set(exact) == {"parametric", "parametric_near_optimal", "frontier"}
+    assert set(exact) == {"parametric", "parametric_near_optimal", "frontier", "blend"}
     assert exact["parametric"] < 0.01 and exact["frontier"] < 2
     # Starved runs: the models far above N_opt get too few steps and end 15% worse than the
     # law (what a tiny sweep's right-hand walls do). Fitted to every run, (b) bends towards
@@ -148,6 +148,34 @@ def test_backtest_scores_each_predictor_on_the_largest_budget():
     assert backtest(synthetic_records(budgets=BUDGETS[:2])) == {}  # nothing left to hold out
     fit = fit_sweep(starved, bootstrap=0)
     assert predicted_loss(fit, "frontier", 1e5, 1e6, 1e13) == frontier_loss(fit, 1e5, 1e13)
+
+
+def test_backtest_holds_out_two_budgets_when_the_rest_still_has_two_floors():
+    records = synthetic_records()  # 4 budgets, each with a floor among its sizes
+    details = backtest_details(records)
+    assert (
+        details["fitted_budgets"] == list(BUDGETS[:2]) and details["scored_budget"] == BUDGETS[-1]
+    )
+    three = [r for r in records if r["budget"] != BUDGETS[1]]  # 2 floors only if 1 is left out
+    assert backtest_details(three)["fitted_budgets"] == [BUDGETS[0], BUDGETS[2]]
+    # The signed error says which way a predictor errs: losses 3% above the law at the scored
+    # budget make every predictor 3% low there, which |error| alone would not say.
+    raised = [
+        {**r, "val_loss": r["val_loss"] * 1.03} if r["budget"] == BUDGETS[-1] else r
+        for r in records
+    ]
+    bias = backtest_details(raised)["bias_pct"]
+    assert bias["parametric"] == pytest.approx(100 * (1 / 1.03 - 1), abs=0.05)
+    assert all(b < 0 for b in bias.values())
+
+
+def test_blend_is_the_geometric_mean_of_the_frontier_and_the_near_optimal_law():
+    fit = fit_sweep(synthetic_records(noise=0.02, seed=3), bootstrap=0)
+    n, d, c = 3e5, 2e7, 1e14
+    frontier = predicted_loss(fit, "frontier", n, d, c)
+    law = predicted_loss(fit, "parametric_near_optimal", n, d, c)
+    assert predicted_loss(fit, "blend", n, d, c) == pytest.approx(math.sqrt(frontier * law))
+    assert min(frontier, law) <= predicted_loss(fit, "blend", n, d, c) <= max(frontier, law)
 
 
 def test_isoflop_without_a_minimum_says_so():
