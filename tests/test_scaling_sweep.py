@@ -194,3 +194,6 @@ def test_fingerprint_ignores_where_and_how_fast_not_what(tmp_path):
     assert scaling_sweep.config_hash(moved) == fingerprint
     assert scaling_sweep.config_hash(dataclasses.replace(train_config, lr=1e-3)) != fingerprint
     assert scaling_sweep.config_hash(dataclasses.asdict(train_config)) == fingerprint
+    # a run recorded before the `fsdp` key existed still matches its point
+    before_fsdp = {k: v for k, v in dataclasses.asdict(train_config).items() if k != "fsdp"}
+    assert scaling_sweep.config_hash(before_fsdp) == fingerprint

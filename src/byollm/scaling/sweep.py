@@ -410,8 +410,10 @@ def point_train_config(config: SweepConfig, point: SweepPoint, data_dir: Path) -
 
 
 # Keys that change where a run is written or how fast it goes, not what it trains: a sweep folder
-# that was moved, or rerun with more threads, still matches its runs.
-NOT_FINGERPRINTED = ("name", "out_dir", "data_dir", "mirror", "threads", "workers")
+# that was moved, or rerun with more threads, still matches its runs. `fsdp` shards the same
+# training across processes (tested equal to one process); it is listed also because it came
+# after the first sweeps, whose recorded fingerprints must still match.
+NOT_FINGERPRINTED = ("name", "out_dir", "data_dir", "mirror", "threads", "workers", "fsdp")
 
 
 def config_hash(train_config: TrainConfig | dict) -> str:
