@@ -593,7 +593,7 @@ def test_eval_cli_runs_task_files_and_keeps_perplexity_mode(tmp_path, model, tok
         assert code == 2 and message in err and err.count("\n") == 1
 
 
-def test_training_logs_and_plots_task_accuracy(tmp_path):
+def test_training_logs_plots_and_reports_task_accuracy(tmp_path):
     from test_train_loop import tiny_config
 
     from byollm.train import TrainConfig, train
@@ -616,6 +616,10 @@ def test_training_logs_and_plots_task_accuracy(tmp_path):
     assert [r["step"] for r in evals] == [2, 4]
     assert all(r["pairs_acc"] in (0, 0.25, 0.5, 0.75, 1) for r in evals)
     assert (run / "loss.png").stat().st_size > 0
+    # the run's card shows the scores, first and final
+    first, final = evals[0]["pairs_acc"], evals[-1]["pairs_acc"]
+    report = (run / "report.md").read_text(encoding="utf-8")
+    assert f"| pairs_acc | {first:.4f} (step 2) | {final:.4f} (step 4) |" in report
     with pytest.raises(ByollmError, match="eval_tasks: unknown task 'blimpp'; did you mean"):
         TrainConfig(eval_tasks="blimpp")
 
