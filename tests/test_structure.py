@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 import shutil
 from pathlib import Path
 
@@ -168,6 +169,15 @@ def test_every_module_belongs_to_a_stage():
 def test_the_docs_state_the_one_order(document):
     text = byollm.__doc__ if document.endswith(".py") else (ROOT / document).read_text()
     assert " ".join(byollm.STAGE_ORDER.split()) in " ".join(text.split())
+    # ... and name every plumbing module, so a reader knows all that any stage may import
+    missing = [m for m in byollm.PLUMBING if not re.search(rf"\b{m}\b", text)]
+    assert not missing, f"{document} does not name the plumbing modules {missing}"
+
+
+def test_plumbing_is_every_top_level_module():
+    """A new top-level file is plumbing (or the command line) by decision, never by accident."""
+    top = {path.stem for path in (SRC / "byollm").glob("*.py")} - {"__init__", "__main__", "cli"}
+    assert top == set(byollm.PLUMBING)
 
 
 # --- the checker catches what it should -----------------------------------------------------

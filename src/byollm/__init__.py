@@ -9,8 +9,8 @@ subpackage, in the one order they may import each other:
 A stage imports only itself and the stages before it, never a later one; stages on one rung
 (`generate | evaluate`) do not import each other; training uses both (it samples and evaluates
 as it goes), and the stages built on a trained model sit above it.
-Below every stage sit the plumbing modules (`errors`, `paths`, `download`, `config`, `device`,
-`cpu_fast_paths`); above all of them, the `byollm` command (`cli`). `tests/test_structure.py`
+Below every stage sit the plumbing modules (`errors`, `formats`, `paths`, `download`, `config`,
+`device`, `cpu_fast_paths`, `workers`); above all of them, the `byollm` command (`cli`). `tests/test_structure.py`
 checks every import in the package (also those inside functions) against `STAGE_ORDER`.
 
 Every CLI verb (`byollm <verb>`) is a thin wrapper over a function of this package, so anything
