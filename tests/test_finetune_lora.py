@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from finetune_helpers import tiny_checkpoint
@@ -15,6 +17,7 @@ from byollm.finetune.lora import (
     count_parameters,
     load_adapter,
     merge_lora,
+    read_adapter,
     save_adapter,
 )
 from byollm.model import GPT, GPTConfig, load_model
@@ -92,6 +95,21 @@ def test_adapter_round_trip_is_small_and_refuses_another_base(tmp_path):
     assert torch.equal(again(idx)[0], model(idx)[0])
     with pytest.raises(ByollmError, match="trained on another base model"):
         load_adapter(load_model(other_dir), adapter_dir, other_dir)
+
+
+def test_an_adapter_of_another_format_or_version_is_one_line(tmp_path):
+    tiny_checkpoint(tmp_path / "base")
+    model = load_model(tmp_path / "base")
+    apply_lora(model, LoRAConfig(rank=2, targets=("*attn.c_attn",)))
+    save_adapter(tmp_path / "adapter", model, LoRAConfig(rank=2), base=tmp_path / "base")
+    path = tmp_path / "adapter" / "adapter.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "version": 2}))
+    with pytest.raises(ByollmError, match=r"byollm-lora-adapter version 2 is not supported"):
+        read_adapter(tmp_path / "adapter")
+    path.write_text(json.dumps({**meta, "format": "peft"}))
+    with pytest.raises(ByollmError, match=r"adapter.json: not a byollm-lora-adapter file"):
+        read_adapter(tmp_path / "adapter")
 
 
 def test_gpt2_small_lora_parameter_count():

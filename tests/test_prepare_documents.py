@@ -236,7 +236,10 @@ def test_a_version_1_folder_is_still_read(tmp_path):
     assert open_tokens(tmp_path, "val").tolist() == list(range(10))
     assert read_meta(tmp_path)["splits"]["train"]["shards"] == [{"file": "train.bin", "tokens": 50}]
     (tmp_path / "meta.json").write_text(json.dumps({**meta, "version": 3}))
-    with pytest.raises(ByollmError, match="version 3; this byollm reads versions 1, 2"):
+    with pytest.raises(
+        ByollmError,
+        match="version 3 is not supported; this byollm reads versions 1, 2; `byollm prepare",
+    ):
         read_meta(tmp_path)
 
 

@@ -288,7 +288,7 @@ def test_empty_corpus(tmp_path):
     [
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
-        ('{"format": "other"}', "not a byollm tokenizer"),
+        ('{"format": "other"}', "not a byollm-tokenizer file"),
         ('{"model": {}, "version": "1.0"}', "Hugging Face"),
         ('{"format": "byollm-tokenizer", "version": 99}', "version 99"),
         ('{"format": "byollm-tokenizer", "version": 1, "type": "wordpiece"}', "unknown type"),

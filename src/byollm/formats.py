@@ -6,15 +6,16 @@ owner module, which calls `check_header` when it reads a file:
 
     byollm-model        a checkpoint's config.json   byollm.model.checkpoint
     byollm-train-state  a checkpoint's train_state   byollm.train.checkpoint
-    byollm-token-data   a token folder's meta.json   byollm.data
+    byollm-tokens       a token folder's meta.json   byollm.data.tokens
     byollm-tokenizer    a tokenizer file             byollm.tokenizer.base
+    byollm-lora-adapter an adapter's adapter.json    byollm.finetune.lora
     byollm-scaling-sweep, -run, -prediction
                         a sweep's sweep.json, results.jsonl lines, predictions.jsonl lines
                                                      byollm.scaling.sweep, byollm.scaling.predict
     byollm-scaling-fit  a sweep's fit.json           byollm.scaling.fit
 
-A reader accepts exactly its own version: a file from a newer byollm is refused with one line
-rather than misread.
+A reader accepts exactly the versions it knows (one, or a tuple when an older layout is still
+read): a file from a newer byollm is refused with one line rather than misread.
 
     >>> check_header({"format": "byollm-model", "version": 1}, "ckpt/config.json",
     ...              format="byollm-model", version=1)
@@ -51,19 +52,28 @@ def json_object(text: str, where: str) -> dict:
     return value
 
 
-def check_header(obj, path, *, format: str, version: int, hint: str = "") -> dict:
-    """`obj` (a parsed file) if its header says `format` and `version`, else ByollmError.
+def check_header(obj, path, *, format: str, version: int | tuple[int, ...], hint: str = "") -> dict:
+    """`obj` (a parsed file) if its header says `format` and `version` (or one of a tuple of
+    versions), else ByollmError.
 
-    `hint` is appended to the "not this format" message (e.g. how to convert a foreign file).
+    `hint` is appended to either message: what to do about it (how to convert a foreign file,
+    which command makes the file anew).
+
+    >>> check_header({"format": "f", "version": 3}, "meta.json", format="f", version=(1, 2),
+    ...              hint="; make it anew")
+    Traceback (most recent call last):
+    byollm.errors.ByollmError: meta.json: f version 3 is not supported; this byollm reads versions 1, 2; make it anew
     """
     found = obj.get("format") if isinstance(obj, dict) else None
     if found != format:
         what = f"format {found!r}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
         raise ByollmError(f"{path}: not a {format} file (found {what}){hint}")
+    versions = version if isinstance(version, tuple) else (version,)
     found_version = obj.get("version")
-    if type(found_version) is not int or found_version != version:
+    if type(found_version) is not int or found_version not in versions:
+        readable = ", ".join(map(str, versions))
         raise ByollmError(
             f"{path}: {format} version {found_version!r} is not supported; this byollm reads "
-            f"version {version}"
+            f"version{'s' if len(versions) > 1 else ''} {readable}{hint}"
         )
     return obj

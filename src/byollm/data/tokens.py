@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from byollm.errors import ByollmError
+from byollm.formats import check_header
 
 META_FORMAT = "byollm-tokens"
 META_VERSION = 2
@@ -116,13 +117,8 @@ def read_meta(data_dir: str | Path) -> dict:
         ) from None
     except (OSError, json.JSONDecodeError) as e:
         raise ByollmError(f"{path}: not a readable meta.json ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
-        raise ByollmError(f"{path}: not a byollm token-data meta.json (format != {META_FORMAT!r})")
-    if meta.get("version") not in READABLE_VERSIONS:
-        raise ByollmError(
-            f"{path}: meta.json version {meta.get('version')!r}; this byollm reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))}: re-run `byollm prepare` to re-make it"
-        )
+    remedy = f"; `byollm prepare --out {data_dir}` makes it anew"
+    check_header(meta, path, format=META_FORMAT, version=READABLE_VERSIONS, hint=remedy)
     if meta.get("dtype") not in DTYPES:
         raise ByollmError(f"{path}: dtype {meta.get('dtype')!r}; valid: {', '.join(DTYPES)}")
     splits = meta.get("splits")

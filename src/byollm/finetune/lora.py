@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from byollm.errors import ByollmError
+from byollm.formats import check_header
 
 ADAPTER_FORMAT = "byollm-lora-adapter"
 ADAPTER_VERSION = 1
@@ -206,12 +207,7 @@ def read_adapter(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise ByollmError(f"{path}: missing; not a LoRA adapter folder") from None
     except (OSError, ValueError) as e:
         raise ByollmError(f"{path}: not readable JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != ADAPTER_FORMAT:
-        raise ByollmError(f"{path}: not a byollm LoRA adapter (format != {ADAPTER_FORMAT!r})")
-    if meta.get("version") != ADAPTER_VERSION:
-        raise ByollmError(
-            f"{path}: adapter version {meta.get('version')!r}, this byollm reads {ADAPTER_VERSION}"
-        )
+    check_header(meta, path, format=ADAPTER_FORMAT, version=ADAPTER_VERSION)
     try:
         tensors = load_file(str(directory / ADAPTER_WEIGHTS))
     except (SafetensorError, OSError) as e:

@@ -45,6 +45,7 @@ import numpy as np
 import regex
 
 from byollm.errors import ByollmError
+from byollm.formats import check_header
 from byollm.paths import write_file_atomically
 
 FORMAT_NAME = "byollm-tokenizer"
@@ -314,17 +315,10 @@ def read_tokenizer_file(path: str | Path) -> Tokenizer:
         raise ByollmError(
             f"tokenizer file {path}: expected a JSON object, got {type(data).__name__}"
         )
-    if data.get("format") != FORMAT_NAME:
-        hint = " (it looks like a Hugging Face tokenizer.json)" if "model" in data else ""
-        raise ByollmError(
-            f"tokenizer file {path} is not a byollm tokenizer: format is "
-            f"{data.get('format')!r}, expected {FORMAT_NAME!r}{hint}"
-        )
-    if type(data.get("version")) is not int or data["version"] != FORMAT_VERSION:
-        raise ByollmError(
-            f"tokenizer file {path} has version {data.get('version')!r}; this byollm reads "
-            f"version {FORMAT_VERSION}"
-        )
+    hint = ""
+    if "model" in data and data.get("format") != FORMAT_NAME:
+        hint = "; it looks like a Hugging Face tokenizer.json (`byollm.tokenizer.export.from_huggingface` reads one)"
+    check_header(data, path, format=FORMAT_NAME, version=FORMAT_VERSION, hint=hint)
     classes = Tokenizer.types
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in classes:
