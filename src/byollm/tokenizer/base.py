@@ -317,7 +317,7 @@ def read_tokenizer_file(path: str | Path) -> Tokenizer:
         )
     hint = ""
     if "model" in data and data.get("format") != FORMAT_NAME:
-        hint = "; it looks like a Hugging Face tokenizer.json (`byollm.tokenizer.export.from_huggingface` reads one)"
+        hint = "; it looks like a Hugging Face tokenizer.json (read it with `from_huggingface`)"
     check_header(data, path, format=FORMAT_NAME, version=FORMAT_VERSION, hint=hint)
     classes = Tokenizer.types
     kind = data.get("type")
