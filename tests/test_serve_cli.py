@@ -43,6 +43,15 @@ def get(port: int, path: str, headers=None):
 
 
 @pytest.mark.slow
+def test_a_run_checkpoint_is_named_after_its_run(tmp_path):
+    from byollm.serve.cli import model_name_for
+
+    tiny_checkpoint(tmp_path / "plain")
+    assert model_name_for(str(tmp_path / "plain")) == "plain"
+    tiny_checkpoint(tmp_path / "crashed" / "best.old")  # all a crash mid-save leaves
+    assert model_name_for(str(tmp_path / "crashed")) == "crashed"
+
+
 def test_serve_runs_a_server_named_after_the_run(tmp_path):
     """A run folder's best/ checkpoint, served as the run's name, the key from the environment."""
     tiny_checkpoint(tmp_path / "myrun" / "best")

@@ -83,6 +83,8 @@ def make_run(folder: Path) -> None:
     (folder / "checkpoint").mkdir()
     (folder / "checkpoint" / "model.safetensors").write_bytes(b"weights")
     (folder / ".checkpoint.tmp-123").mkdir()
+    (folder / ".run.json.tmp-123").write_text("{")  # a write a crash interrupted (paths.py)
+    (folder / "best.old").mkdir()  # a crash between the two renames of a save
     (folder / "metrics.jsonl").write_text("{}\n")
     (folder / "samples.txt").write_text("=== step 1 ===\n")
 

@@ -47,7 +47,7 @@ def replaced_atomically(target: Path, *, what: str = "") -> Iterator[Path]:
     (disk full, no permission) becomes one `ByollmError` line naming `target` (and `what` it is).
     """
     target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(target)
     try:
         yield tmp
         _flush_to_disk(tmp)  # else a power cut after the rename can leave an empty file
@@ -74,6 +74,27 @@ def write_file_atomically(path: str | Path, data: bytes, *, what: str = "file") 
         raise ByollmError(f"cannot write {what} {path}: {e.strerror or e}") from None
     with replaced_atomically(path, what=what) as tmp:
         tmp.write_bytes(data)
+
+
+def temporary_path(target: Path) -> Path:
+    """`.<name>.tmp-<pid>` beside `target`: where this process writes before replacing it.
+
+    >>> temporary_path(Path("runs/tiny/run.json")).name.startswith(".run.json.tmp-")
+    True
+    """
+    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
+
+
+def temporary_target(name: str) -> tuple[str, int] | None:
+    """`(target name, writer's pid)` of a `temporary_path` name, else None.
+
+    >>> temporary_target(".best.tmp-123"), temporary_target("best")
+    (('best', 123), None)
+    """
+    target, marker, pid = name.rpartition(".tmp-")
+    if not (marker and target.startswith(".") and pid.isascii() and pid.isdigit()):
+        return None
+    return target[1:], int(pid)
 
 
 def _flush_to_disk(path: Path) -> None:

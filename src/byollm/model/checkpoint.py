@@ -63,15 +63,20 @@ from byollm.model.weights import (
     stored_state,
     unwrap,
 )
-from byollm.paths import process_alive
+from byollm.paths import process_alive, temporary_path, temporary_target
 from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE, find_tokenizer_file
 
 FORMAT = "byollm-model"
 VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"  # the tokenizer's file name is the tokenizer package's
-# A run folder's checkpoints, in the order a reader prefers them.
-RUN_CHECKPOINTS = ("best", "checkpoint")
+# A run folder's checkpoints: the latest (what --resume continues) and the best by val loss;
+# RUN_CHECKPOINTS in the order a reader prefers them.
+LATEST, BEST = "checkpoint", "best"
+RUN_CHECKPOINTS = (BEST, LATEST)
+OLD_SUFFIX = ".old"  # the previous folder during a swap (`old_twin`)
+# Every name a run folder's checkpoint can have: best/, checkpoint/ and their `.old` twins.
+RUN_CHECKPOINT_FOLDERS = (*RUN_CHECKPOINTS, *(name + OLD_SUFFIX for name in RUN_CHECKPOINTS))
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -165,7 +170,7 @@ def resolve_checkpoint(path: str | Path, *, require: str = CONFIG_FILE) -> Path:
     """
     path = Path(path)
     for folder in (path, *(path / name for name in RUN_CHECKPOINTS)):
-        for candidate in (folder, folder.with_name(f"{folder.name}.old")):
+        for candidate in (folder, old_twin(folder)):
             if (candidate / require).is_file():
                 return candidate
     if path.is_file():
@@ -318,8 +323,8 @@ def write_folder_atomically(
     directory = Path(directory)
     # through a symlink: replace the folder it names, not the link
     target = directory.resolve() if directory.is_symlink() else directory
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    old = target.with_name(f"{target.name}.old")
+    tmp = temporary_path(target)
+    old = old_twin(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(target)
@@ -354,11 +359,17 @@ def write_folder_atomically(
     return directory
 
 
+def old_twin(folder: Path) -> Path:
+    """`<name>.old`: where the previous folder waits during a swap (all that is left after a
+    crash between its two renames)."""
+    return folder.with_name(folder.name + OLD_SUFFIX)
+
+
 def _remove_stale_temporaries(directory: Path) -> None:
     """Delete `.<name>.tmp-<pid>` folders left by crashed saves (never a live process's)."""
     for stale in directory.parent.glob(f".{directory.name}.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
+        _, pid = temporary_target(stale.name) or (None, None)
+        if pid is not None and pid != os.getpid() and process_alive(pid):
             continue  # another process is writing it right now
         shutil.rmtree(stale, ignore_errors=True)
 

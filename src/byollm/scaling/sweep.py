@@ -515,11 +515,11 @@ def run_point(
 
 def _resumable_checkpoint(run_dir: Path) -> Path | None:
     """The run's latest training checkpoint (or its `.old` twin after a crash), if it has one."""
-    from byollm.model.checkpoint import resolve_checkpoint
+    from byollm.model.checkpoint import LATEST, resolve_checkpoint
     from byollm.train.checkpoint import STATE_FILE
 
     try:
-        return resolve_checkpoint(run_dir / "checkpoint", require=STATE_FILE)
+        return resolve_checkpoint(run_dir / LATEST, require=STATE_FILE)
     except ByollmError:  # no checkpoint yet: the run never reached its first save
         return None
 
@@ -535,8 +535,9 @@ def _record(
     config: SweepConfig, point: SweepPoint, train_config: TrainConfig, fingerprint: str, meta: dict
 ) -> dict:
     from byollm.train.metrics import read_metrics
+    from byollm.train.rundir import METRICS_FILE
 
-    metrics = train_config.run_dir() / "metrics.jsonl"
+    metrics = train_config.run_dir() / METRICS_FILE
     final = [
         r for r in read_metrics(metrics) if r.get("kind") == "eval" and r["step"] == point.steps
     ]

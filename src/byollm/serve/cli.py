@@ -77,10 +77,10 @@ def register(subparsers) -> None:
 
 def model_name_for(checkpoint: str) -> str:
     """The folder's name; for a run folder's best/ or checkpoint/, the run's name."""
-    from byollm.model.checkpoint import resolve_checkpoint
+    from byollm.model.checkpoint import RUN_CHECKPOINT_FOLDERS, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint).resolve()
-    return path.parent.name if path.name in ("best", "checkpoint") else path.name
+    return path.parent.name if path.name in RUN_CHECKPOINT_FOLDERS else path.name
 
 
 def run_serve(args) -> int:

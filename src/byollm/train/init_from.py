@@ -22,17 +22,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from byollm.data.tokens import META_FILE, read_meta
 from byollm.errors import ByollmError
 from byollm.tokenizer import find_tokenizer_file
 
 
 def init_checkpoint(path: str | Path) -> Path:
     """The checkpoint folder `path` names, checked to hold a model and its tokenizer."""
-    from byollm.model.checkpoint import read_checkpoint_config
+    from byollm.model.checkpoint import CONFIG_FILE, RUN_CHECKPOINTS, read_checkpoint_config
 
     directory = Path(path).expanduser()
-    if directory.is_dir() and not (directory / "config.json").exists():
-        hint = [sub for sub in ("best", "checkpoint") if (directory / sub / "config.json").exists()]
+    if directory.is_dir() and not (directory / CONFIG_FILE).exists():
+        hint = [sub for sub in RUN_CHECKPOINTS if (directory / sub / CONFIG_FILE).exists()]
         if hint:  # a run folder: say which checkpoint inside it to take
             raise ByollmError(
                 f"init_from={path} is a run folder; name one of its checkpoints, e.g. "
@@ -62,10 +63,8 @@ def with_init_tokenizer(config):
         from byollm.train.config import default_data_dir
 
         changes["data_dir"] = str(default_data_dir(config.corpus, f"tokenizer-{own_hash[:12]}"))
-    elif (Path(config.data_dir) / "meta.json").exists():
+    elif (Path(config.data_dir) / META_FILE).exists():
         # Prepared data is never silently re-tokenized (and so lost) with another vocabulary.
-        from byollm.data.tokens import read_meta
-
         check_same_tokenizer(directory, own_hash, read_meta(config.data_dir)["tokenizer_hash"])
     return dataclasses.replace(config, **changes)
 

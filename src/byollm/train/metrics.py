@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from byollm.errors import ByollmError
+from byollm.train.rundir import TENSORBOARD_DIR
 
 
 class MetricsLog:
@@ -321,7 +322,7 @@ class ExternalLoggers:
                     "tensorboard = true but the tensorboard package is not installed "
                     "(pip install tensorboard)"
                 ) from None
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            self.tb = SummaryWriter(str(run_dir / TENSORBOARD_DIR))
         if wandb:
             try:
                 import wandb as wandb_module

@@ -42,9 +42,16 @@ import torch
 
 from byollm.errors import ByollmError
 from byollm.paths import replaced_atomically
+from byollm.train.rundir import (
+    LOSS_PLOT_FILE,
+    MACHINE_FILE,
+    METRICS_FILE,
+    REPORT_FILE,
+    RUN_FILE,
+    SAMPLES_FILE,
+    is_run_folder,
+)
 
-REPORT_FILE = "report.md"
-MACHINE_FILE = "machine.json"
 # Keys of an eval record that are not task scores.
 EVAL_KEYS = {"kind", "step", "tokens", "train_loss", "val_loss", "val_bpb", "elapsed", "sample"}
 # The settings shown in the report's table; the rest is in the folded TOML.
@@ -110,8 +117,6 @@ def save_report(
     load_at_start: float | None = None,
 ) -> Path:
     """`write_report` that raises: ByollmError for a folder that is not a run or a failed write."""
-    from byollm.train.rundir import is_run_folder
-
     run_dir = Path(run_dir)
     if not is_run_folder(run_dir):
         raise ByollmError(f"{run_dir}: not a byollm run folder (no run.json or checkpoint)")
@@ -182,11 +187,11 @@ def render_report(run_dir: str | Path, *, data_dir: str | Path | None = None) ->
     from byollm.train.metrics import read_metrics
 
     run_dir = Path(run_dir)
-    run = _read_json(run_dir / "run.json")
+    run = _read_json(run_dir / RUN_FILE)
     saved = _checkpoint_config(run_dir)
     train_cfg = saved.get("train") if isinstance(saved.get("train"), dict) else {}
     data_record = saved.get("data") if isinstance(saved.get("data"), dict) else {}
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run_dir / METRICS_FILE
     records = read_metrics(metrics_path) if metrics_path.is_file() else []
     meta = _data_meta(train_cfg, data_record, data_dir)
     name = run.get("name") or train_cfg.get("name") or run_dir.name
@@ -222,9 +227,9 @@ def _read_json(path: Path) -> dict:
 
 def _checkpoint_config(run_dir: Path) -> dict:
     """config.json of the run's checkpoint (or of best/ when the checkpoint is gone)."""
-    from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
+    from byollm.model.checkpoint import BEST, LATEST, read_checkpoint_config, resolve_checkpoint
 
-    for name in ("checkpoint", "best"):
+    for name in (LATEST, BEST):
         try:
             return read_checkpoint_config(resolve_checkpoint(run_dir / name))
         except ByollmError:
@@ -487,8 +492,8 @@ def _loss_section(records: list[dict], meta: dict) -> str:
 
 
 def _curve_section(run_dir: Path) -> str:
-    if (run_dir / "loss.png").is_file():
-        return "## Loss curve\n\n![train and val loss against tokens seen](loss.png)"
+    if (run_dir / LOSS_PLOT_FILE).is_file():
+        return f"## Loss curve\n\n![train and val loss against tokens seen]({LOSS_PLOT_FILE})"
     return "## Loss curve\n\nNo loss.png in the run folder."
 
 
@@ -506,7 +511,7 @@ def last_sample(path: Path) -> tuple[str, str] | None:
 
 
 def _sample_section(run_dir: Path) -> str:
-    sample = last_sample(run_dir / "samples.txt")
+    sample = last_sample(run_dir / SAMPLES_FILE)
     if sample is None:
         return "## Sample\n\nNo samples.txt in the run folder."
     heading, text = sample

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
 
 from byollm.errors import ByollmError
-from byollm.paths import write_file_atomically
+from byollm.model.checkpoint import CONFIG_FILE, LATEST, RUN_CHECKPOINT_FOLDERS, resolve_checkpoint
+from byollm.model.checkpoint import FORMAT as MODEL_FORMAT
+from byollm.paths import temporary_target, write_file_atomically
 
 try:  # POSIX only
     import fcntl
@@ -47,12 +48,23 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 RUN_FORMAT = "byollm-run"
 RUN_VERSION = 1
+# The files the trainer and the report write beside the checkpoints (`LATEST`, `BEST`).
+METRICS_FILE = "metrics.jsonl"
+LOSS_PLOT_FILE = "loss.png"
+SAMPLES_FILE = "samples.txt"
+TENSORBOARD_DIR = "tensorboard"
+REPORT_FILE = "report.md"
+MACHINE_FILE = "machine.json"
 # Everything the trainer writes into a run folder, and so all that --overwrite may delete.
-RUN_ENTRIES = {"run.json", "checkpoint", "best", "metrics.jsonl", "loss.png", "samples.txt"}
-RUN_ENTRIES |= {"tensorboard", "checkpoint.old", "best.old", "report.md", "machine.json"}
-TEMPORARY_ENTRY = re.compile(
-    r"\.(checkpoint|best)\.tmp-\d+|run\.json\.tmp-\d+|\.(report\.md|machine\.json)\.tmp-\d+"
-)
+RUN_ENTRIES = {RUN_FILE, METRICS_FILE, LOSS_PLOT_FILE, SAMPLES_FILE, TENSORBOARD_DIR}
+RUN_ENTRIES |= {REPORT_FILE, MACHINE_FILE, *RUN_CHECKPOINT_FOLDERS}
+
+
+def is_run_entry(name: str) -> bool:
+    """Whether `name` is written by byollm in a run folder: an entry, or the temporary one of a
+    write that a crash interrupted (`byollm.paths.temporary_path`)."""
+    temporary = temporary_target(name)
+    return name in RUN_ENTRIES or (temporary is not None and temporary[0] in RUN_ENTRIES)
 
 
 def is_run_folder(path: Path) -> bool:
@@ -63,16 +75,14 @@ def is_run_folder(path: Path) -> bool:
             return True
     except (OSError, ValueError):
         pass
-    for sub in ("checkpoint", "best", "checkpoint.old", "best.old"):  # runs of an older byollm
+    # Runs of an older byollm: a checkpoint the trainer saved. Only its header is looked at (not
+    # `read_checkpoint_config`'s checks): a damaged checkpoint is still a run, not a stranger's.
+    for sub in RUN_CHECKPOINT_FOLDERS:
         try:
-            config = json.loads((path / sub / "config.json").read_text())
+            config = json.loads((path / sub / CONFIG_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if (
-            isinstance(config, dict)
-            and config.get("format") == "byollm-model"
-            and "train" in config
-        ):
+        if isinstance(config, dict) and config.get("format") == MODEL_FORMAT and "train" in config:
             return True
     return False
 
@@ -141,11 +151,10 @@ class RunFolder:
         return [p for p in self.path.iterdir() if p.name != LOCK_FILE]
 
     def _require_checkpoint(self) -> None:
-        from byollm.model.checkpoint import resolve_checkpoint
         from byollm.train.checkpoint import STATE_FILE
 
         try:
-            resolve_checkpoint(self.path / "checkpoint", require=STATE_FILE)
+            resolve_checkpoint(self.path / LATEST, require=STATE_FILE)
         except ByollmError:
             raise ByollmError(f"{self.path}: no checkpoint to resume from") from None
 
@@ -207,11 +216,7 @@ class RunFolder:
     def _clear(self) -> None:
         """Delete what byollm wrote in the folder (for --overwrite); refuse if there is more."""
         entries = self._entries()
-        foreign = sorted(
-            p.name
-            for p in entries
-            if p.name not in RUN_ENTRIES and not TEMPORARY_ENTRY.fullmatch(p.name)
-        )
+        foreign = sorted(p.name for p in entries if not is_run_entry(p.name))
         if foreign:
             shown = ", ".join(foreign[:5]) + (
                 f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""

@@ -52,7 +52,7 @@ from byollm.data.loader import BatchLoader
 from byollm.data.tokens import open_tokens, read_meta
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
-from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
+from byollm.model.checkpoint import BEST, LATEST, read_checkpoint_config, resolve_checkpoint
 from byollm.train import distributed
 from byollm.train.checkpoint import (
     STATE_FILE,
@@ -72,7 +72,7 @@ from byollm.train.metrics import (
     plot_losses,
 )
 from byollm.train.optim import build_optimizers, set_lr
-from byollm.train.rundir import RunFolder
+from byollm.train.rundir import LOSS_PLOT_FILE, METRICS_FILE, SAMPLES_FILE, RunFolder
 from byollm.train.schedule import lr_multiplier
 
 FALLBACK_CORPUS = "python-stdlib:4MB"  # capped: about the size of Tiny Shakespeare
@@ -189,7 +189,7 @@ class Trainer:
         if not self.resume:
             data_dir, corpus = prepare_data(cfg, progress=self.progress, log=self.log)
             return str(data_dir), corpus
-        checkpoint = resolve_checkpoint(self.run_dir / "checkpoint", require=STATE_FILE)
+        checkpoint = resolve_checkpoint(self.run_dir / LATEST, require=STATE_FILE)
         saved = read_checkpoint_config(checkpoint)
         saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
         for key in RUN_IDENTITY:
@@ -229,7 +229,7 @@ class Trainer:
         """Device, data, model, optimizers, then the resumed state: all the loop needs."""
         checkpoint = None
         if self.resume:
-            checkpoint = resolve_checkpoint(self.run_dir / "checkpoint", require=STATE_FILE)
+            checkpoint = resolve_checkpoint(self.run_dir / LATEST, require=STATE_FILE)
         self._setup_device()
         self._setup_tokenizer(data_dir)
         init_model = self._setup_model_config()
@@ -381,7 +381,7 @@ class Trainer:
         )
         if folder is not None:
             folder.mark(cfg.name)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", enabled=self.dist.is_main)
+        self.metrics = MetricsLog(self.run_dir / METRICS_FILE, enabled=self.dist.is_main)
         if self.resume:
             self.metrics.truncate_after(self.step)
         self.external = ExternalLoggers(
@@ -409,8 +409,8 @@ class Trainer:
         return {
             "already_finished": True,
             "run_dir": str(self.run_dir),
-            "checkpoint": str(self.run_dir / "checkpoint"),
-            "best": str(self.run_dir / "best"),
+            "checkpoint": str(self.run_dir / LATEST),
+            "best": str(self.run_dir / BEST),
             "steps": self.step,
             "tokens_seen": self.tokens_seen,
             "best_val_loss": self.best_val_loss,
@@ -539,8 +539,8 @@ class Trainer:
         elapsed = self._elapsed(started)
         summary = {
             "run_dir": str(self.run_dir),
-            "checkpoint": str(self.run_dir / "checkpoint"),
-            "best": str(self.run_dir / "best"),
+            "checkpoint": str(self.run_dir / LATEST),
+            "best": str(self.run_dir / BEST),
             "steps": self.step,
             "tokens_seen": self.tokens_seen,
             "elapsed_s": round(elapsed, 2),
@@ -554,10 +554,12 @@ class Trainer:
             "data_dir": str(self.data_dir),
             "sample": last_eval.get("sample", "") if last_eval else "",
         }
-        if self.dist.is_main and (self.run_dir / "metrics.jsonl").exists():
-            plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png", self.config.name)
-            summary["loss_plot"] = str(self.run_dir / "loss.png")
-            summary["samples"] = str(self.run_dir / "samples.txt")
+        if self.dist.is_main and (self.run_dir / METRICS_FILE).exists():
+            plot_losses(
+                self.run_dir / METRICS_FILE, self.run_dir / LOSS_PLOT_FILE, self.config.name
+            )
+            summary["loss_plot"] = str(self.run_dir / LOSS_PLOT_FILE)
+            summary["samples"] = str(self.run_dir / SAMPLES_FILE)
             from byollm.train.report import write_report  # the run's card, report.md
 
             report = write_report(
@@ -693,7 +695,7 @@ class Trainer:
             )
         self._record(record)
         sample = self.sample(model)
-        path = self.run_dir / "samples.txt"
+        path = self.run_dir / SAMPLES_FILE
         try:
             with path.open("a") as f:
                 f.write(f"=== step {self.step}, val loss {record['val_loss']:.4f} ===\n")
@@ -701,7 +703,7 @@ class Trainer:
         except OSError as e:
             raise ByollmError(f"{path}: cannot write ({e.strerror})") from None
         state = self._train_state(started, optimizer_states)
-        for name in ("checkpoint", "best") if improved else ("checkpoint",):
+        for name in (LATEST, BEST) if improved else (LATEST,):
             save_train_checkpoint(
                 self.run_dir / name,
                 model,
