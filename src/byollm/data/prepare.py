@@ -94,11 +94,12 @@ from byollm.data.tokens import (
     open_tokens,
     read_meta,
     shard_file,
+    split_file,
     token_dtype,
 )
-from byollm.download import resolve_mirror
+from byollm.download import resolve_mirror, sha256_file
 from byollm.errors import ByollmError
-from byollm.paths import process_alive, user_path
+from byollm.paths import process_alive, user_path, write_file_atomically
 from byollm.tokenizer import (
     LEGACY_TOKENIZER_FILE,
     TOKENIZER_FILE,
@@ -603,12 +604,7 @@ def _shards_intact(partial: Path, saved: dict) -> bool:
     try:
         shards = [s for split in SPLITS for s in saved["state"]["shards"][split]]
         for shard in shards:
-            path = partial / shard["file"]
-            sha = hashlib.sha256()
-            with open(path, "rb") as f:
-                while block := f.read(1 << 24):
-                    sha.update(block)
-            if sha.hexdigest() != shard["sha256"]:
+            if sha256_file(partial / shard["file"]) != shard["sha256"]:
                 return False
         return (partial / TOKENIZER_FILE).is_file()
     except (OSError, KeyError, TypeError):
@@ -616,9 +612,9 @@ def _shards_intact(partial: Path, saved: dict) -> bool:
 
 
 def _write_progress(partial: Path, state: dict, run: dict) -> None:
-    tmp = partial / (PROGRESS_FILE + ".tmp")
-    tmp.write_text(json.dumps({"run": run, "state": state}))
-    os.replace(tmp, partial / PROGRESS_FILE)  # atomic: a kill leaves the old or the new record
+    # atomic: a kill leaves the old or the new record
+    data = json.dumps({"run": run, "state": state}).encode()
+    write_file_atomically(partial / PROGRESS_FILE, data, what="progress record")
 
 
 def _install(out_dir: Path, partial: Path, meta: dict) -> None:
@@ -665,7 +661,7 @@ def _is_spec_file(spec, path: Path) -> bool:
 
 
 # Temporary files an older byollm wrote beside the data (`.train.bin.tmp-PID`...).
-_LEGACY_TEMPORARY = ("train.bin", "val.bin", TOKENIZER_FILE, META_FILE, LEGACY_TOKENIZER_FILE)
+_LEGACY_TEMPORARY = (*map(split_file, SPLITS), TOKENIZER_FILE, META_FILE, LEGACY_TOKENIZER_FILE)
 
 
 def _remove_stale_temporary(out_dir: Path) -> None:
