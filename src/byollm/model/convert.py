@@ -48,8 +48,17 @@ from byollm.model.checkpoint import (
 )
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
+from byollm.model.hub import (
+    GPT2_TOKENIZER_FILES,
+    HF_CONFIG,
+    HF_LEGACY_WEIGHTS,
+    HF_TOKENIZER,
+    HF_WEIGHTS,
+    HF_WEIGHTS_INDEX,
+)
 from byollm.model.weights import check_weights_match, expected_weight_shapes, load_state, unwrap
 from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE
+from byollm.tokenizer.export import HF_TOKENIZER_FILES
 
 # Hugging Face GPT-2 activation_function -> our mlp kind: the tanh approximation (three spellings
 # of one formula) or the exact erf GELU (PyTorch's kernel, or the same written out in Python)
@@ -67,11 +76,11 @@ GPT2_ACTIVATIONS = {
 
 def read_hf_config(directory: str | Path) -> dict:
     directory = Path(directory)
-    path = directory / "config.json"
+    path = directory / HF_CONFIG
     if not directory.is_dir():
         raise ByollmError(f"Hugging Face model folder not found: {directory}")
     if not path.is_file():
-        raise ByollmError(f"{path}: missing (a Hugging Face model folder has config.json)")
+        raise ByollmError(f"{path}: missing (a Hugging Face model folder has {HF_CONFIG})")
     try:
         hf = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -84,8 +93,8 @@ def read_hf_config(directory: str | Path) -> dict:
 def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a folder: model.safetensors, sharded safetensors, or pytorch_model.bin."""
     directory = Path(directory)
-    single = directory / "model.safetensors"
-    index = directory / "model.safetensors.index.json"
+    single = directory / HF_WEIGHTS
+    index = directory / HF_WEIGHTS_INDEX
     if single.is_file():
         return _load_safetensors(single)
     if index.is_file():
@@ -99,15 +108,15 @@ def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
                 raise ByollmError(f"{index} lists {shard}, which is missing from {directory}")
             tensors.update(_load_safetensors(directory / shard))
         return tensors
-    legacy = directory / "pytorch_model.bin"
+    legacy = directory / HF_LEGACY_WEIGHTS
     if legacy.is_file():
         try:
             return torch.load(legacy, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for a damaged or unsafe file
             raise ByollmError(f"{legacy}: cannot read ({e})") from None
     raise ByollmError(
-        f"{directory}: no weights found (expected model.safetensors, "
-        "model.safetensors.index.json or pytorch_model.bin)"
+        f"{directory}: no weights found (expected {HF_WEIGHTS}, {HF_WEIGHTS_INDEX} or "
+        f"{HF_LEGACY_WEIGHTS})"
     )
 
 
@@ -129,7 +138,7 @@ def _get(hf: dict, key: str, source: str, default=None):
 # --- Hugging Face -> byollm ----------------------------------------------------------------------
 
 
-def hf_to_gpt_config(hf: dict, source: str = "config.json") -> GPTConfig:
+def hf_to_gpt_config(hf: dict, source: str = HF_CONFIG) -> GPTConfig:
     """Translate a Hugging Face GPT-2 or Llama config into a `GPTConfig`."""
     kind = hf.get("model_type")
     if kind == "gpt2":
@@ -247,7 +256,7 @@ def from_hf(directory: str | Path) -> GPT:
     """Load a Hugging Face GPT-2 (`GPT2LMHeadModel`) or Llama (`LlamaForCausalLM`) folder."""
     directory = Path(directory)
     hf = read_hf_config(directory)
-    config = hf_to_gpt_config(hf, str(directory / "config.json"))
+    config = hf_to_gpt_config(hf, str(directory / HF_CONFIG))
     sd = read_hf_weights(directory)
     convert = _gpt2_weights_to_ours if hf["model_type"] == "gpt2" else _llama_weights_to_ours
     try:
@@ -362,10 +371,10 @@ def to_hf(
     directory.mkdir(parents=True, exist_ok=True)
     save_file(
         {k: v.contiguous() for k, v in tensors.items()},
-        str(directory / "model.safetensors"),
+        str(directory / HF_WEIGHTS),
         metadata={"format": "pt"},
     )
-    (directory / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+    (directory / HF_CONFIG).write_text(json.dumps(hf_config, indent=2) + "\n")
     return directory
 
 
@@ -406,9 +415,8 @@ CONVERT_FILES = {
     CONFIG_FILE,
     WEIGHTS_FILE,
     TOKENIZER_FILE,  # byollm's own format, in a byollm checkpoint
-    LEGACY_TOKENIZER_FILE,  # Hugging Face's format in an export (byollm's, in old checkpoints)
-    "tokenizer_config.json",
-    "special_tokens_map.json",
+    LEGACY_TOKENIZER_FILE,  # byollm's, in old checkpoints
+    *HF_TOKENIZER_FILES,  # Hugging Face's tokenizer.json and the rest, in an export
     GENERATION_CONFIG,
 }
 
@@ -450,7 +458,7 @@ def hf_folder_tokenizer(directory: str | Path):
     from byollm.tokenizer.pretrained import read_gpt2_files
 
     directory = Path(directory)
-    vocab, merges, hf_json = (directory / f for f in ("vocab.json", "merges.txt", "tokenizer.json"))
+    vocab, merges, hf_json = (directory / f for f in (*GPT2_TOKENIZER_FILES, HF_TOKENIZER))
     if vocab.is_file() and merges.is_file():
         try:  # read_gpt2_files checks the pair: a vocabulary of another shape is reported
             ranks = read_gpt2_files(vocab, merges)
@@ -467,7 +475,7 @@ def hf_folder_tokenizer(directory: str | Path):
             return from_huggingface(hf_json), None
         except ByollmError as e:
             return None, str(e)
-    return None, f"{directory} has no vocab.json + merges.txt or tokenizer.json"
+    return None, f"{directory} has no {' + '.join(GPT2_TOKENIZER_FILES)} or {HF_TOKENIZER}"
 
 
 def convert_from_hub(
@@ -507,7 +515,7 @@ def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:
     tok = None
     if find_tokenizer_file(checkpoint).is_file():
         tok = load_tokenizer(find_tokenizer_file(checkpoint))
-    written = ["config.json", "model.safetensors"]
+    written = [HF_CONFIG, HF_WEIGHTS]
 
     def write(folder: Path) -> None:
         eot = None if tok is None else tok.eot_id
@@ -549,7 +557,7 @@ def check_convert_out(out: Path, source: Path | None = None) -> None:
 
 def _written_by_convert(folder: Path) -> bool:
     try:
-        meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        meta = json.loads((folder / HF_CONFIG).read_text(encoding="utf-8"))  # or byollm's
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("written_by") == WRITTEN_BY

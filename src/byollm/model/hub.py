@@ -39,6 +39,7 @@ from pathlib import Path
 from byollm import download
 from byollm.errors import ByollmError
 from byollm.paths import byollm_home, write_file_atomically
+from byollm.tokenizer.export import HF_TOKENIZER_FILES
 
 HUB_URL = "https://huggingface.co"
 # the OpenAI checkpoints by their short names (their repos moved under openai-community/)
@@ -54,9 +55,12 @@ KNOWN_WEIGHTS = {
         548_105_171,
     ),
 }
-CONFIG, WEIGHTS, WEIGHTS_INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
+# A Hugging Face model folder's files, named here once (`convert.py` reads and writes them too).
+HF_CONFIG, HF_WEIGHTS = "config.json", "model.safetensors"
+HF_WEIGHTS_INDEX = "model.safetensors.index.json"  # the weights cut into shards
+HF_LEGACY_WEIGHTS = "pytorch_model.bin"  # pickled: never fetched, read only `weights_only`
 GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
-HF_TOKENIZER = "tokenizer.json"  # fetched when the GPT-2 pair is absent
+HF_TOKENIZER = HF_TOKENIZER_FILES[0]  # tokenizer.json, fetched when the GPT-2 pair is absent
 LISTING_MAX_BYTES = 4 << 20
 SMALL_FILE_MAX_BYTES = 64 << 20  # a non-LFS file (config, vocab) is never this large
 VIAS = ("byollm", "huggingface_hub")
@@ -154,38 +158,38 @@ def _listing_entries(data: list, source: str) -> dict[str, dict]:
 
 def _wanted_files(listing: dict[str, dict], repo: str, read_index) -> list[str]:
     """The files to fetch: config.json, the safetensors weights, GPT-2's tokenizer files."""
-    if CONFIG not in listing:
-        raise ByollmError(f"{repo} has no {CONFIG}; is it a model repo?")
+    if HF_CONFIG not in listing:
+        raise ByollmError(f"{repo} has no {HF_CONFIG}; is it a model repo?")
     if repo in KNOWN_WEIGHTS:
         sha256, size = KNOWN_WEIGHTS[repo]
-        lfs = (listing.get(WEIGHTS) or {}).get("lfs") or {}
+        lfs = (listing.get(HF_WEIGHTS) or {}).get("lfs") or {}
         if lfs.get("oid") != sha256:
             raise ByollmError(
-                f"the listing of {repo} gives {WEIGHTS} sha256 {lfs.get('oid')}, but the real "
+                f"the listing of {repo} gives {HF_WEIGHTS} sha256 {lfs.get('oid')}, but the real "
                 f"weights are {sha256} ({size:,} bytes); a wrong mirror or revision? Nothing "
                 "was downloaded"
             )
-    if WEIGHTS in listing:
-        weights = [WEIGHTS]
-    elif WEIGHTS_INDEX in listing:
-        index = read_index(WEIGHTS_INDEX)
+    if HF_WEIGHTS in listing:
+        weights = [HF_WEIGHTS]
+    elif HF_WEIGHTS_INDEX in listing:
+        index = read_index(HF_WEIGHTS_INDEX)
         try:
             shards = sorted(set(index["weight_map"].values()))
         except (KeyError, AttributeError, TypeError):
-            raise ByollmError(f"{repo}/{WEIGHTS_INDEX}: no weight_map") from None
+            raise ByollmError(f"{repo}/{HF_WEIGHTS_INDEX}: no weight_map") from None
         missing = [s for s in shards if s not in listing]
         if missing:
-            raise ByollmError(f"{repo}/{WEIGHTS_INDEX} lists {missing[0]}, which the repo lacks")
+            raise ByollmError(f"{repo}/{HF_WEIGHTS_INDEX} lists {missing[0]}, which the repo lacks")
         weights = shards
     else:
         raise ByollmError(
-            f"{repo} has no safetensors weights ({WEIGHTS} or {WEIGHTS_INDEX}); byollm fetches "
+            f"{repo} has no safetensors weights ({HF_WEIGHTS} or {HF_WEIGHTS_INDEX}); byollm fetches "
             "only safetensors (download the repo and use --from-hf DIR for other formats)"
         )
     tokenizer = [f for f in GPT2_TOKENIZER_FILES if f in listing]
     if len(tokenizer) != len(GPT2_TOKENIZER_FILES):
         tokenizer = [HF_TOKENIZER] if HF_TOKENIZER in listing else []
-    return [CONFIG, *weights, *tokenizer]
+    return [HF_CONFIG, *weights, *tokenizer]
 
 
 def _load_json(path: Path) -> dict:
@@ -254,12 +258,12 @@ def _download_with_huggingface_hub(repo: str, revision: str, mirror: str | None)
     except (HfHubHTTPError, OSError, ValueError) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ByollmError(f"cannot fetch {repo} through huggingface_hub: {message}") from None
-    return paths[CONFIG].parent  # one snapshot folder holds every file of a revision
+    return paths[HF_CONFIG].parent  # one snapshot folder holds every file of a revision
 
 
 def _cached_with_huggingface_hub(repo: str, get) -> Path:
-    config = get(CONFIG)
-    for optional in (WEIGHTS, *GPT2_TOKENIZER_FILES, HF_TOKENIZER):
+    config = get(HF_CONFIG)
+    for optional in (HF_WEIGHTS, *GPT2_TOKENIZER_FILES, HF_TOKENIZER):
         with contextlib.suppress(OSError, ValueError):  # not cached: conversion says what lacks
             get(optional)
     return config.parent
