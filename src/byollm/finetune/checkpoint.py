@@ -26,6 +26,7 @@ from torch import nn
 from byollm.errors import ByollmError
 from byollm.finetune.heads import Classifier
 from byollm.finetune.lora import LoRAConfig, is_adapter, load_adapter, read_adapter, save_adapter
+from byollm.model.interface import model_device
 from byollm.tokenizer import TOKENIZER_FILE
 
 HEAD_FILE = "head.safetensors"
@@ -90,7 +91,7 @@ def load_finetuned(path: str | Path, device: str = "auto"):
             except (SafetensorError, OSError) as e:
                 raise ByollmError(f"{head_path}: cannot read the classifier head ({e})") from None
             _load_head(root, tensors, head_path)
-    root.to(next(gpt.parameters()).device).eval()
+    root.to(model_device(gpt)).eval()
     return root, tokenizer, {k: meta[k] for k in TASK_KEYS if k in meta}
 
 

@@ -37,6 +37,7 @@ from byollm.finetune.heads import Classifier
 from byollm.finetune.loop import choose_trainable, fit
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import classification_report
+from byollm.model.interface import model_device
 
 MAX_CLASSES = 100
 FORMAT_VERSION = 1
@@ -85,7 +86,7 @@ def check_labels(labels: list[str], source: str, column: str) -> list[str]:
 
 def predict_ids(model: Classifier, rows: list[list[int]], pad_id: int, batch_size: int = 32):
     """Class probabilities (N, classes) for token-id rows."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = []
     model.eval()
     with torch.no_grad():
@@ -141,7 +142,7 @@ def finetune_classifier(
         from byollm.model import GPT
 
         torch.manual_seed(seed)
-        gpt = GPT(gpt.config).to(next(gpt.parameters()).device)
+        gpt = GPT(gpt.config).to(model_device(gpt))
     max_length = min(max_length or gpt.config.block_size, gpt.config.block_size)
     pad_id = tokenizer.eot_id if tokenizer.eot_id is not None else 0
     label_id = {label: i for i, label in enumerate(labels)}
@@ -162,7 +163,7 @@ def finetune_classifier(
         f"{len(train_rows)}/{len(val_rows)}/{len(test_rows)} ({split}); training {trainable}: "
         f"{counts['trainable']:,} of {counts['total']:,} parameters"
     )
-    device_ = next(gpt.parameters()).device
+    device_ = model_device(gpt)
 
     def batches(epoch):
         order = list(range(len(encoded["train"][0])))

@@ -59,6 +59,7 @@ from byollm.finetune.loop import choose_trainable, fit
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import exact_match, rouge_l
 from byollm.generate.chat import format_instruct
+from byollm.model.interface import model_device
 
 TEMPLATE = "alpaca"
 FORMAT_VERSION = 1
@@ -148,7 +149,7 @@ def collate(examples, pad_id: int, mask_prompt: bool, device) -> tuple[torch.Ten
 @torch.no_grad()
 def response_loss(model, examples, pad_id: int, batch_size: int = 8) -> float:
     """Mean cross-entropy per answer token (end-of-text included), the prompt never counted."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
@@ -166,7 +167,7 @@ def generate_answers(model, tokenizer, pairs, max_new_tokens: int) -> list[dict]
     """Greedy answers to each prompt, stopped at end-of-text, with their scores."""
     from byollm.generate import SamplingConfig, generate_ids
 
-    device = next(model.parameters()).device
+    device = model_device(model)
     block = model.config.block_size
     greedy = SamplingConfig(temperature=0.0)
     results = []
@@ -281,7 +282,7 @@ def finetune_instruct(
         f"{len(test_examples)}; training {trainable}: {counts['trainable']:,} of "
         f"{counts['total']:,} parameters; prompt {'masked' if mask_prompt else 'in the loss'}"
     )
-    device_ = next(model.parameters()).device
+    device_ = model_device(model)
 
     def batches(epoch):
         order = list(range(len(encoded["train"])))

@@ -24,6 +24,7 @@ from byollm.generate.processors import (
     TopP,
     TypicalP,
 )
+from byollm.model.interface import model_block_size, next_token_logits
 
 # (title, processor) pairs shown side by side; the first panel is the model's own distribution.
 DEFAULT_PANELS = [
@@ -72,8 +73,8 @@ def next_token_logits_for(model, tokenizer, prompt: str):
     """`(logits (1, V), context (1, T))` for the token after `prompt`."""
     context = torch.tensor([tokenizer.encode(prompt)])
     with torch.inference_mode():
-        logits, _ = model(context[:, -model.config.block_size :])
-    return logits[:, -1, :].float(), context
+        logits = next_token_logits(model, context[:, -model_block_size(model) :])
+    return logits, context
 
 
 def plot_processors(model, tokenizer, prompt: str, panels=None, top: int = 12, path=None):

@@ -53,6 +53,7 @@ from byollm.data.tokens import open_tokens, read_meta
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
 from byollm.model.checkpoint import BEST, LATEST, read_checkpoint_config, resolve_checkpoint
+from byollm.model.interface import model_device
 from byollm.train import distributed
 from byollm.train.checkpoint import (
     STATE_FILE,
@@ -721,7 +722,7 @@ class Trainer:
         if not cfg.sample_tokens:
             return ""
         model = self.raw_model if model is None else model
-        device = next(model.parameters()).device
+        device = model_device(model)
         dtype = self.dtype if device == self.device else torch.float32
         try:
             prompt = self.tokenizer.encode(cfg.sample_prompt) or [0]
