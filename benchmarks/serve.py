@@ -46,9 +46,9 @@ from pathlib import Path
 
 import torch
 
-from byollm.model import GPT, GPTConfig, save_model
+from byollm.model import GPT, GPTConfig, save_checkpoint
 from byollm.model.convert import to_hf
-from byollm.tokenizer import CharTokenizer
+from byollm.tokenizer import TOKENIZER_FILE, CharTokenizer
 
 MODELS = {
     "shakespeare": lambda: GPTConfig.from_preset("small-10m", block_size=512, dropout=0.0),
@@ -68,7 +68,7 @@ def hf_server(directory: str, port: int, device: str) -> None:
     from transformers.generation.streamers import BaseStreamer
 
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).to(device).eval()
-    tokenizer = CharTokenizer.load(Path(directory) / "tokenizer.json")
+    tokenizer = CharTokenizer.load(Path(directory) / TOKENIZER_FILE)
     lock = threading.Lock()  # one generate() at a time: it has no way to share a batch
 
     class Streamer(BaseStreamer):
@@ -245,10 +245,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = Path(tmp) / "bench", Path(tmp) / "hf"
-        save_model(model, ours)
-        tokenizer.save(ours / "tokenizer.json")
+        save_checkpoint(ours, model, tokenizer)
         to_hf(model, theirs)
-        tokenizer.save(theirs / "tokenizer.json")
+        tokenizer.save(theirs / TOKENIZER_FILE)  # byollm's format under byollm's name
         env_python = [sys.executable]
         port = free_port()
         server = start_server(
