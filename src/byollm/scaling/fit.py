@@ -59,7 +59,9 @@ from pathlib import Path
 import numpy as np
 
 from byollm.errors import ByollmError
+from byollm.paths import write_file_atomically
 
+FIT_FILE = "fit.json"  # in the sweep folder, unless `byollm scaling fit --out` says otherwise
 FIT_FORMAT = "byollm-scaling-fit"
 FIT_VERSION = 1
 HUBER_DELTA = 1e-3
@@ -423,7 +425,7 @@ def fit_sweep(
 
 def save_fit(fit: dict, path: str | Path) -> Path:
     path = Path(path)
-    path.write_text(json.dumps(fit, indent=1) + "\n")
+    write_file_atomically(path, (json.dumps(fit, indent=1) + "\n").encode(), what="fit")
     return path
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byollm.scaling.fit import compute_optimal, load_fit, parametric_loss, power_law
+from byollm.scaling.fit import FIT_FILE, compute_optimal, load_fit, parametric_loss, power_law
 from byollm.scaling.sweep import latest_records, sweep_records
 
 FIGURES = ("isoflops", "optimal", "surface", "residuals")
@@ -220,14 +220,14 @@ def plot_sweep(
     sweep_dir: str | Path, out_dir: str | Path | None = None, fit: dict | None = None
 ) -> list[Path]:
     """Save the four figures of a sweep folder (its results.jsonl and fit.json) as PNGs."""
-    from byollm.scaling.predict import read_predictions
+    from byollm.scaling.predict import PREDICTIONS_FILE, read_predictions
 
     sweep_dir = Path(sweep_dir)
     out_dir = Path(out_dir) if out_dir else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     records = sweep_records(sweep_dir)
-    fit = fit or load_fit(sweep_dir / "fit.json")
-    predictions = sweep_dir / "predictions.jsonl"
+    fit = fit or load_fit(sweep_dir / FIT_FILE)
+    predictions = sweep_dir / PREDICTIONS_FILE
     holdout = []
     if predictions.exists():
         latest = latest_records(read_predictions(predictions)).values()

@@ -39,6 +39,7 @@ import numpy as np
 from byollm.errors import ByollmError
 from byollm.scaling.fit import (
     CONSTANTS,
+    FIT_FILE,
     by_budget,
     compute_optimal,
     fit_sweep,
@@ -65,6 +66,7 @@ from byollm.scaling.sweep import (
     sweep_records,
 )
 
+PREDICTIONS_FILE = "predictions.jsonl"  # in the sweep folder
 PREDICTION_FORMAT = "byollm-scaling-prediction"
 PREDICTION_VERSION = 1
 DEEPEST = 64  # the deepest model `predict` will propose
@@ -235,10 +237,10 @@ def predict(
 
 def predict_run(sweep_dir: str | Path, budget: str | float, fit_path: str | Path | None = None):
     """`predict` for a sweep folder: its config, its fit.json and its data's vocabulary."""
-    from byollm.data.prepare import read_meta
+    from byollm.data.tokens import read_meta
 
     config = read_sweep_config(sweep_dir)
-    fit = load_fit(fit_path or Path(sweep_dir) / "fit.json")
+    fit = load_fit(fit_path or Path(sweep_dir) / FIT_FILE)
     vocab_size = read_meta(sweep_data_dir(config))["vocab_size"]
     records = sweep_records(sweep_dir)
     return predict(fit, config, parse_budget(budget, fit), vocab_size, records)
@@ -256,7 +258,7 @@ def run_prediction(
     sweep_dir = Path(sweep_dir)
     config = read_sweep_config(sweep_dir)
     prediction = predict_run(sweep_dir, budget, fit_path)
-    predictions = sweep_dir / "predictions.jsonl"
+    predictions = sweep_dir / PREDICTIONS_FILE
     earlier = latest_records(read_predictions(predictions)) if predictions.exists() else {}
     if prediction["point"] in earlier:  # a resumed run keeps the prediction made before it began
         prediction = earlier[prediction["point"]]

@@ -45,8 +45,12 @@ from byollm.config import apply_overrides, from_dict, load_toml, to_dict
 from byollm.errors import ByollmError
 from byollm.formats import check_header
 from byollm.model import GPTConfig, model_info
+from byollm.paths import write_file_atomically
 from byollm.train import TrainConfig
 
+SWEEP_FILE, RESULTS_FILE = "sweep.json", "results.jsonl"  # in the sweep folder
+SWEEP_FORMAT = "byollm-scaling-sweep"
+SWEEP_VERSION = 1
 RESULT_FORMAT = "byollm-scaling-run"
 RESULT_VERSION = 1
 DEFAULT_SWEEP = "cpu"
@@ -225,9 +229,11 @@ def _find_sweep_preset(name: str | Path) -> Path | None:
 
 def save_sweep_config(config: SweepConfig, sweep_dir: Path) -> Path:
     """Write `sweep.json`, so that `fit`, `plot` and `predict` know how the sweep was made."""
-    path = sweep_dir / "sweep.json"
-    payload = {"format": "byollm-scaling-sweep", "version": 1, "sweep": to_dict(config)}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path = sweep_dir / SWEEP_FILE
+    payload = {"format": SWEEP_FORMAT, "version": SWEEP_VERSION, "sweep": to_dict(config)}
+    write_file_atomically(
+        path, (json.dumps(payload, indent=2) + "\n").encode(), what="sweep config"
+    )
     return path
 
 
@@ -235,8 +241,8 @@ def read_sweep_config(sweep_dir: str | Path) -> SweepConfig:
     """The SweepConfig a sweep folder was made with (its `sweep.json`), placed where the folder
     is now (a moved sweep folder keeps working)."""
     sweep_dir = Path(sweep_dir)
-    path = sweep_dir / "sweep.json"
-    payload = read_json_file(path, "byollm-scaling-sweep", 1, f"is {sweep_dir} a sweep folder?")
+    path = sweep_dir / SWEEP_FILE
+    payload = read_json_file(path, SWEEP_FORMAT, SWEEP_VERSION, f"is {sweep_dir} a sweep folder?")
     config = from_dict(SweepConfig, payload["sweep"], str(path))
     return dataclasses.replace(config, out_dir=str(sweep_dir.parent), name=sweep_dir.name)
 
@@ -454,7 +460,7 @@ def run_sweep(
     data_dir, meta = prepare_sweep_data(config, progress=progress)
     points = plan_sweep(config, meta["vocab_size"])
     save_sweep_config(config, sweep_dir)
-    results = sweep_dir / "results.jsonl"
+    results = sweep_dir / RESULTS_FILE
     records = []
     for i, point in enumerate(points, 1):
         log(f"byollm scaling: [{i}/{len(points)}] {point.name}")
@@ -617,5 +623,5 @@ def sweep_records(path: str | Path) -> list[dict]:
     if not path.exists():
         raise ByollmError(f"{path}: no such sweep folder or results file")
     if path.is_dir():
-        path = path / "results.jsonl"
+        path = path / RESULTS_FILE
     return list(latest_records(read_results(path)).values())
