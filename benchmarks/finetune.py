@@ -61,7 +61,7 @@ def train_run(workdir: Path, name: str, corpus: Path, steps: int, **settings) ->
         **{key: str(value) for key, value in settings.items()},
     }
     summary = train(load_train_config(None, overrides), progress=False, log=lambda *a: None)
-    return summary, workdir / name / "best"
+    return summary, Path(summary["best"])
 
 
 def pretrain(workdir: Path, steps: int, block_size: int = 128) -> Path:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from byollm.train.metrics import read_metrics
+from byollm.train.rundir import METRICS_FILE
 
 
 def read(metrics: Path, kind: str) -> list[dict]:
@@ -35,7 +36,7 @@ def probe(name: str, overrides: list[str], target: float, limit: float, out: Pat
     command += ["--name", name, "--eval_interval", "20", "--eval_rows", "64"]
     command += ["--sample_tokens", "0", *overrides]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    metrics, started, hit = out / name / "metrics.jsonl", time.time(), None
+    metrics, started, hit = out / name / METRICS_FILE, time.time(), None
     while process.poll() is None and time.time() - started < limit:
         time.sleep(1)
         hit = next((e for e in read(metrics, "eval") if e["val_loss"] <= target), None)

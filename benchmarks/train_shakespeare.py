@@ -34,6 +34,7 @@ import torch
 from byollm.config import parse_override_args
 from byollm.train import load_train_config, train
 from byollm.train.metrics import measure_peak_flops, read_metrics
+from byollm.train.rundir import METRICS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,7 @@ def run_preset(preset: str, overrides: dict[str, str], out_dir: Path) -> dict:
     start = time.perf_counter()
     summary = train(config, overwrite=True, progress=False, log=lambda *a: None)
     summary["wall_s"] = time.perf_counter() - start  # includes evaluation and checkpoints
-    summary["metrics"] = read_metrics(Path(summary["run_dir"]) / "metrics.jsonl")
+    summary["metrics"] = read_metrics(Path(summary["run_dir"]) / METRICS_FILE)
     summary["config"] = {"batch_size": config.batch_size, "block_size": config.model.block_size}
     return summary
 
