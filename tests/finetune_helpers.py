@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from byollm.model import GPT, GPTConfig, save_model
+from byollm.model import GPT, GPTConfig, save_checkpoint
 from byollm.tokenizer import BPETokenizer
 
 WORDS = ["apple", "river", "stone", "cloud", "green", "happy", "quick", "seven", "table", "music"]
@@ -20,8 +20,7 @@ def tiny_checkpoint(folder, *, seed: int = 0, **model) -> GPT:
     torch.manual_seed(seed)
     config = dict(vocab_size=tokenizer.vocab_size, block_size=96, n_layer=2, n_head=2, n_embd=32)
     gpt = GPT(GPTConfig(**{**config, **model}))
-    save_model(gpt, folder)
-    tokenizer.save(folder / "tokenizer.json")
+    save_checkpoint(folder, gpt, tokenizer)
     return gpt
 
 

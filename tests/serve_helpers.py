@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from byollm.model import GPT, GPTConfig, save_model
+from byollm.model import GPT, GPTConfig, save_checkpoint
 from byollm.tokenizer import CharTokenizer
 
 pytest.importorskip("uvicorn", reason="the serve extra (starlette, uvicorn) is not installed")
@@ -46,8 +46,7 @@ def tiny_checkpoint(folder: Path, block_size: int = 64, **overrides) -> Path:
         n_embd=32,
         **overrides,
     )
-    save_model(GPT(config), folder)
-    tokenizer.save(folder / "tokenizer.json")
+    save_checkpoint(folder, GPT(config), tokenizer)
     return folder
 
 

@@ -18,7 +18,7 @@ from byollm.cli import main
 from byollm.corpora.documents import iter_documents
 from byollm.data.prepare import document_split
 from byollm.evaluate.tasks import code, registry
-from byollm.model import GPT, GPTConfig, save_model
+from byollm.model import GPT, GPTConfig, save_checkpoint
 from byollm.tokenizer import CharTokenizer
 
 SMALL_STDLIB = "python-stdlib:1MB"  # its val split: 6 modules, 40 KB
@@ -178,8 +178,7 @@ def test_a_model_that_knows_the_modules_scores_high_and_an_untrained_one_nil(mod
 
 def test_cli_runs_the_registered_task_with_a_limit(modules, tokenizer, tmp_path, capsys):
     folder = tmp_path / "ckpt"
-    save_model(tiny_gpt(tokenizer, block_size=256), folder)  # no stdlib line is too long
-    tokenizer.save(folder / "tokenizer.json")
+    save_checkpoint(folder, tiny_gpt(tokenizer, block_size=256), tokenizer)  # no line too long
     spec = registry.TASKS["python-code"]
     assert spec.asset == "python-stdlib"
     with pytest.MonkeyPatch.context() as patch:

@@ -41,7 +41,7 @@ from byollm.evaluate.tasks import (
 from byollm.evaluate.tasks.cloze import evaluate_cloze, read_cloze_items
 from byollm.evaluate.tasks.records import read_records, spread
 from byollm.evaluate.tasks.scoring import fit_to_window
-from byollm.model import GPT, GPTConfig, save_model
+from byollm.model import GPT, GPTConfig, save_checkpoint
 from byollm.tokenizer import CharTokenizer
 
 ALPHABET = string.ascii_letters + string.digits + " .,;:'?!-\n"
@@ -560,8 +560,7 @@ def run_cli(*argv):
 
 def test_eval_cli_runs_task_files_and_keeps_perplexity_mode(tmp_path, model, tokenizer):
     checkpoint = tmp_path / "ckpt"
-    save_model(model, checkpoint)
-    tokenizer.save(checkpoint / "tokenizer.json")
+    save_checkpoint(checkpoint, model, tokenizer)
     pairs = write_jsonl(
         tmp_path / "pairs.jsonl",
         [

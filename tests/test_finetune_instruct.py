@@ -18,8 +18,8 @@ from byollm.finetune import finetune_instruct
 from byollm.finetune.instruct import alpaca_prompt, collate, encode_pairs, to_pairs
 from byollm.finetune.metrics import exact_match, rouge_l
 from byollm.generate.chat import format_instruct
-from byollm.model.checkpoint import read_checkpoint_config
-from byollm.tokenizer import CharTokenizer, load_tokenizer
+from byollm.model.checkpoint import read_checkpoint_config, save_checkpoint
+from byollm.tokenizer import TOKENIZER_FILE, CharTokenizer, load_tokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,7 @@ def test_prompt_is_the_chat_template_and_chat_records_become_its_turns():
 
 def test_padding_and_optionally_the_prompt_are_masked_and_long_examples_counted(tmp_path):
     tiny_checkpoint(tmp_path)
-    tokenizer = load_tokenizer(tmp_path / "tokenizer.json")
+    tokenizer = load_tokenizer(tmp_path / TOKENIZER_FILE)
     pairs = [("prompt one ", "apple"), ("p ", "river stone cloud")]
     examples, cut, dropped = encode_pairs(tokenizer, pairs, block_size=96)
     assert (cut, dropped) == (0, 0) and examples[0][0][-1] == tokenizer.eot_id
@@ -134,8 +134,9 @@ def test_lora_instruct_then_merge_gives_a_chat_checkpoint(tmp_path, capsys):
 
 
 def test_a_tokenizer_without_end_of_text_is_refused(tmp_path):
-    tiny_checkpoint(tmp_path / "base")
-    CharTokenizer.train("abc").save(tmp_path / "base" / "tokenizer.json")
+    save_checkpoint(
+        tmp_path / "base", tiny_checkpoint(tmp_path / "base"), CharTokenizer.train("abc")
+    )
     data = repeat_records(tmp_path / "data.json", n=20)
     with pytest.raises(ByollmError, match="no <\\|endoftext\\|> token"):
         finetune_instruct(tmp_path / "base", data, out=tmp_path / "o", device="cpu")

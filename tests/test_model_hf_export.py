@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from byollm.cli import main
-from byollm.model import GPT, GPTConfig, save_model
+from byollm.model import GPT, GPTConfig, save_checkpoint, save_model
 from byollm.tokenizer import BPETokenizer, CharTokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -39,8 +39,7 @@ def make_checkpoint(path, kind: str, tokenizer: str):
     model = GPT(config).eval()
     with torch.no_grad():  # larger logits, so that greedy choices are clear-cut
         model.transformer.wte.weight.mul_(20)
-    save_model(model, path)
-    tok.save(path / "tokenizer.json")
+    save_checkpoint(path, model, tok)
     return tok
 
 

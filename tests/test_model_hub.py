@@ -15,7 +15,7 @@ from hub_server import HubServer
 
 from byollm.cli import main
 from byollm.errors import ByollmError
-from byollm.model import GPT, GPTConfig, load_model, save_model
+from byollm.model import GPT, GPTConfig, load_model, save_checkpoint
 from byollm.model.hub import download_from_hub, hub_repo
 from byollm.tokenizer import TOKENIZER_FILE, BPETokenizer, load_tokenizer
 
@@ -128,8 +128,8 @@ def test_a_repo_with_only_tokenizer_json_keeps_it(hub, tmp_path):
     server, _ = hub
     ck = tmp_path / "ck"
     tok = BPETokenizer.train("a tiny corpus, a tiny tokenizer. " * 20, 290, progress=False)
-    save_model(GPT(GPTConfig(vocab_size=290, block_size=32, n_layer=1, n_head=2, n_embd=16)), ck)
-    tok.save(ck / "tokenizer.json")
+    model = GPT(GPTConfig(vocab_size=290, block_size=32, n_layer=1, n_head=2, n_embd=16))
+    save_checkpoint(ck, model, tok)
     assert main(["convert", "--to-hf", str(ck), "--out", str(server.root / "me/exported")]) == 0
     server.publish("me/exported")
     back = tmp_path / "back"

@@ -26,7 +26,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 from serve_helpers import live_server, tiny_checkpoint  # noqa: E402
 
 from byollm.model import read_model_config  # noqa: E402
-from byollm.tokenizer import load_tokenizer  # noqa: E402
+from byollm.tokenizer import find_tokenizer_file, load_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_SCREENSHOT = ROOT / "docs" / "assets" / "09-playground.png"
@@ -78,7 +78,7 @@ def test_playground_streams_and_looks_inside(page, tmp_path):
     checkpoint = os.environ.get("BYOLLM_PLAYGROUND_CHECKPOINT")
     checkpoint = Path(checkpoint) if checkpoint else tiny_checkpoint(tmp_path / "tiny", 128)
     config = read_model_config(checkpoint)
-    t_id = load_tokenizer(checkpoint / "tokenizer.json").encode("T")[0]
+    t_id = load_tokenizer(find_tokenizer_file(checkpoint)).encode("T")[0]
     with live_server(checkpoint) as live:
         page.goto(live.url + "/")
         page.wait_for_selector("body[data-state=idle]")
