@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from byollm.errors import ByollmError
-from byollm.formats import check_header
+from byollm.formats import check_header, read_versioned_file
 from byollm.model import GPT, GPTConfig, Int8Linear
 from byollm.model.checkpoint import (
     load_for_inference,
@@ -89,6 +89,25 @@ def test_check_header_on_a_foreign_object():
         check_header([1], "f.pt", format="byollm-train-state", version=1)
     with pytest.raises(ByollmError, match="version '1' is not supported"):
         check_header({"format": "x", "version": "1"}, "f", format="x", version=1)
+
+
+def test_every_versioned_file_is_read_with_one_line_errors(tmp_path):
+    path = tmp_path / "meta.json"
+    with pytest.raises(ByollmError, match=r"meta.json: no data here$"):
+        read_versioned_file(path, format="x", version=1, missing="no data here")
+    path.write_text('{"format": "x", "version": 1')
+    with pytest.raises(ByollmError, match=r"meta.json: not valid JSON \(Expecting"):
+        read_versioned_file(path, format="x", version=1)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ByollmError, match=r"meta.json: not valid JSON"):
+        read_versioned_file(path, format="x", version=1)
+    with pytest.raises(ByollmError, match=r": cannot read \(Is a directory\)"):
+        read_versioned_file(tmp_path, format="x", version=1)
+    path.write_text('{"format": "x", "version": 3}')
+    with pytest.raises(ByollmError, match=r"reads versions 1, 2; prepare it again$"):
+        read_versioned_file(path, format="x", version=(1, 2), hint="; prepare it again")
+    path.write_text('{"format": "x", "version": 2, "n": 5}')
+    assert read_versioned_file(path, format="x", version=(1, 2))["n"] == 5
 
 
 def test_load_for_inference_quantizes_when_asked(tmp_path, tokenizer):

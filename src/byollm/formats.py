@@ -2,7 +2,8 @@
 one JSON record (a `.jsonl` line) read with the same one-line errors (`json_object`).
 
 Every file format byollm defines starts with `{"format": NAME, "version": N, ...}` and has one
-owner module, which calls `check_header` when it reads a file:
+owner module, which reads the file with `read_json_file` and calls `check_header` on it (both at
+once: `read_versioned_file`):
 
     byollm-model        a checkpoint's config.json   byollm.model.checkpoint
     byollm-train-state  a checkpoint's train_state   byollm.train.checkpoint
@@ -29,8 +30,37 @@ read): a file from a newer byollm is refused with one line rather than misread.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from byollm.errors import ByollmError
+
+
+def read_json_file(path: str | Path, *, missing: str = "missing"):
+    """The parsed JSON file at `path`, else one ByollmError line that starts with the path:
+    `missing` (what the file is, what makes it) when there is none, "cannot read" or "not valid
+    JSON" otherwise."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ByollmError(f"{path}: {missing}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ByollmError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise ByollmError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def read_versioned_file(
+    path: str | Path,
+    *,
+    format: str,
+    version: int | tuple[int, ...],
+    missing: str = "missing",
+    hint: str = "",
+) -> dict:
+    """`read_json_file` then `check_header`: a file of one of byollm's versioned formats."""
+    return check_header(
+        read_json_file(path, missing=missing), path, format=format, version=version, hint=hint
+    )
 
 
 def json_object(text: str, where: str) -> dict:

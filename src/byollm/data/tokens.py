@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from byollm.errors import ByollmError
-from byollm.formats import check_header
+from byollm.formats import read_versioned_file
 
 META_FORMAT = "byollm-tokens"
 META_VERSION = 2
@@ -109,16 +109,13 @@ def read_meta(data_dir: str | Path) -> dict:
     A version-1 meta comes back with the shard list it implies (one `train.bin`, one `val.bin`),
     so callers read every version the same way."""
     path = Path(data_dir) / META_FILE
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ByollmError(
-            f"{path}: no prepared data here; run `byollm prepare --out {data_dir}` first"
-        ) from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ByollmError(f"{path}: not a readable meta.json ({e})") from None
-    remedy = f"; `byollm prepare --out {data_dir}` makes it anew"
-    check_header(meta, path, format=META_FORMAT, version=READABLE_VERSIONS, hint=remedy)
+    meta = read_versioned_file(
+        path,
+        format=META_FORMAT,
+        version=READABLE_VERSIONS,
+        missing=f"no prepared data here; run `byollm prepare --out {data_dir}` first",
+        hint=f"; `byollm prepare --out {data_dir}` makes it anew",
+    )
     if meta.get("dtype") not in DTYPES:
         raise ByollmError(f"{path}: dtype {meta.get('dtype')!r}; valid: {', '.join(DTYPES)}")
     splits = meta.get("splits")

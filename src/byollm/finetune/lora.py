@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from byollm.errors import ByollmError
-from byollm.formats import check_header
+from byollm.formats import read_versioned_file
 
 ADAPTER_FORMAT = "byollm-lora-adapter"
 ADAPTER_VERSION = 1
@@ -201,13 +201,10 @@ def read_adapter(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(adapter.json, tensors) of an adapter folder, format and version checked."""
     directory = Path(directory)
     path = directory / ADAPTER_CONFIG
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ByollmError(f"{path}: missing; not a LoRA adapter folder") from None
-    except (OSError, ValueError) as e:
-        raise ByollmError(f"{path}: not readable JSON ({e})") from None
-    check_header(meta, path, format=ADAPTER_FORMAT, version=ADAPTER_VERSION)
+    missing = "missing; not a LoRA adapter folder"
+    meta = read_versioned_file(
+        path, format=ADAPTER_FORMAT, version=ADAPTER_VERSION, missing=missing
+    )
     try:
         tensors = load_file(str(directory / ADAPTER_WEIGHTS))
     except (SafetensorError, OSError) as e:

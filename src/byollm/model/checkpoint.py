@@ -52,7 +52,7 @@ from safetensors.torch import load_file, save_file
 from byollm import config as config_lib
 from byollm.download import sha256_file
 from byollm.errors import ByollmError
-from byollm.formats import check_header
+from byollm.formats import check_header, read_json_file
 from byollm.model.config import GPTConfig
 from byollm.model.gpt import GPT
 from byollm.model.weights import (
@@ -88,16 +88,9 @@ def read_checkpoint_config(directory: str | Path) -> dict:
     path = directory / CONFIG_FILE
     if not directory.is_dir():
         raise ByollmError(f"checkpoint directory not found: {directory}")
-    if not path.is_file():
-        raise ByollmError(
-            f"{path}: missing (a byollm checkpoint has {CONFIG_FILE} + {WEIGHTS_FILE})"
-        )
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ByollmError(f"{path}: not valid JSON ({e})") from None
-    except OSError as e:
-        raise ByollmError(f"{path}: cannot read ({e.strerror})") from None
+    meta = read_json_file(
+        path, missing=f"missing (a byollm checkpoint has {CONFIG_FILE} + {WEIGHTS_FILE})"
+    )
     hint = ""
     if isinstance(meta, dict) and "model_type" in meta:
         hint = "; it looks like a Hugging Face model: use `byollm convert --from-hf`"

@@ -39,6 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from byollm.errors import ByollmError
+from byollm.formats import read_json_file
 from byollm.model.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -79,12 +80,7 @@ def read_hf_config(directory: str | Path) -> dict:
     path = directory / HF_CONFIG
     if not directory.is_dir():
         raise ByollmError(f"Hugging Face model folder not found: {directory}")
-    if not path.is_file():
-        raise ByollmError(f"{path}: missing (a Hugging Face model folder has {HF_CONFIG})")
-    try:
-        hf = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ByollmError(f"{path}: not valid JSON ({e})") from None
+    hf = read_json_file(path, missing=f"missing (a Hugging Face model folder has {HF_CONFIG})")
     if not isinstance(hf, dict) or "model_type" not in hf:
         raise ByollmError(f"{path}: no 'model_type'; is this a Hugging Face config?")
     return hf

@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from byollm.errors import ByollmError
+from byollm.formats import read_versioned_file
 from byollm.paths import write_file_atomically
 
 FIT_FILE = "fit.json"  # in the sweep folder, unless `byollm scaling fit --out` says otherwise
@@ -431,9 +432,8 @@ def save_fit(fit: dict, path: str | Path) -> Path:
 
 def load_fit(path: str | Path) -> dict:
     """A fit.json written by `save_fit`, checked for format and version."""
-    from byollm.scaling.sweep import read_json_file
-
-    return read_json_file(path, FIT_FORMAT, FIT_VERSION, "run `byollm scaling fit` first")
+    missing = "missing; run `byollm scaling fit` first"
+    return read_versioned_file(path, format=FIT_FORMAT, version=FIT_VERSION, missing=missing)
 
 
 def format_fit(fit: dict) -> str:

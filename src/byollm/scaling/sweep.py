@@ -43,7 +43,7 @@ from typing import Literal
 
 from byollm.config import apply_overrides, from_dict, load_toml, to_dict
 from byollm.errors import ByollmError
-from byollm.formats import check_header
+from byollm.formats import check_header, read_versioned_file
 from byollm.model import GPTConfig, model_info
 from byollm.paths import write_file_atomically
 from byollm.train import TrainConfig
@@ -242,20 +242,14 @@ def read_sweep_config(sweep_dir: str | Path) -> SweepConfig:
     is now (a moved sweep folder keeps working)."""
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / SWEEP_FILE
-    payload = read_json_file(path, SWEEP_FORMAT, SWEEP_VERSION, f"is {sweep_dir} a sweep folder?")
+    payload = read_versioned_file(
+        path,
+        format=SWEEP_FORMAT,
+        version=SWEEP_VERSION,
+        missing=f"missing; is {sweep_dir} a sweep folder?",
+    )
     config = from_dict(SweepConfig, payload["sweep"], str(path))
     return dataclasses.replace(config, out_dir=str(sweep_dir.parent), name=sweep_dir.name)
-
-
-def read_json_file(path: Path, file_format: str, version: int, missing_hint: str) -> dict:
-    """A JSON file whose header must say `file_format` and `version` (`byollm.formats`)."""
-    try:
-        payload = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ByollmError(f"{path}: missing; {missing_hint}") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ByollmError(f"{path}: not readable ({e})") from None
-    return check_header(payload, path, format=file_format, version=version)
 
 
 # --- sizes and the plan --------------------------------------------------------------------------
