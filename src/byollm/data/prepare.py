@@ -133,8 +133,12 @@ def prepare(
     shard_tokens: int = SHARD_TOKENS,
     text_field: str = "text",
     separator: str | None = None,
+    replace: bool = True,
 ) -> dict:
-    """Tokenize `corpus` into `out_dir` and return its meta (a no-op if already up to date)."""
+    """Tokenize `corpus` into `out_dir` and return its meta (a no-op if already up to date).
+
+    Data of prepare's already in `out_dir` for another corpus, tokenizer or split is replaced,
+    unless `replace=False` (a folder the user pointed `train` at): then it is refused."""
     if not 0.0 < val_fraction < 1.0:
         raise ByollmError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     most_workers = WORKERS_PER_CPU * (os.cpu_count() or 1)
@@ -172,6 +176,8 @@ def prepare(
     if out_dir.exists() and not out_dir.is_dir():
         raise ByollmError(f"{out_dir}: exists and is not a folder")
     ours = _check_ours_to_replace(out_dir, spec)
+    if ours and not replace:
+        _refuse_other_data(out_dir, corpus, identity)
     created = not out_dir.exists()
     if not created:
         _remove_stale_temporary(out_dir)
@@ -656,6 +662,29 @@ def _check_ours_to_replace(out_dir: Path, spec) -> bool:
     raise ByollmError(
         f"{out_dir} holds {', '.join(present)} but no meta.json of byollm prepare, so prepare "
         "did not write them and will not overwrite them; choose another --out or move them away"
+    )
+
+
+def _refuse_other_data(out_dir: Path, corpus: str | Path, identity: dict) -> None:
+    """Raise, naming what differs, when `out_dir` holds finished data for other inputs."""
+    try:
+        meta = read_meta(out_dir)
+    except ByollmError:
+        return  # no finished data there (a partial run of prepare's): nothing to lose
+    differ = [key for key, value in identity.items() if meta.get(key) != value]
+    if not differ:
+        return  # the same inputs (an older layout, or a damaged shard): rebuilt, nothing lost
+    if "corpus_sha256" in differ or "documents_sha256" in differ:
+        what = f"corpus {meta.get('corpus')!r} there, {str(corpus)!r} now"
+        if meta.get("corpus") == str(corpus):
+            what = f"the text of corpus {str(corpus)!r} changed since"
+    else:
+        key = differ[0]
+        what = f"{key} {meta.get(key)!r} there, {identity[key]!r} now"
+    raise ByollmError(
+        f"{out_dir} holds data prepared from other inputs ({what}); it is not replaced: "
+        f"use the inputs it was prepared from (corpus {meta.get('corpus')!r}, tokenizer "
+        f"{meta.get('tokenizer')!r}), another data_dir, or re-prepare it with `byollm prepare`"
     )
 
 

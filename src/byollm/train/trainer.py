@@ -126,7 +126,10 @@ def prepare_data(
             f"the offline corpus {FALLBACK_CORPUS!r} (pass --corpus PATH to use your own text)"
         )
         corpus = FALLBACK_CORPUS
-    if config.data_dir and corpus == config.corpus:
+    # A data_dir the user named holds their data: it is used, or refused, never re-prepared
+    # from another corpus (byollm's own cache folders are rebuilt when their corpus changes).
+    explicit = bool(config.data_dir) and corpus == config.corpus
+    if explicit:
         data_dir = Path(config.data_dir).expanduser()
     else:
         data_dir = default_data_dir(corpus, config.tokenizer)
@@ -138,6 +141,7 @@ def prepare_data(
         workers=config.workers or None,
         progress=progress,
         mirror=mirror,
+        replace=not explicit,
     )
     return data_dir, corpus
 
