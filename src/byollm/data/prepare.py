@@ -107,11 +107,10 @@ from byollm.tokenizer import (
     parse_tokenizer_spec,
     read_tokenizer_file,
 )
-from byollm.workers import worker_pool
+from byollm.workers import WORKERS_PER_CPU, worker_pool
 
 CHUNK_BYTES = 1 << 20  # about 1 MiB of text per task: big enough to amortise, small to stream
 SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard, as nanoGPT's FineWeb-Edu shards
-WORKERS_PER_CPU = 4  # more processes than this only cost memory (each loads the tokenizer)
 BYTES_PER_AUTO_WORKER = 8 << 20  # below this much text per worker, start-up costs more
 MIN_VAL_DOCUMENTS = 1  # a document split needs at least this many held-out documents...
 MIN_DOCUMENTS = 10  # ...out of at least this many documents

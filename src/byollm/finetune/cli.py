@@ -113,14 +113,14 @@ def register(subparsers) -> None:
 def _lora(args):
     from byollm.finetune.lora import DEFAULT_TARGETS, LoRAConfig
 
-    if not (args.lora or args.train == "lora"):
-        return None
     targets = DEFAULT_TARGETS
     if args.lora_targets:
         targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
-    return LoRAConfig(
+    # built (and so checked) even when unused: a bad --lora-* value is reported, not ignored
+    lora = LoRAConfig(
         rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout, targets=targets
     )
+    return lora if args.lora or args.train == "lora" else None
 
 
 def _check_out(out: str) -> None:

@@ -187,8 +187,8 @@ def run_sample(args) -> int:
 
     sampling = sampling_from_args(args)  # validate everything before the (slow) load
     check_generation_args(args.max_new_tokens, num_samples=args.num_samples, seed=args.seed)
-    if args.num_beams is not None:
-        check_beam_args(args.num_beams, args.length_penalty)
+    # --length-penalty is checked without --num-beams too: a bad value is reported, not ignored
+    check_beam_args(1 if args.num_beams is None else args.num_beams, args.length_penalty)
     prompt = _read_prompt(args)
     engine = _engine(args)
     if args.template == "auto" and prompt and _instruction_tuned(args):

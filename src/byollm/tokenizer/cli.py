@@ -20,8 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from byollm.config import check_number
 from byollm.corpora.cli import add_document_options
 from byollm.errors import ByollmError
+from byollm.workers import check_workers
 
 TOKENIZER_HELP = (
     "gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, char:CORPUS (the characters of a "
@@ -116,6 +118,7 @@ def _train(args) -> int:
     from byollm.tokenizer import parse_tokenizer_spec, train_tokenizer
 
     start = time.perf_counter()
+    check_workers("workers", args.workers)
     spec = parse_tokenizer_spec(args.tokenizer or f"bpe:{args.vocab_size}")
     if not spec.trained or spec.corpus is not None:
         raise ByollmError(
@@ -193,6 +196,8 @@ def _compare(args) -> int:
     from byollm.tokenizer import load_tokenizer
     from byollm.tokenizer.report import compression_stats
 
+    if args.max_chars is not None:
+        check_number("max_chars", args.max_chars, 1, None, integer=True)
     files = corpus_files(args.corpus)
     text = read_corpus_text(args.corpus)
     if args.max_chars is not None:
