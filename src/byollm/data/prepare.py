@@ -74,10 +74,17 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+try:  # POSIX only
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 from byollm.corpora.documents import (
     TRAINING_TEXT,
@@ -174,55 +181,67 @@ def prepare(
         return existing
     if out_dir.exists() and not out_dir.is_dir():
         raise ByollmError(f"{out_dir}: exists and is not a folder")
-    ours = _check_ours_to_replace(out_dir, spec)
-    if ours and not replace:
-        _refuse_other_data(out_dir, corpus, identity)
     created = not out_dir.exists()
-    if not created:
-        _remove_stale_temporary(out_dir)
-    partial = out_dir / PARTIAL_DIR
-    run = {**identity, "chunk_bytes": chunk_bytes, "shard_tokens": shard_tokens}
-    if spec.kind == "file":  # the same file name with new contents is another run
-        run["tokenizer_hash"] = read_tokenizer_file(spec.path).content_hash
-    try:
-        partial.mkdir(parents=True, exist_ok=True)
-        state = _resume_state(partial, run)
-        tokenizer = _tokenizer(spec, corpus, partial, mirror, progress, text_field, separator)
-        dtype = token_dtype(tokenizer.vocab_size)
-        tasks = _tasks(reader(progress=False), survey, chunk_bytes)
-        _encode_into_shards(tasks, tokenizer, dtype, partial, state, run, survey, workers, progress)
-        meta = new_meta(
-            corpus=str(corpus),
-            **identity,
-            corpus_bytes=survey["bytes"],
-            corpus_documents=survey["documents"],
-            tokenizer_hash=tokenizer.content_hash,
-            vocab_size=tokenizer.vocab_size,
-            dtype=dtype.name,
-            split=survey["split"],
-            splits={
-                split: {**state["counts"][split], "shards": state["shards"][split]}
-                for split in SPLITS
-            },
-        )
-        _install(out_dir, partial, meta)
-    except BaseException as e:  # Ctrl-C and crashes keep the partial folder: the next run resumes
-        if isinstance(e, (OSError, ByollmError)):  # a full disk, a bad corpus: nothing to resume
-            shutil.rmtree(partial, ignore_errors=True)
-            if created:
-                with contextlib.suppress(OSError):
-                    out_dir.rmdir()
-        if isinstance(e, OSError):  # disk full, no permission: the previous data was not touched
-            raise ByollmError(
-                f"cannot write in {out_dir}: {e.strerror or e}; the previous data there (if any) "
-                "is kept and the temporary files were deleted"
-            ) from None
-        raise
-    legacy = out_dir / LEGACY_TOKENIZER_FILE  # what the file just written was called before
-    if ours and legacy.is_file() and not _is_spec_file(spec, legacy):
-        with contextlib.suppress(OSError):  # stale, but never read: the new name comes first
-            legacy.unlink()
-    return meta
+    with _one_writer(out_dir, created=created):  # two prepares of one folder would mix their files
+        existing = _up_to_date(out_dir, identity, spec)  # a process we waited for made it
+        if existing is not None:
+            return existing
+        ours = _check_ours_to_replace(out_dir, spec)
+        if ours and not replace:
+            _refuse_other_data(out_dir, corpus, identity)
+        if not created:
+            _remove_stale_temporary(out_dir)
+        partial = out_dir / PARTIAL_DIR
+        run = {**identity, "chunk_bytes": chunk_bytes, "shard_tokens": shard_tokens}
+        if spec.kind == "file":  # the same file name with new contents is another run
+            run["tokenizer_hash"] = read_tokenizer_file(spec.path).content_hash
+        try:
+            partial.mkdir(parents=True, exist_ok=True)
+            state = _resume_state(partial, run)
+            tokenizer = _tokenizer(spec, corpus, partial, mirror, progress, text_field, separator)
+            dtype = token_dtype(tokenizer.vocab_size)
+            tasks = _tasks(reader(progress=False), survey, chunk_bytes)
+            _encode_into_shards(
+                tasks, tokenizer, dtype, partial, state, run, survey, workers, progress
+            )
+            meta = new_meta(
+                corpus=str(corpus),
+                **identity,
+                corpus_bytes=survey["bytes"],
+                corpus_documents=survey["documents"],
+                tokenizer_hash=tokenizer.content_hash,
+                vocab_size=tokenizer.vocab_size,
+                dtype=dtype.name,
+                split=survey["split"],
+                splits={
+                    split: {**state["counts"][split], "shards": state["shards"][split]}
+                    for split in SPLITS
+                },
+            )
+            _install(out_dir, partial, meta)
+        except (
+            BaseException
+        ) as e:  # Ctrl-C and crashes keep the partial folder: the next run resumes
+            if isinstance(
+                e, (OSError, ByollmError)
+            ):  # a full disk, a bad corpus: nothing to resume
+                shutil.rmtree(partial, ignore_errors=True)
+                if created:
+                    with contextlib.suppress(OSError):
+                        out_dir.rmdir()
+            if isinstance(
+                e, OSError
+            ):  # disk full, no permission: the previous data was not touched
+                raise ByollmError(
+                    f"cannot write in {out_dir}: {e.strerror or e}; the previous data there (if any) "
+                    "is kept and the temporary files were deleted"
+                ) from None
+            raise
+        legacy = out_dir / LEGACY_TOKENIZER_FILE  # what the file just written was called before
+        if ours and legacy.is_file() and not _is_spec_file(spec, legacy):
+            with contextlib.suppress(OSError):  # stale, but never read: the new name comes first
+                legacy.unlink()
+        return meta
 
 
 def split_documents(
@@ -662,6 +681,51 @@ def _check_ours_to_replace(out_dir: Path, spec) -> bool:
         f"{out_dir} holds {', '.join(present)} but no meta.json of byollm prepare, so prepare "
         "did not write them and will not overwrite them; choose another --out or move them away"
     )
+
+
+@contextlib.contextmanager
+def _one_writer(out_dir: Path, *, created: bool) -> Iterator[None]:
+    """Hold an exclusive lock on `out_dir` (created if needed) while preparing into it.
+
+    A second prepare of the same folder (two `byollm train` of one corpus started together)
+    waits, then finds the data up to date instead of writing into the first one's files.
+    The lock is the kernel's `flock` on the folder itself: it leaves no file behind and is
+    dropped when its process ends, however it ends. Where `fcntl` is missing nothing is locked.
+    A folder this call `created` is removed again if the work fails and leaves it empty.
+    """
+    for _attempt in range(5):
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(out_dir, os.O_RDONLY)
+        except OSError as e:
+            raise ByollmError(f"cannot create {out_dir}: {e.strerror or e}") from None
+        try:
+            if fcntl is None:  # pragma: no cover
+                yield
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(
+                    f"byollm prepare: waiting for another process preparing {out_dir}",
+                    file=sys.stderr,
+                )
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # still the folder at that path? (a failed first run may have removed it)
+                same = os.fstat(fd).st_ino == os.stat(out_dir).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield
+                return
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()  # only if empty
+            raise
+        finally:
+            os.close(fd)  # closing it drops the lock
+    raise ByollmError(f"{out_dir}: could not take its lock (the folder keeps changing)")
 
 
 def _refuse_other_data(out_dir: Path, corpus: str | Path, identity: dict) -> None:
