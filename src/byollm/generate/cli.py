@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from pathlib import Path
 
 from byollm.errors import ByollmError
 from byollm.model.cli import (
@@ -19,6 +18,7 @@ from byollm.model.cli import (
     add_quantize_argument,
     checkpoint_from_args,
 )
+from byollm.paths import user_path
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -115,7 +115,7 @@ def register(subparsers) -> None:
     add_checkpoint_arguments(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--prompt", default="", help="text to continue (default: empty)")
-    source.add_argument("--prompt-file", type=Path, help="read the prompt from this file")
+    source.add_argument("--prompt-file", type=user_path, help="read the prompt from this file")
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument(
         "--num-beams",

@@ -45,6 +45,7 @@ from byollm.config import apply_overrides, from_dict, load_toml, to_dict
 from byollm.errors import ByollmError
 from byollm.formats import check_header
 from byollm.model import GPTConfig, model_info
+from byollm.paths import user_path
 from byollm.train import TrainConfig
 
 RESULT_FORMAT = "byollm-scaling-run"
@@ -141,7 +142,7 @@ class SweepConfig:
             raise ByollmError(f"params={self.params!r}: choose one of {', '.join(PARAM_COUNTS)}")
 
     def sweep_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
+        return user_path(self.out_dir) / self.name
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ def load_sweep_config(
 
 
 def _find_sweep_preset(name: str | Path) -> Path | None:
-    path = Path(name)
+    path = user_path(name)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ByollmError(f"sweep config file not found: {path}")

@@ -23,6 +23,7 @@ from pathlib import Path
 from byollm.config import check_number
 from byollm.corpora.cli import add_document_options
 from byollm.errors import ByollmError
+from byollm.paths import user_path
 from byollm.workers import check_workers
 
 TOKENIZER_HELP = (
@@ -63,7 +64,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     add_document_options(p)
-    p.add_argument("--out", required=True, type=Path, help="output tokenizer JSON file")
+    p.add_argument("--out", required=True, type=user_path, help="output tokenizer JSON file")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -80,7 +81,7 @@ def register(subparsers) -> None:
             metavar="TEXT" if verb != "decode" else "IDS",
             help="input (default: --file, else standard input)",
         )
-        p.add_argument("--file", type=Path, help="read the input from this file")
+        p.add_argument("--file", type=user_path, help="read the input from this file")
         if verb != "decode":
             p.add_argument(
                 "--allow-special",

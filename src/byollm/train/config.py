@@ -36,6 +36,7 @@ from byollm.device import DTYPES, check_device_name
 from byollm.errors import ByollmError
 from byollm.generate.engine import MAX_NEW_TOKENS
 from byollm.model import GPTConfig
+from byollm.paths import user_path
 from byollm.train.schedule import SCHEDULES
 
 DEFAULT_PRESET = "shakespeare-char"
@@ -283,7 +284,7 @@ def available_presets() -> list[str]:
 
 def find_preset(name_or_path: str | Path) -> Path | None:
     """The TOML file for a preset name or path; None for the built-in default."""
-    path = Path(name_or_path)
+    path = user_path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ByollmError(f"config file not found: {path}")
