@@ -151,10 +151,23 @@ def test_run_plan_prints_the_runs(tmp_path, capsys):
         (["scaling", "run", "--plan", "--budgets", "-1"], "budgets must be positive"),
         (["scaling", "run", "--plan", "--aspect", "3"], "unknown key 'aspect'"),
         (["scaling", "run", "--config", "nope"], "unknown sweep preset 'nope'"),
+        # a sweep's name is a plain folder name, as a run's is
+        (["scaling", "run", "--plan", "--name", ".."], "name '..'"),
+        (["scaling", "run", "--plan", "--name", "/tmp/elsewhere"], "name '/tmp/elsewhere'"),
+        # every number, before any data is prepared (--plan included)
+        (["scaling", "run", "--plan", "--budgets", "inf"], "budgets must be positive"),
+        (["scaling", "run", "--plan", "--lr", "nan"], "lr=nan"),
+        (["scaling", "run", "--plan", "--muon_lr", "inf"], "muon_lr=inf"),
+        (["scaling", "run", "--plan", "--seed", "-1"], "seed=-1"),
+        (["scaling", "run", "--plan", "--threads", "100000"], "threads=100000"),
+        (["scaling", "run", "--plan", "--eval_rows", "1000000000"], "eval_rows=1000000000"),
+        (["scaling", "run", "--plan", "--tokens_per_param_guess", "nan"], "tokens_per_param_guess"),
     ],
 )
-def test_user_mistakes_are_one_line_errors(argv, message, capsys):
+def test_user_mistakes_are_one_line_errors(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
+    assert list(tmp_path.iterdir()) == []  # nothing prepared or written
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
