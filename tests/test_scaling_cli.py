@@ -185,3 +185,14 @@ def test_sweep_config_survives_its_file(sweep_dir):
     config = read_sweep_config(sweep_dir)
     assert config.budgets == [3.5e9, 7e9, 1.4e10] and config.depths == [1, 2, 3]
     assert dataclasses.replace(config) == config
+
+
+def test_fit_out_replaces_only_a_fit_file(sweep_dir, capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert main(["scaling", "fit", str(sweep_dir), "--bootstrap", "0", "--out", str(notes)]) == 2
+    assert "is not a byollm-scaling-fit file" in capsys.readouterr().err
+    assert notes.read_text() == "my notes\n"
+    for _ in range(2):  # a new file, then its own fit.json replaced
+        assert main(["scaling", "fit", str(sweep_dir), "--bootstrap", "0"]) == 0
+    assert load_fit(sweep_dir / "fit.json")["runs"] == 9

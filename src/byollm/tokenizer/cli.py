@@ -23,6 +23,7 @@ from pathlib import Path
 from byollm.config import check_number
 from byollm.corpora.cli import add_document_options
 from byollm.errors import ByollmError
+from byollm.formats import check_replaceable
 from byollm.paths import user_path
 from byollm.workers import check_workers
 
@@ -117,9 +118,11 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from byollm.corpora.documents import training_files
     from byollm.tokenizer import parse_tokenizer_spec, train_tokenizer
+    from byollm.tokenizer.base import FORMAT_NAME
 
     start = time.perf_counter()
     check_workers("workers", args.workers)
+    check_replaceable(args.out, format=FORMAT_NAME, what="tokenizer")  # before the training
     spec = parse_tokenizer_spec(args.tokenizer or f"bpe:{args.vocab_size}")
     if not spec.trained or spec.corpus is not None:
         raise ByollmError(
