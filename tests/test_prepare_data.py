@@ -401,3 +401,14 @@ def test_concurrent_prepares_all_end_with_whole_data(tmp_path):
     meta = read_meta(out)
     for split in ("train", "val"):
         assert len(open_tokens(out, split)) == meta["splits"][split]["tokens"] > 0
+
+
+def test_out_inside_the_corpus_folder_is_refused(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("first document\n" * 100)
+    (docs / "b.txt").write_text("second document\n" * 100)
+    for out in (docs, docs / "data"):  # before: each re-run read its own meta.json as text
+        with pytest.raises(ByollmError, match="inside the corpus folder"):
+            prepare(docs, "char", out, progress=False)
+    assert sorted(p.name for p in docs.iterdir()) == ["a.txt", "b.txt"]

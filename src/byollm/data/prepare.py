@@ -159,6 +159,15 @@ def prepare(
     resolve_mirror(mirror)  # a malformed mirror is one line before any work
     spec = parse_tokenizer_spec(tokenizer_spec)  # and so is a malformed tokenizer spec
     out_dir = user_path(out_dir)
+    source = user_path(corpus)
+    if source.is_dir() and (
+        out_dir.resolve() == source.resolve() or source.resolve() in out_dir.resolve().parents
+    ):
+        # the next prepare would read its own token files and meta.json as corpus text
+        raise ByollmError(
+            f"{out_dir} is inside the corpus folder {corpus}: prepared data must be written "
+            "outside it (choose another --out or data_dir)"
+        )
     reader = functools.partial(
         iter_documents,
         corpus,
