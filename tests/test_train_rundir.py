@@ -144,6 +144,17 @@ def test_a_stale_lock_file_does_not_block(tmp_path):
     assert not (run / LOCK_FILE).exists()
 
 
+def test_a_lock_file_that_is_a_symlink_is_never_written_through(tmp_path):
+    run = tmp_path / "r"
+    make_run(run)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("do not truncate me\n")
+    (run / LOCK_FILE).symlink_to(precious)
+    with pytest.raises(ByollmError, match="lock file"):
+        RunFolder.open(run, resume=False, overwrite=True)
+    assert precious.read_text() == "do not truncate me\n"
+
+
 def test_two_trainers_one_run_and_a_killed_ones_lock_does_not_block(tmp_path, capsys):
     corpus = train_helpers.shakespeare_excerpt(tmp_path, 40_000)
     settings = {**train_helpers.TINY, "corpus": str(corpus), "out_dir": str(tmp_path / "runs")}

@@ -176,7 +176,9 @@ class RunFolder:
                 return
             lock_path = self.path / LOCK_FILE
             try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                # never through a symlink: the pid written would truncate the file it names
+                flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                fd = os.open(lock_path, flags, 0o644)
             except OSError as e:
                 raise ByollmError(
                     f"{lock_path}: cannot open the lock file ({e.strerror})"
