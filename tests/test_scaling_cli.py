@@ -162,6 +162,8 @@ def test_run_plan_prints_the_runs(tmp_path, capsys):
         (["scaling", "run", "--plan", "--threads", "100000"], "threads=100000"),
         (["scaling", "run", "--plan", "--eval_rows", "1000000000"], "eval_rows=1000000000"),
         (["scaling", "run", "--plan", "--tokens_per_param_guess", "nan"], "tokens_per_param_guess"),
+        (["scaling", "run", "--plan", "--device", "gpu"], "unknown device 'gpu'"),
+        (["scaling", "run", "--plan", "--dtype", "int4"], "dtype"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(argv, message, capsys, tmp_path, monkeypatch):

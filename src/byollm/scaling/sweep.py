@@ -41,7 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from byollm.config import apply_overrides, check_number, check_seed, from_dict, load_toml, to_dict
+from byollm.config import (
+    apply_overrides,
+    check_choice,
+    check_number,
+    check_seed,
+    from_dict,
+    load_toml,
+    to_dict,
+)
+from byollm.device import DTYPES, check_device_name
 from byollm.errors import ByollmError
 from byollm.formats import check_header
 from byollm.model import GPTConfig, model_info
@@ -132,6 +141,8 @@ class SweepConfig:
         check_number("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
         check_number("threads", self.threads, 0, MAX_THREADS, integer=True, hint="0 = torch's")
         check_seed("seed", self.seed, MAX_TRAIN_SEED)
+        check_device_name(self.device)
+        check_choice("dtype", self.dtype, DTYPES)
         for key in ("sizes", "min_depth", "aspect_ratio", "head_dim", "block_size", "batch_size"):
             if getattr(self, key) < 1:
                 raise ByollmError(f"{key} must be at least 1, got {getattr(self, key)}")
