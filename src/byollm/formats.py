@@ -73,9 +73,12 @@ def check_replaceable(path, *, format: str, what: str) -> None:
     """Refuse to write `what` to `path` unless `path` is new or a file of `format` (one byollm
     wrote and may replace): a command never overwrites a user's file, nor its own input.
 
-    >>> check_replaceable("README.md", format="byollm-tokenizer", what="tokenizer")
+    >>> import pathlib, tempfile
+    >>> notes = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> _ = notes.write_text("my notes")
+    >>> check_replaceable(notes, format="byollm-tokenizer", what="tokenizer")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    byollm.errors.ByollmError: README.md exists and is not a byollm-tokenizer file; byollm replaces only its own files: choose another --out, or move it away
+    byollm.errors.ByollmError: .../notes.txt exists and is not a byollm-tokenizer file; byollm replaces only its own files: choose another --out, or move it away
     """
     from pathlib import Path
 
