@@ -53,6 +53,7 @@ from byollm.data.tokens import open_tokens, read_meta
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
 from byollm.model.checkpoint import read_checkpoint_config, resolve_checkpoint
+from byollm.paths import byollm_home
 from byollm.train import distributed
 from byollm.train.checkpoint import (
     STATE_FILE,
@@ -128,7 +129,7 @@ def prepare_data(
         corpus = FALLBACK_CORPUS
     # A data_dir the user named holds their data: it is used, or refused, never re-prepared
     # from another corpus (byollm's own cache folders are rebuilt when their corpus changes).
-    explicit = bool(config.data_dir) and corpus == config.corpus
+    explicit = bool(config.data_dir) and corpus == config.corpus and not _in_cache(config.data_dir)
     if explicit:
         data_dir = Path(config.data_dir).expanduser()
     else:
@@ -144,6 +145,12 @@ def prepare_data(
         replace=not explicit,
     )
     return data_dir, corpus
+
+
+def _in_cache(folder: str) -> bool:
+    """Whether `folder` is inside byollm's cache (init_from picks its data folder there)."""
+    cache = (byollm_home() / "data").resolve()
+    return cache in Path(folder).expanduser().resolve().parents
 
 
 class Trainer:
