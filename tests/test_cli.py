@@ -89,3 +89,48 @@ def test_help_does_not_import_torch():
     )
     assert result.returncode == 0, result.stderr
     assert all(verb in result.stdout for verb in VERBS)
+
+
+@pytest.mark.parametrize(
+    "argv, keys",
+    [
+        (["tokenizer", "train", "--corpus", "c", "--vocab-size", "300", "--out", "~/t.json"], ["out"]),
+        (["tokenizer", "encode", "--file", "~/p.txt"], ["file"]),
+        (["sample", "--prompt-file", "~/p.txt"], ["prompt_file"]),
+        (["finetune", "classify", "--checkpoint", "~/c", "--data", "d", "--out", "~/o"],
+         ["checkpoint", "out"]),
+        (["merge-lora", "~/adapter", "--out", "~/o"], ["adapter", "out"]),
+        (["classify", "--checkpoint", "~/c", "a text"], ["checkpoint"]),
+        (["model", "info", "--config", "~/c.toml"], ["config"]),
+        (["exercise", "start", "bpe", "--dir", "~/d"], ["dir"]),
+        (["exercise", "check", "bpe", "--file", "~/f.py"], ["file"]),
+        (["convert", "--to-hf", "~/c", "--out", "~/o"], ["to_hf", "out"]),
+        (["data", "get", "tinyshakespeare", "--out", "~/t.txt"], ["out"]),
+    ],
+)  # fmt: skip
+def test_tilde_means_home_in_every_path_option(tmp_path, monkeypatch, argv, keys):
+    # a quoted "~/x" or --out=~/x reaches byollm unexpanded by the shell
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = build_parser(argv[0]).parse_args(argv)
+    for key in keys:
+        assert str(getattr(args, key)).startswith(str(tmp_path)), (key, getattr(args, key))
+
+
+def test_tilde_means_home_for_checkpoints_and_presets(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from byollm.model.checkpoint import resolve_checkpoint
+    from byollm.model.cli import checkpoint_from_args
+    from byollm.scaling.sweep import SweepConfig
+    from byollm.train.config import find_preset
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "config.json").write_text("{}")
+    (tmp_path / "my.toml").write_text("max_steps = 2\n")
+    assert resolve_checkpoint("~/ck") == tmp_path / "ck"  # sample, chat, eval, serve, finetune
+    assert checkpoint_from_args(Namespace(checkpoint=None, checkpoint_folder="~/ck")) == str(
+        tmp_path / "ck"
+    )
+    assert find_preset("~/my.toml") == tmp_path / "my.toml"  # train --config ~/my.toml
+    assert SweepConfig(out_dir="~/sweeps").sweep_dir().parent == tmp_path / "sweeps"

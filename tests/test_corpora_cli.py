@@ -200,3 +200,16 @@ def test_any_mirror_string_gives_a_path_or_one_error_line(mirror, capsys, tmp_pa
     code = main(["data", "get", "the-verdict", f"--mirror={mirror}", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("byollm data: error:"), err
+
+
+def test_out_with_a_trailing_slash_is_a_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / "c.txt"
+    source.write_text("text\n")
+    assert main(["data", "get", str(source), "--out", "copies/"]) == 0
+    assert (tmp_path / "copies" / "c.txt").read_text() == "text\n"  # not a file named "copies"
+    (tmp_path / "notes").write_text("mine\n")
+    assert main(["data", "get", str(source), "--out", "notes/"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "notes is a file" in err
+    assert (tmp_path / "notes").read_text() == "mine\n"

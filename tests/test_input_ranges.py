@@ -504,3 +504,46 @@ def test_cli_sampling_and_eval_values_are_checked_before_the_checkpoint(
     assert main([*args, "--checkpoint", str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err, err
+
+
+FINETUNE = ["--data", "absent.csv", "--out", "absent-out", "--checkpoint", "absent"]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["sample", "absent", "--length-penalty", "nan"], "length_penalty=nan"),
+        (["eval", "absent", "--corpus", "x.txt", "--val-fraction=-1"], "val_fraction=-1.0"),
+        (["eval", "absent", "--corpus", "x.txt", "--limit", "0"], "limit=0"),
+        (["eval", "absent", "--task", "blimp", "--batch-tokens=-1"], "batch_tokens=-1"),
+        (["finetune", "classify", *FINETUNE, "--batch-size", "0"], "batch_size=0"),
+        (["finetune", "classify", *FINETUNE, "--lr", "nan"], "lr=nan"),
+        (["finetune", "classify", *FINETUNE, "--lr", "inf"], "lr=inf"),
+        (["finetune", "classify", *FINETUNE, "--weight-decay=-1"], "weight_decay=-1.0"),
+        (["finetune", "classify", *FINETUNE, "--seed", str(10**23)], "seed=1000"),
+        (["finetune", "classify", *FINETUNE, "--epochs", str(10**23)], "epochs=1000"),
+        (["finetune", "classify", *FINETUNE, "--max-length=-5"], "max_length=-5"),
+        (["finetune", "classify", *FINETUNE, "--lora-alpha", "nan"], "lora alpha=nan"),
+        (["finetune", "instruct", *FINETUNE, "--lora", "--lora-rank", str(10**9)], "lora rank"),
+        (["finetune", "instruct", *FINETUNE, "--max-new-tokens=-1"], "max_new_tokens=-1"),
+        (["finetune", "instruct", *FINETUNE, "--eval-examples", "0"], "eval_examples=0"),
+        (["serve", "absent", "--max-batch", str(10**23)], "max_batch=1000"),
+        (["serve", "absent", "--max-waiting", str(10**23)], "max_waiting=1000"),
+        (["model", "info", "--preset", "gpt2", "--bytes-per-param", "0"], "bytes_per_param=0"),
+        (["model", "info", "--preset", "gpt2", "--seq-len=-1"], "seq_len=-1"),
+        (["tokenizer", "train", "--corpus", "x", "--vocab-size", "300", "--out", "t.json",
+          "--workers", str(10**6)], "workers=1000000"),
+        (["tokenizer", "compare", "--corpus", "x", "--max-chars=-1"], "max_chars=-1"),
+        (["prepare", "--corpus", "x", "--tokenizer", "char", "--out", "absent-out",
+          "--shard-tokens", "0"], "shard_tokens must be at least 1, got 0"),
+    ],
+)  # fmt: skip
+def test_every_verbs_numbers_are_checked_before_any_work(
+    tmp_path, monkeypatch, capsys, args, words
+):
+    # nothing named exists: each value is checked before the data or checkpoint would be read
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "absent-out").exists()

@@ -356,3 +356,59 @@ def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
     names = sorted(p.name for p in out.iterdir())
     expected = [TOKENIZER_FILE, "meta.json", "train-00000.bin", "val-00000.bin"]
     assert names == [f".train.bin.tmp-{os.getpid()}x", *sorted(expected)]
+
+
+def test_two_prepares_of_one_folder_take_turns(tmp_path):
+    """A second prepare of a folder waits for the first (the kernel's lock on the folder), then
+    finds the data made; before, both wrote one partial folder and one could report success
+    with the token files gone."""
+    import fcntl
+    import threading
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("to be or not to be, that is the question\n" * 300)
+    out = tmp_path / "data"
+    out.mkdir()
+    holder = os.open(out, os.O_RDONLY)  # another "prepare" holding the folder
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    results = []
+    waiter = threading.Thread(
+        target=lambda: results.append(prepare(corpus, "char", out, workers=1, progress=False))
+    )
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive() and list(out.iterdir()) == []  # waiting, nothing written
+    os.close(holder)  # the other one finished (here: wrote nothing)
+    waiter.join(timeout=60)
+    assert not waiter.is_alive() and results
+    assert read_meta(out)["splits"]["train"]["tokens"] > 0
+    assert prepare(corpus, "char", out, workers=1, progress=False) == results[0]  # up to date
+
+
+def test_concurrent_prepares_all_end_with_whole_data(tmp_path):
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"line {i} of a small corpus\n" for i in range(3000)))
+    out = tmp_path / "data"
+    code = f"from byollm.data.prepare import prepare; prepare({str(corpus)!r}, 'bpe:300', {str(out)!r}, workers=1, progress=False)"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=300)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    meta = read_meta(out)
+    for split in ("train", "val"):
+        assert len(open_tokens(out, split)) == meta["splits"][split]["tokens"] > 0
+
+
+def test_out_inside_the_corpus_folder_is_refused(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("first document\n" * 100)
+    (docs / "b.txt").write_text("second document\n" * 100)
+    for out in (docs, docs / "data"):  # before: each re-run read its own meta.json as text
+        with pytest.raises(ByollmError, match="inside the corpus folder"):
+            prepare(docs, "char", out, progress=False)
+    assert sorted(p.name for p in docs.iterdir()) == ["a.txt", "b.txt"]

@@ -151,10 +151,25 @@ def test_run_plan_prints_the_runs(tmp_path, capsys):
         (["scaling", "run", "--plan", "--budgets", "-1"], "budgets must be positive"),
         (["scaling", "run", "--plan", "--aspect", "3"], "unknown key 'aspect'"),
         (["scaling", "run", "--config", "nope"], "unknown sweep preset 'nope'"),
+        # a sweep's name is a plain folder name, as a run's is
+        (["scaling", "run", "--plan", "--name", ".."], "name '..'"),
+        (["scaling", "run", "--plan", "--name", "/tmp/elsewhere"], "name '/tmp/elsewhere'"),
+        # every number, before any data is prepared (--plan included)
+        (["scaling", "run", "--plan", "--budgets", "inf"], "budgets must be positive"),
+        (["scaling", "run", "--plan", "--lr", "nan"], "lr=nan"),
+        (["scaling", "run", "--plan", "--muon_lr", "inf"], "muon_lr=inf"),
+        (["scaling", "run", "--plan", "--seed", "-1"], "seed=-1"),
+        (["scaling", "run", "--plan", "--threads", "100000"], "threads=100000"),
+        (["scaling", "run", "--plan", "--eval_rows", "1000000000"], "eval_rows=1000000000"),
+        (["scaling", "run", "--plan", "--tokens_per_param_guess", "nan"], "tokens_per_param_guess"),
+        (["scaling", "run", "--plan", "--device", "gpu"], "unknown device 'gpu'"),
+        (["scaling", "run", "--plan", "--dtype", "int4"], "dtype"),
     ],
 )
-def test_user_mistakes_are_one_line_errors(argv, message, capsys):
+def test_user_mistakes_are_one_line_errors(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
+    assert list(tmp_path.iterdir()) == []  # nothing prepared or written
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
@@ -172,3 +187,14 @@ def test_sweep_config_survives_its_file(sweep_dir):
     config = read_sweep_config(sweep_dir)
     assert config.budgets == [3.5e9, 7e9, 1.4e10] and config.depths == [1, 2, 3]
     assert dataclasses.replace(config) == config
+
+
+def test_fit_out_replaces_only_a_fit_file(sweep_dir, capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert main(["scaling", "fit", str(sweep_dir), "--bootstrap", "0", "--out", str(notes)]) == 2
+    assert "is not a byollm-scaling-fit file" in capsys.readouterr().err
+    assert notes.read_text() == "my notes\n"
+    for _ in range(2):  # a new file, then its own fit.json replaced
+        assert main(["scaling", "fit", str(sweep_dir), "--bootstrap", "0"]) == 0
+    assert load_fit(sweep_dir / "fit.json")["runs"] == 9

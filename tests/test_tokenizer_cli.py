@@ -215,3 +215,22 @@ def test_train_on_a_jsonl_corpus_learns_its_text_field_not_the_json(tmp_path):
     assert not learnt & set('{}":,')  # the JSON syntax and the other fields are not text
     # the documents' text went to a temporary folder, gone with it
     assert set(os.listdir(tmp_path)) == {"stories.jsonl", "char.json"}
+
+
+def test_train_out_never_replaces_a_users_file_or_its_corpus(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 50)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for out in (notes, corpus):  # before: both were overwritten with the tokenizer's JSON
+        assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "270",
+                     "--out", str(out), "--no-progress"]) == 2  # fmt: skip
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not a byollm-tokenizer file" in err, err
+    assert notes.read_text() == "my notes\n" and corpus.read_text().startswith("the quick")
+    tok = tmp_path / "tok.json"
+    for _ in range(2):  # a new file, then byollm's own file replaced
+        assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "270",
+                     "--out", str(tok), "--no-progress"]) == 0  # fmt: skip
+    assert json.loads(tok.read_text())["format"] == "byollm-tokenizer"

@@ -265,3 +265,23 @@ def test_measuring_a_peak_leaves_the_global_rng_alone():
     before = torch.get_rng_state()
     measure_peak_flops(torch.device("cpu"), torch.float32, size=64)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_data_dir_the_user_named_is_never_re_prepared_from_another_corpus(corpus, tmp_path):
+    from byollm.data.prepare import prepare
+
+    other = tmp_path / "mine.txt"
+    other.write_text("my own text, prepared by hand\n" * 200)
+    mine = tmp_path / "mydata"
+    prepare(other, "char", mine, progress=False)
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    # a run of another corpus pointed at it (e.g. forgetting --corpus: the default corpus)
+    config = tiny_config(corpus, tmp_path, max_steps=2, eval_interval=2, data_dir=str(mine))
+    with pytest.raises(ByollmError, match=r"mydata holds data prepared from other inputs"):
+        train(config, progress=False, log=lambda *a: None)
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before  # untouched
+    # with the corpus it was prepared from, it is used as it is
+    config = tiny_config(other, tmp_path, max_steps=2, eval_interval=2, data_dir=str(mine))
+    summary = train(config, progress=False, log=lambda *a: None)
+    assert summary["data_dir"] == str(mine)
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before

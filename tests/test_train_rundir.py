@@ -98,10 +98,13 @@ def test_overwrite_deletes_only_what_byollm_wrote(tmp_path):
         RunFolder.open(run, resume=False, overwrite=True)
     assert listing(run) == before  # nothing deleted, no lock left behind
     (run / "notes.txt").unlink()
+    kept = listing(run)
     folder = RunFolder.open(run, resume=False, overwrite=True)
-    assert listing(run) == [LOCK_FILE]
+    assert listing(run) == sorted([*kept, LOCK_FILE])  # deleted only when the new run writes
+    folder.mark("r")
+    assert listing(run) == [LOCK_FILE, "run.json"]
     folder.release()
-    assert listing(run) == []  # the folder was there before: kept, empty
+    assert listing(run) == ["run.json"]
 
 
 def test_runs_of_older_byollm_versions_are_recognised(tmp_path):
@@ -119,6 +122,28 @@ def test_a_failed_start_leaves_no_folder_behind(tmp_path):
     with pytest.raises(ByollmError):
         train(config, progress=False, log=lambda *a: None)
     assert not (tmp_path / "runs").exists() or listing(tmp_path / "runs") == []
+
+
+def test_overwrite_that_fails_before_training_keeps_the_old_run(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"line {i}: the quick brown fox\n" for i in range(400)))
+    quiet = {"progress": False, "log": lambda *a: None}
+    with train_helpers.single_thread():
+        config = train_helpers.tiny_config(corpus, tmp_path, max_steps=2, eval_interval=2)
+        train(config, **quiet)
+        run = config.run_dir()
+        before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        # a typo in the corpus: before, --overwrite had already deleted the run
+        typo = train_helpers.tiny_config(tmp_path / "c.tx", tmp_path, max_steps=2)
+        with pytest.raises(ByollmError):
+            train(typo, overwrite=True, **quiet)
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+        # starting over from the run's own best weights: read before the run is replaced
+        again = train_helpers.tiny_config(
+            corpus, tmp_path, max_steps=2, eval_interval=2, init_from=str(run / "best")
+        )
+        train(again, overwrite=True, **quiet)
+        assert (run / "run.json").is_file() and (run / "checkpoint" / "config.json").is_file()
 
 
 # --- one writer ----------------------------------------------------------------------------------
@@ -144,6 +169,17 @@ def test_a_stale_lock_file_does_not_block(tmp_path):
     assert (run / LOCK_FILE).read_text() == f"{os.getpid()}\n"
     folder.release()
     assert not (run / LOCK_FILE).exists()
+
+
+def test_a_lock_file_that_is_a_symlink_is_never_written_through(tmp_path):
+    run = tmp_path / "r"
+    make_run(run)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("do not truncate me\n")
+    (run / LOCK_FILE).symlink_to(precious)
+    with pytest.raises(ByollmError, match="lock file"):
+        RunFolder.open(run, resume=False, overwrite=True)
+    assert precious.read_text() == "do not truncate me\n"
 
 
 def test_two_trainers_one_run_and_a_killed_ones_lock_does_not_block(tmp_path, capsys):

@@ -107,3 +107,32 @@ def check_header(obj, path, *, format: str, version: int | tuple[int, ...], hint
             f"version{'s' if len(versions) > 1 else ''} {readable}{hint}"
         )
     return obj
+
+
+def check_replaceable(path, *, format: str, what: str) -> None:
+    """Refuse to write `what` to `path` unless `path` is new or a file of `format` (one byollm
+    wrote and may replace): a command never overwrites a user's file, nor its own input.
+
+    >>> import pathlib, tempfile
+    >>> notes = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> _ = notes.write_text("my notes")
+    >>> check_replaceable(notes, format="byollm-tokenizer", what="tokenizer")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    byollm.errors.ByollmError: .../notes.txt exists and is not a byollm-tokenizer file; byollm replaces only its own files: choose another --out, or move it away
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise ByollmError(f"{path} is a folder; give a file name for the {what}")
+    if not path.exists():
+        return
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        data = None
+    if not (isinstance(data, dict) and data.get("format") == format):
+        raise ByollmError(
+            f"{path} exists and is not a {format} file; byollm replaces only its own files: "
+            "choose another --out, or move it away"
+        )

@@ -27,6 +27,18 @@ import os
 import sys
 from collections.abc import Callable
 
+from byollm.config import check_number
+
+WORKERS_PER_CPU = 4  # more processes than this only cost memory (each loads the tokenizer)
+
+
+def check_workers(key: str, workers: int | None) -> None:
+    """A worker count a user typed (None: one per core): refused beyond WORKERS_PER_CPU per
+    CPU, before a pool of thousands of processes could be started."""
+    if workers is not None:
+        most = WORKERS_PER_CPU * (os.cpu_count() or 1)
+        check_number(key, workers, 1, most, integer=True, hint=f"{WORKERS_PER_CPU} per CPU")
+
 
 def worker_pool(
     workers: int | None,

@@ -14,7 +14,7 @@ from pathlib import Path
 from byollm.corpora import registry
 from byollm.download import resolve_mirror, sha256_file
 from byollm.errors import ByollmError
-from byollm.paths import replaced_atomically, user_path
+from byollm.paths import replaced_atomically
 
 _SECTIONS = {
     "text": "Text corpora (for tokenizers and pretraining)",
@@ -92,8 +92,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     get_parser.add_argument(
         "--out",
         metavar="PATH",
-        type=user_path,
-        help="also copy the file here (a file name, or a folder; a folder for several names); "
+        type=os.path.expanduser,  # a str: a trailing "/" (a folder is meant) must survive
+        help="also copy the file here (a file name, or a folder: an existing one, or PATH/; a "
+        "folder for several names); "
         "an existing different file is refused unless --overwrite is given",
     )
     get_parser.add_argument(
@@ -153,7 +154,8 @@ def _get(args: argparse.Namespace) -> int:
     ]
     if args.out is not None:
         # Every target is checked before the first copy: a refused one leaves nothing half done.
-        targets = _copy_targets(paths, args.out, overwrite=args.overwrite)
+        folder = args.out.endswith(("/", os.sep))  # `--out new/` means a folder, not a file
+        targets = _copy_targets(paths, Path(args.out), overwrite=args.overwrite, folder=folder)
         for path, target in zip(paths, targets):
             _copy(path, target)
         paths = targets
@@ -162,11 +164,15 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _copy_targets(paths: list[Path], out: Path, *, overwrite: bool) -> list[Path]:
-    """Where each file goes under `--out`, refusing to replace a user's different file."""
-    several = len(paths) > 1
+def _copy_targets(
+    paths: list[Path], out: Path, *, overwrite: bool, folder: bool = False
+) -> list[Path]:
+    """Where each file goes under `--out` (into it when it is, or is meant as, a folder),
+    refusing to replace a user's different file."""
+    several = len(paths) > 1 or folder
     if several and out.exists() and not out.is_dir():
-        raise ByollmError(f"--out {out} is a file; with several names --out must be a folder")
+        why = "with several names" if len(paths) > 1 else "a trailing / asks for a folder, and"
+        raise ByollmError(f"--out {out} is a file; {why} --out must be a folder")
     targets: list[Path] = []
     for path in paths:
         if not path.is_file():

@@ -74,10 +74,17 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+try:  # POSIX only
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 from byollm.corpora.documents import (
     TRAINING_TEXT,
@@ -108,11 +115,10 @@ from byollm.tokenizer import (
     parse_tokenizer_spec,
     read_tokenizer_file,
 )
-from byollm.workers import worker_pool
+from byollm.workers import WORKERS_PER_CPU, worker_pool
 
 CHUNK_BYTES = 1 << 20  # about 1 MiB of text per task: big enough to amortise, small to stream
 SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard, as nanoGPT's FineWeb-Edu shards
-WORKERS_PER_CPU = 4  # more processes than this only cost memory (each loads the tokenizer)
 BYTES_PER_AUTO_WORKER = 8 << 20  # below this much text per worker, start-up costs more
 MIN_VAL_DOCUMENTS = 1  # a document split needs at least this many held-out documents...
 MIN_DOCUMENTS = 10  # ...out of at least this many documents
@@ -134,8 +140,12 @@ def prepare(
     shard_tokens: int = SHARD_TOKENS,
     text_field: str = "text",
     separator: str | None = None,
+    replace: bool = True,
 ) -> dict:
-    """Tokenize `corpus` into `out_dir` and return its meta (a no-op if already up to date)."""
+    """Tokenize `corpus` into `out_dir` and return its meta (a no-op if already up to date).
+
+    Data of prepare's already in `out_dir` for another corpus, tokenizer or split is replaced,
+    unless `replace=False` (a folder the user pointed `train` at): then it is refused."""
     if not 0.0 < val_fraction < 1.0:
         raise ByollmError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     most_workers = WORKERS_PER_CPU * (os.cpu_count() or 1)
@@ -150,6 +160,15 @@ def prepare(
     resolve_mirror(mirror)  # a malformed mirror is one line before any work
     spec = parse_tokenizer_spec(tokenizer_spec)  # and so is a malformed tokenizer spec
     out_dir = user_path(out_dir)
+    source = user_path(corpus)
+    if source.is_dir() and (
+        out_dir.resolve() == source.resolve() or source.resolve() in out_dir.resolve().parents
+    ):
+        # the next prepare would read its own token files and meta.json as corpus text
+        raise ByollmError(
+            f"{out_dir} is inside the corpus folder {corpus}: prepared data must be written "
+            "outside it (choose another --out or data_dir)"
+        )
     reader = functools.partial(
         iter_documents,
         corpus,
@@ -172,53 +191,67 @@ def prepare(
         return existing
     if out_dir.exists() and not out_dir.is_dir():
         raise ByollmError(f"{out_dir}: exists and is not a folder")
-    ours = _check_ours_to_replace(out_dir, spec)
     created = not out_dir.exists()
-    if not created:
-        _remove_stale_temporary(out_dir)
-    partial = out_dir / PARTIAL_DIR
-    run = {**identity, "chunk_bytes": chunk_bytes, "shard_tokens": shard_tokens}
-    if spec.kind == "file":  # the same file name with new contents is another run
-        run["tokenizer_hash"] = read_tokenizer_file(spec.path).content_hash
-    try:
-        partial.mkdir(parents=True, exist_ok=True)
-        state = _resume_state(partial, run)
-        tokenizer = _tokenizer(spec, corpus, partial, mirror, progress, text_field, separator)
-        dtype = token_dtype(tokenizer.vocab_size)
-        tasks = _tasks(reader(progress=False), survey, chunk_bytes)
-        _encode_into_shards(tasks, tokenizer, dtype, partial, state, run, survey, workers, progress)
-        meta = new_meta(
-            corpus=str(corpus),
-            **identity,
-            corpus_bytes=survey["bytes"],
-            corpus_documents=survey["documents"],
-            tokenizer_hash=tokenizer.content_hash,
-            vocab_size=tokenizer.vocab_size,
-            dtype=dtype.name,
-            split=survey["split"],
-            splits={
-                split: {**state["counts"][split], "shards": state["shards"][split]}
-                for split in SPLITS
-            },
-        )
-        _install(out_dir, partial, meta)
-    except BaseException as e:  # Ctrl-C and crashes keep the partial folder: the next run resumes
-        if isinstance(e, (OSError, ByollmError)):  # a full disk, a bad corpus: nothing to resume
-            shutil.rmtree(partial, ignore_errors=True)
-            if created:
-                with contextlib.suppress(OSError):
-                    out_dir.rmdir()
-        if isinstance(e, OSError):  # disk full, no permission: the previous data was not touched
-            raise ByollmError(
-                f"cannot write in {out_dir}: {e.strerror or e}; the previous data there (if any) "
-                "is kept and the temporary files were deleted"
-            ) from None
-        raise
-    legacy = out_dir / LEGACY_TOKENIZER_FILE  # what the file just written was called before
-    if ours and legacy.is_file() and not _is_spec_file(spec, legacy):
-        with contextlib.suppress(OSError):  # stale, but never read: the new name comes first
-            legacy.unlink()
-    return meta
+    with _one_writer(out_dir, created=created):  # two prepares of one folder would mix their files
+        existing = _up_to_date(out_dir, identity, spec)  # a process we waited for made it
+        if existing is not None:
+            return existing
+        ours = _check_ours_to_replace(out_dir, spec)
+        if ours and not replace:
+            _refuse_other_data(out_dir, corpus, identity)
+        if not created:
+            _remove_stale_temporary(out_dir)
+        partial = out_dir / PARTIAL_DIR
+        run = {**identity, "chunk_bytes": chunk_bytes, "shard_tokens": shard_tokens}
+        if spec.kind == "file":  # the same file name with new contents is another run
+            run["tokenizer_hash"] = read_tokenizer_file(spec.path).content_hash
+        try:
+            partial.mkdir(parents=True, exist_ok=True)
+            state = _resume_state(partial, run)
+            tokenizer = _tokenizer(spec, corpus, partial, mirror, progress, text_field, separator)
+            dtype = token_dtype(tokenizer.vocab_size)
+            tasks = _tasks(reader(progress=False), survey, chunk_bytes)
+            _encode_into_shards(
+                tasks, tokenizer, dtype, partial, state, run, survey, workers, progress
+            )
+            meta = new_meta(
+                corpus=str(corpus),
+                **identity,
+                corpus_bytes=survey["bytes"],
+                corpus_documents=survey["documents"],
+                tokenizer_hash=tokenizer.content_hash,
+                vocab_size=tokenizer.vocab_size,
+                dtype=dtype.name,
+                split=survey["split"],
+                splits={
+                    split: {**state["counts"][split], "shards": state["shards"][split]}
+                    for split in SPLITS
+                },
+            )
+            _install(out_dir, partial, meta)
+        except (
+            BaseException
+        ) as e:  # Ctrl-C and crashes keep the partial folder: the next run resumes
+            if isinstance(
+                e, (OSError, ByollmError)
+            ):  # a full disk, a bad corpus: nothing to resume
+                shutil.rmtree(partial, ignore_errors=True)
+                if created:
+                    with contextlib.suppress(OSError):
+                        out_dir.rmdir()
+            if isinstance(
+                e, OSError
+            ):  # disk full, no permission: the previous data was not touched
+                raise ByollmError(
+                    f"cannot write in {out_dir}: {e.strerror or e}; the previous data there (if any) "
+                    "is kept and the temporary files were deleted"
+                ) from None
+            raise
+        legacy = out_dir / LEGACY_TOKENIZER_FILE  # what the file just written was called before
+        if ours and legacy.is_file() and not _is_spec_file(spec, legacy):
+            with contextlib.suppress(OSError):  # stale, but never read: the new name comes first
+                legacy.unlink()
+        return meta
 
 
 def split_documents(
@@ -652,6 +685,74 @@ def _check_ours_to_replace(out_dir: Path, spec) -> bool:
     raise ByollmError(
         f"{out_dir} holds {', '.join(present)} but no meta.json of byollm prepare, so prepare "
         "did not write them and will not overwrite them; choose another --out or move them away"
+    )
+
+
+@contextlib.contextmanager
+def _one_writer(out_dir: Path, *, created: bool) -> Iterator[None]:
+    """Hold an exclusive lock on `out_dir` (created if needed) while preparing into it.
+
+    A second prepare of the same folder (two `byollm train` of one corpus started together)
+    waits, then finds the data up to date instead of writing into the first one's files.
+    The lock is the kernel's `flock` on the folder itself: it leaves no file behind and is
+    dropped when its process ends, however it ends. Where `fcntl` is missing nothing is locked.
+    A folder this call `created` is removed again if the work fails and leaves it empty.
+    """
+    for _attempt in range(5):
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(out_dir, os.O_RDONLY)
+        except OSError as e:
+            raise ByollmError(f"cannot create {out_dir}: {e.strerror or e}") from None
+        try:
+            if fcntl is None:  # pragma: no cover
+                yield
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(
+                    f"byollm prepare: waiting for another process preparing {out_dir}",
+                    file=sys.stderr,
+                )
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # still the folder at that path? (a failed first run may have removed it)
+                same = os.fstat(fd).st_ino == os.stat(out_dir).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield
+                return
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()  # only if empty
+            raise
+        finally:
+            os.close(fd)  # closing it drops the lock
+    raise ByollmError(f"{out_dir}: could not take its lock (the folder keeps changing)")
+
+
+def _refuse_other_data(out_dir: Path, corpus: str | Path, identity: dict) -> None:
+    """Raise, naming what differs, when `out_dir` holds finished data for other inputs."""
+    try:
+        meta = read_meta(out_dir)
+    except ByollmError:
+        return  # no finished data there (a partial run of prepare's): nothing to lose
+    differ = [key for key, value in identity.items() if meta.get(key) != value]
+    if not differ:
+        return  # the same inputs (an older layout, or a damaged shard): rebuilt, nothing lost
+    if "corpus_sha256" in differ or "documents_sha256" in differ:
+        what = f"corpus {meta.get('corpus')!r} there, {str(corpus)!r} now"
+        if meta.get("corpus") == str(corpus):
+            what = f"the text of corpus {str(corpus)!r} changed since"
+    else:
+        key = differ[0]
+        what = f"{key} {meta.get(key)!r} there, {identity[key]!r} now"
+    raise ByollmError(
+        f"{out_dir} holds data prepared from other inputs ({what}); it is not replaced: "
+        f"use the inputs it was prepared from (corpus {meta.get('corpus')!r}, tokenizer "
+        f"{meta.get('tokenizer')!r}), another data_dir, or re-prepare it with `byollm prepare`"
     )
 
 

@@ -65,7 +65,7 @@ def run_prepare(args) -> int:
         mirror=args.mirror,
         text_field=args.text_field,
         separator=args.separator,
-        shard_tokens=args.shard_tokens or SHARD_TOKENS,
+        shard_tokens=SHARD_TOKENS if args.shard_tokens is None else args.shard_tokens,
     )
     splits = meta["splits"]
     print(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from byollm.config import check_number
 from byollm.errors import ByollmError
 from byollm.model.cli import add_checkpoint_arguments, add_quantize_argument, checkpoint_from_args
 
@@ -86,6 +87,11 @@ def register(subparsers) -> None:
 
 
 def run_eval(args) -> int:
+    # every number is checked, whichever mode it applies to: a bad value is never ignored
+    check_number("val_fraction", args.val_fraction, 0, 1, low_open=True, high_open=True)
+    if args.limit is not None:
+        check_number("limit", args.limit, 1, None, integer=True, hint="items per task")
+    check_number("batch_tokens", args.batch_tokens, 1, None, integer=True)
     if bool(args.corpus) == bool(args.task):
         both = ", not both" if args.corpus else ""
         raise ByollmError(f"give --corpus (perplexity) or --task (benchmarks){both}")

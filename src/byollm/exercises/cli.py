@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import textwrap
 
+from byollm.paths import user_path
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -27,12 +29,14 @@ def register(subparsers) -> None:
     c.set_defaults(func=run_show)
     c = commands.add_parser("start", help="copy an exercise's blank template to <dir>/<name>.py")
     c.add_argument("name")
-    c.add_argument("--dir", default=".", help="where to put the file (default: here)")
+    c.add_argument(
+        "--dir", default=".", type=user_path, help="where to put the file (default: here)"
+    )
     c.add_argument("--overwrite", action="store_true", help="replace an existing file")
     c.set_defaults(func=run_start)
     c = commands.add_parser("check", help="check your code against byollm's, step by step")
     c.add_argument("name")
-    c.add_argument("--file", default=None, help="your file (default: ./<name>.py)")
+    c.add_argument("--file", default=None, type=user_path, help="your file (default: ./<name>.py)")
     c.set_defaults(func=run_check)
 
 
@@ -67,7 +71,7 @@ def run_start(args) -> int:
     path = start(args.name, args.dir, overwrite=args.overwrite)
     print(
         f"wrote {path}: fill in the functions, then `byollm exercise check {args.name}"
-        + (f" --file {path}`" if args.dir != "." else "`")
+        + (f" --file {path}`" if str(args.dir) != "." else "`")
     )
     return 0
 

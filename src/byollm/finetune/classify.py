@@ -30,11 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from byollm.config import check_number
 from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import load_finetuned, save_finetuned
 from byollm.finetune.heads import Classifier
-from byollm.finetune.loop import choose_trainable, fit
+from byollm.finetune.loop import check_settings, choose_trainable, fit
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import classification_report
 from byollm.model.interface import model_device
@@ -120,6 +121,11 @@ def finetune_classifier(
     """Fine-tune `checkpoint` to classify `data`; write the model to `out`; return the scores."""
     from byollm.model.checkpoint import load_for_inference, resolve_checkpoint
 
+    check_settings(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
+    )
+    if max_length is not None:
+        check_number("max_length", max_length, 1, None, integer=True, hint="tokens per text")
     if split not in ("balanced", "stratified"):
         raise ByollmError(f"split {split!r}: choose balanced (the book's) or stratified")
     if trainable == "lora" and lora is None:

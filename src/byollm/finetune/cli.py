@@ -12,16 +12,19 @@ import argparse
 import json
 
 from byollm.errors import ByollmError
+from byollm.paths import user_path
 
 
 def _common(p: argparse.ArgumentParser, default_train: str, epochs: int) -> None:
-    p.add_argument("--checkpoint", required=True, help="the pretrained checkpoint folder")
+    p.add_argument(
+        "--checkpoint", required=True, type=user_path, help="the pretrained checkpoint folder"
+    )
     p.add_argument(
         "--data",
         required=True,
         help="a .csv/.tsv/.jsonl/.json file, or a registered set (sms-spam, instruction-data)",
     )
-    p.add_argument("--out", required=True, help="folder for the fine-tuned model")
+    p.add_argument("--out", required=True, type=user_path, help="folder for the fine-tuned model")
     p.add_argument(
         "--train",
         default=default_train,
@@ -99,28 +102,32 @@ def register(subparsers) -> None:
     i.set_defaults(func=run_finetune_instruct)
 
     k = subparsers.add_parser("classify", help="label texts with a fine-tuned classifier")
-    k.add_argument("--checkpoint", required=True, help="folder written by `finetune classify`")
+    k.add_argument(
+        "--checkpoint", required=True, type=user_path, help="folder written by `finetune classify`"
+    )
     k.add_argument("texts", nargs="+", help="the texts to classify")
     k.add_argument("--device", default="auto")
     k.set_defaults(func=run_classify)
 
     m = subparsers.add_parser("merge-lora", help="fold a LoRA adapter into its base's weights")
-    m.add_argument("adapter", help="the adapter folder (adapter.json + adapter.safetensors)")
-    m.add_argument("--out", required=True, help="folder for the merged checkpoint")
+    m.add_argument(
+        "adapter", type=user_path, help="the adapter folder (adapter.json + adapter.safetensors)"
+    )
+    m.add_argument("--out", required=True, type=user_path, help="folder for the merged checkpoint")
     m.set_defaults(func=run_merge_lora)
 
 
 def _lora(args):
     from byollm.finetune.lora import DEFAULT_TARGETS, LoRAConfig
 
-    if not (args.lora or args.train == "lora"):
-        return None
     targets = DEFAULT_TARGETS
     if args.lora_targets:
         targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
-    return LoRAConfig(
+    # built (and so checked) even when unused: a bad --lora-* value is reported, not ignored
+    lora = LoRAConfig(
         rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout, targets=targets
     )
+    return lora if args.lora or args.train == "lora" else None
 
 
 def _check_out(out: str) -> None:

@@ -52,10 +52,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from byollm.config import check_number
 from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import save_finetuned
-from byollm.finetune.loop import choose_trainable, fit
+from byollm.finetune.loop import check_settings, choose_trainable, fit
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import exact_match, rouge_l
 from byollm.generate.chat import format_instruct
@@ -234,8 +235,15 @@ def finetune_instruct(
 
     `judge` (a `byollm.finetune.judge.Judge`) also scores the held-out answers after training.
     """
+    from byollm.generate.engine import MAX_NEW_TOKENS
     from byollm.model.checkpoint import load_for_inference, resolve_checkpoint
 
+    check_settings(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
+    )
+    check_number("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, integer=True)
+    if eval_examples is not None:
+        check_number("eval_examples", eval_examples, 1, None, integer=True)
     if trainable == "lora" and lora is None:
         lora = LoRAConfig()
     if lora is not None:

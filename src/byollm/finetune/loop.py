@@ -24,10 +24,32 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from byollm.config import check_number, check_seed
 from byollm.errors import ByollmError
 from byollm.finetune.lora import LoRAConfig, apply_lora, count_parameters
+from byollm.train.config import MAX_LR
 
 TRAINABLE_CHOICES = "head, last:N (e.g. last:1), all or lora"
+MAX_EPOCHS = 100_000  # fine-tuning sets are small; more passes than this is a typo
+MAX_BATCH_SIZE = 2**16  # examples per step
+
+
+def check_settings(*, epochs, batch_size, lr, weight_decay, seed) -> None:
+    """The settings every fine-tuning run shares, checked before any data or model is loaded;
+    a ByollmError naming the setting, its value and the range otherwise."""
+    check_number("epochs", epochs, 1, MAX_EPOCHS, integer=True)
+    check_number("batch_size", batch_size, 1, MAX_BATCH_SIZE, integer=True)
+    check_number("lr", lr, 0, MAX_LR, low_open=True)
+    # AdamW's decoupled decay multiplies the weights by 1 - lr * weight_decay every step
+    check_number(
+        "weight_decay",
+        weight_decay,
+        0,
+        1 / lr,
+        high_open=True,
+        hint="lr * weight_decay must stay below 1, or the decay wipes the weights",
+    )
+    check_seed("seed", seed)
 
 
 def parse_trainable(text: str) -> tuple[str, int]:

@@ -35,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from byollm.config import check_number
 from byollm.errors import ByollmError
 from byollm.formats import read_versioned_file
 
@@ -42,6 +43,8 @@ ADAPTER_FORMAT = "byollm-lora-adapter"
 ADAPTER_VERSION = 1
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter.json"
+MAX_RANK = 4096  # a rank as wide as GPT-2 XL's matrices is no longer "low"
+MAX_ALPHA = 1e6  # the update is scaled by alpha / rank; usual alphas are 8-64
 DEFAULT_TARGETS = ("*attn.c_attn", "*attn.c_proj", "*mlp.c_fc", "*mlp.c_proj")
 
 
@@ -55,12 +58,9 @@ class LoRAConfig:
     targets: tuple[str, ...] = DEFAULT_TARGETS
 
     def __post_init__(self):
-        if not isinstance(self.rank, int) or self.rank < 1:
-            raise ByollmError(f"lora rank must be a positive integer, got {self.rank!r}")
-        if self.alpha <= 0:
-            raise ByollmError(f"lora alpha must be positive, got {self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ByollmError(f"lora dropout must be in [0, 1), got {self.dropout}")
+        check_number("lora rank", self.rank, 1, MAX_RANK, integer=True)
+        check_number("lora alpha", self.alpha, 0, MAX_ALPHA, low_open=True)
+        check_number("lora dropout", self.dropout, 0, 1, high_open=True)
         if not self.targets:
             raise ByollmError("lora targets: give at least one module-name pattern")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from pathlib import Path
 
 from byollm.errors import ByollmError
 from byollm.model.cli import (
@@ -19,6 +18,7 @@ from byollm.model.cli import (
     add_quantize_argument,
     checkpoint_from_args,
 )
+from byollm.paths import user_path
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -115,7 +115,7 @@ def register(subparsers) -> None:
     add_checkpoint_arguments(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--prompt", default="", help="text to continue (default: empty)")
-    source.add_argument("--prompt-file", type=Path, help="read the prompt from this file")
+    source.add_argument("--prompt-file", type=user_path, help="read the prompt from this file")
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument(
         "--num-beams",
@@ -187,8 +187,8 @@ def run_sample(args) -> int:
 
     sampling = sampling_from_args(args)  # validate everything before the (slow) load
     check_generation_args(args.max_new_tokens, num_samples=args.num_samples, seed=args.seed)
-    if args.num_beams is not None:
-        check_beam_args(args.num_beams, args.length_penalty)
+    # --length-penalty is checked without --num-beams too: a bad value is reported, not ignored
+    check_beam_args(1 if args.num_beams is None else args.num_beams, args.length_penalty)
     prompt = _read_prompt(args)
     engine = _engine(args)
     if args.template == "auto" and prompt and _instruction_tuned(args):

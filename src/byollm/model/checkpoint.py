@@ -63,7 +63,7 @@ from byollm.model.weights import (
     stored_state,
     unwrap,
 )
-from byollm.paths import process_alive, temporary_path, temporary_target
+from byollm.paths import process_alive, temporary_path, temporary_target, user_path
 from byollm.tokenizer import LEGACY_TOKENIZER_FILE, TOKENIZER_FILE, find_tokenizer_file
 
 FORMAT = "byollm-model"
@@ -161,7 +161,7 @@ def resolve_checkpoint(path: str | Path, *, require: str = CONFIG_FILE) -> Path:
     also as its `.old` twin, which is all that is left when a crash fell between the two renames
     of a save. `require` is config.json for reading a model, train_state.pt for resuming.
     """
-    path = Path(path)
+    path = user_path(path)
     for folder in (path, *(path / name for name in RUN_CHECKPOINTS)):
         for candidate in (folder, old_twin(folder)):
             if (candidate / require).is_file():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from byollm import config as config_lib
 from byollm.errors import ByollmError
@@ -37,7 +36,7 @@ def register(subparsers) -> None:
     source.add_argument("--preset", choices=list(PRESETS), help="a named preset")
     source.add_argument(
         "--config",
-        type=Path,
+        type=user_path,
         help="a TOML file (model keys at the top or under [model]), a config.json, or a "
         "checkpoint directory",
     )
@@ -111,7 +110,7 @@ def checkpoint_from_args(args) -> str:
     checkpoint = args.checkpoint or args.checkpoint_folder
     if not checkpoint:
         raise ByollmError("which model? give a checkpoint folder: --checkpoint DIR")
-    return checkpoint
+    return str(user_path(checkpoint))
 
 
 def add_quantize_argument(p) -> None:

@@ -530,14 +530,19 @@ def convert_to_hf(checkpoint: str | Path, out: str | Path) -> list[str]:
 
 
 def check_convert_out(out: Path, source: Path | None = None) -> None:
-    """Refuse an `out` that is the input `source` or holds it, a file, or a non-empty folder
-    that `byollm convert` did not write (see the module docstring)."""
+    """Refuse an `out` that is the input `source`, holds it or lies inside it, a file, or a
+    non-empty folder that `byollm convert` did not write (see the module docstring)."""
     if source is not None:
         out_real, source_real = out.resolve(), source.resolve()
         if out_real == source_real:
             raise ByollmError(f"--out {out} is the input {source} itself; write to a new folder")
         if out_real in source_real.parents:
             raise ByollmError(f"--out {out} holds the input {source}; write to a new folder")
+        if source_real in out_real.parents:  # it would change the input (and a run's next save
+            # of that checkpoint would delete it)
+            raise ByollmError(
+                f"--out {out} is inside the input {source}; write to a new folder outside it"
+            )
     if not out.exists():
         return
     if not out.is_dir():

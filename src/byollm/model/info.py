@@ -19,7 +19,10 @@ FLOPs per token (the PaLM / nanoGPT convention, counting a multiply-add as 2 FLO
 
 from __future__ import annotations
 
+from byollm.config import check_number
 from byollm.model.config import GPTConfig
+
+MAX_SEQ_LEN = 2**31  # tokens of context: far past any model, still exact in the arithmetic
 
 
 def _param_breakdown(c: GPTConfig) -> dict[str, int]:
@@ -52,6 +55,8 @@ def model_info(config: GPTConfig, seq_len: int | None = None, bytes_per_param: i
     """
     c = config
     seq_len = c.block_size if seq_len is None else seq_len
+    check_number("seq_len", seq_len, 1, MAX_SEQ_LEN, integer=True)
+    check_number("bytes_per_param", bytes_per_param, 1, 8, integer=True, hint="4 = float32")
     parts = _param_breakdown(c)
     params = (
         parts["token_embedding"]

@@ -139,13 +139,15 @@ def _run(args) -> int:
 
 
 def _fit(args) -> int:
-    from byollm.scaling.fit import FIT_FILE, fit_sweep, format_fit, save_fit
+    from byollm.formats import check_replaceable
+    from byollm.scaling.fit import FIT_FILE, FIT_FORMAT, fit_sweep, format_fit, save_fit
     from byollm.scaling.sweep import sweep_records
 
+    out = args.out or (args.sweep if args.sweep.is_dir() else args.sweep.parent) / FIT_FILE
+    check_replaceable(out, format=FIT_FORMAT, what="fit")
     fit = fit_sweep(
         sweep_records(args.sweep), params=args.params, bootstrap=args.bootstrap, seed=args.seed
     )
-    out = args.out or (args.sweep if args.sweep.is_dir() else args.sweep.parent) / FIT_FILE
     save_fit(fit, out)
     if args.json:
         print(json.dumps(fit, indent=1))

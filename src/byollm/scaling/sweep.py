@@ -41,16 +41,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from byollm.config import apply_overrides, from_dict, load_toml, to_dict
+from byollm.config import (
+    apply_overrides,
+    check_choice,
+    check_number,
+    check_seed,
+    from_dict,
+    load_toml,
+    to_dict,
+)
+from byollm.device import DTYPES, check_device_name
 from byollm.errors import ByollmError
 from byollm.formats import check_header, read_versioned_file
 from byollm.model import GPTConfig, model_info
-from byollm.paths import write_file_atomically
+from byollm.paths import user_path, write_file_atomically
 from byollm.train import TrainConfig
+from byollm.train.config import (
+    MAX_BATCH_TOKENS,
+    MAX_LR,
+    MAX_THREADS,
+    MAX_TRAIN_SEED,
+    check_folder_name,
+)
 
 SWEEP_FILE, RESULTS_FILE = "sweep.json", "results.jsonl"  # in the sweep folder
 SWEEP_FORMAT = "byollm-scaling-sweep"
 SWEEP_VERSION = 1
+MAX_BUDGET = 1e30  # training FLOPs: far past any run (GPT-4 is estimated at ~2e25)
 RESULT_FORMAT = "byollm-scaling-run"
 RESULT_VERSION = 1
 DEFAULT_SWEEP = "cpu"
@@ -114,15 +131,30 @@ class SweepConfig:
     workers: int = 0
 
     def __post_init__(self):
+        check_folder_name("name", self.name)
         self.budgets = [float(b) for b in self.budgets]
-        if not self.budgets or any(not b > 0 for b in self.budgets):
-            raise ByollmError(f"budgets must be positive FLOP counts, got {self.budgets}")
+        if not self.budgets or any(not 0 < b <= MAX_BUDGET for b in self.budgets):
+            raise ByollmError(
+                f"budgets must be positive FLOP counts up to {MAX_BUDGET:g}, got {self.budgets}"
+            )
+        # the per-run training values, checked here so that --plan refuses them too
+        check_number("lr", self.lr, 0, MAX_LR, low_open=True)
+        check_number("muon_lr", self.muon_lr, 0, MAX_LR, low_open=True)
+        check_number("tokens_per_param_guess", self.tokens_per_param_guess, 0, low_open=True)
+        check_number("val_fraction", self.val_fraction, 0, 1, low_open=True, high_open=True)
+        check_number("threads", self.threads, 0, MAX_THREADS, integer=True, hint="0 = torch's")
+        check_seed("seed", self.seed, MAX_TRAIN_SEED)
+        check_device_name(self.device)
+        check_choice("dtype", self.dtype, DTYPES)
         for key in ("sizes", "min_depth", "aspect_ratio", "head_dim", "block_size", "batch_size"):
             if getattr(self, key) < 1:
                 raise ByollmError(f"{key} must be at least 1, got {getattr(self, key)}")
         for key in ("min_steps", "checkpoints", "eval_rows", "base_width"):
             if getattr(self, key) < 1:
                 raise ByollmError(f"{key} must be at least 1, got {getattr(self, key)}")
+        check_number(
+            "eval_rows", self.eval_rows, 1, MAX_BATCH_TOKENS // self.block_size, integer=True
+        )
         if self.max_depth < self.min_depth:
             raise ByollmError(f"max_depth={self.max_depth} is below min_depth={self.min_depth}")
         if self.aspect_ratio % self.head_dim:
@@ -145,7 +177,7 @@ class SweepConfig:
             raise ByollmError(f"params={self.params!r}: choose one of {', '.join(PARAM_COUNTS)}")
 
     def sweep_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
+        return user_path(self.out_dir) / self.name
 
 
 @dataclass(frozen=True)
@@ -211,7 +243,7 @@ def load_sweep_config(
 
 
 def _find_sweep_preset(name: str | Path) -> Path | None:
-    path = Path(name)
+    path = user_path(name)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ByollmError(f"sweep config file not found: {path}")

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import sys
 
+from byollm.config import check_number
 from byollm.errors import ByollmError
 from byollm.generate.cli import (
     add_checkpoint_arguments,
@@ -21,6 +22,7 @@ from byollm.generate.cli import (
 )
 
 API_KEY_VARIABLE = "BYOLLM_API_KEY"
+MAX_WAITING = 2**20  # queued sequences; each waiting one holds only its prompt
 
 
 def register(subparsers) -> None:
@@ -91,12 +93,13 @@ def run_serve(args) -> int:
             "byollm serve needs uvicorn and starlette: pip install 'byollm[serve]'"
         ) from None
     from byollm.generate.chat import checkpoint_chat_mode
+    from byollm.generate.engine import MAX_BATCH_ROWS
     from byollm.serve.app import create_app
 
     if not 0 < args.port < 65536:
         raise ByollmError(f"--port {args.port} is invalid: must be in 1..65535")
-    if args.max_batch < 1 or args.max_waiting < 0:
-        raise ByollmError("--max-batch must be >= 1 and --max-waiting >= 0")
+    check_number("max_batch", args.max_batch, 1, MAX_BATCH_ROWS, integer=True)
+    check_number("max_waiting", args.max_waiting, 0, MAX_WAITING, integer=True)
     checkpoint = checkpoint_from_args(args)
     chat_mode = checkpoint_chat_mode(checkpoint) if args.chat_mode == "auto" else args.chat_mode
     api_key = args.api_key or os.environ.get(API_KEY_VARIABLE) or None

@@ -20,8 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from byollm.config import check_number
 from byollm.corpora.cli import add_document_options
 from byollm.errors import ByollmError
+from byollm.formats import check_replaceable
+from byollm.paths import user_path
+from byollm.workers import check_workers
 
 TOKENIZER_HELP = (
     "gpt2, r50k_base, p50k_base, cl100k_base, o200k_base, char:CORPUS (the characters of a "
@@ -61,7 +65,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     add_document_options(p)
-    p.add_argument("--out", required=True, type=Path, help="output tokenizer JSON file")
+    p.add_argument("--out", required=True, type=user_path, help="output tokenizer JSON file")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -78,7 +82,7 @@ def register(subparsers) -> None:
             metavar="TEXT" if verb != "decode" else "IDS",
             help="input (default: --file, else standard input)",
         )
-        p.add_argument("--file", type=Path, help="read the input from this file")
+        p.add_argument("--file", type=user_path, help="read the input from this file")
         if verb != "decode":
             p.add_argument(
                 "--allow-special",
@@ -114,8 +118,11 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from byollm.corpora.documents import training_files
     from byollm.tokenizer import parse_tokenizer_spec, train_tokenizer
+    from byollm.tokenizer.base import FORMAT_NAME
 
     start = time.perf_counter()
+    check_workers("workers", args.workers)
+    check_replaceable(args.out, format=FORMAT_NAME, what="tokenizer")  # before the training
     spec = parse_tokenizer_spec(args.tokenizer or f"bpe:{args.vocab_size}")
     if not spec.trained or spec.corpus is not None:
         raise ByollmError(
@@ -193,6 +200,8 @@ def _compare(args) -> int:
     from byollm.tokenizer import load_tokenizer
     from byollm.tokenizer.report import compression_stats
 
+    if args.max_chars is not None:
+        check_number("max_chars", args.max_chars, 1, None, integer=True)
     files = corpus_files(args.corpus)
     text = read_corpus_text(args.corpus)
     if args.max_chars is not None:

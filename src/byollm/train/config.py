@@ -36,6 +36,7 @@ from byollm.device import DTYPES, check_device_name
 from byollm.errors import ByollmError
 from byollm.generate.engine import MAX_NEW_TOKENS
 from byollm.model import GPTConfig
+from byollm.paths import user_path
 from byollm.train.schedule import SCHEDULES
 
 DEFAULT_PRESET = "shakespeare-char"
@@ -143,13 +144,7 @@ class TrainConfig:
             from byollm.evaluate.tasks import parse_eval_tasks
 
             parse_eval_tasks(self.eval_tasks)
-        # A plain folder name: no path separators, and no '.', '..' or hidden names (a leading
-        # dot), so that out_dir/name is always a new folder inside out_dir.
-        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}", self.name):
-            raise ByollmError(
-                f"name {self.name!r}: use up to 128 letters, digits, '.', '_' and '-', not "
-                "starting with '.' (it names a folder inside out_dir)"
-            )
+        check_folder_name("name", self.name)
 
     def validate(self) -> None:
         """Every rule on the values, in one place; each error names the key, value and range.
@@ -283,7 +278,7 @@ def available_presets() -> list[str]:
 
 def find_preset(name_or_path: str | Path) -> Path | None:
     """The TOML file for a preset name or path; None for the built-in default."""
-    path = Path(name_or_path)
+    path = user_path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ByollmError(f"config file not found: {path}")
@@ -314,6 +309,16 @@ def load_train_config(
     if overrides:
         config = apply_overrides(config, overrides, "command line")  # validated once, at the end
     return config
+
+
+def check_folder_name(key: str, name: str) -> None:
+    """A run's or sweep's name: a plain folder name, so that out_dir/name is always one folder
+    inside out_dir (no path separators, no '.', '..' or hidden names with a leading dot)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}", name):
+        raise ByollmError(
+            f"{key} {name!r}: use up to 128 letters, digits, '.', '_' and '-', not "
+            "starting with '.' (it names a folder inside out_dir)"
+        )
 
 
 def default_data_dir(corpus: str, tokenizer: str) -> Path:

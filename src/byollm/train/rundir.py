@@ -16,7 +16,9 @@ Design choices:
   flags: `--out_dir ~ --name Documents --overwrite` changes nothing.
 - **--overwrite deletes only what byollm wrote**: the entries listed in `RUN_ENTRIES` (and the
   temporary and `.old` twins of the checkpoints). A run folder that also holds a file of yours
-  is refused, with the file named, and nothing is deleted.
+  is refused, with the file named, and nothing is deleted. The deletion waits for the new run's
+  first write (`mark`): a start that fails before it (a bad corpus, a bad `init_from`) keeps
+  the old run whole.
 - **One writer.** The training process holds an exclusive `flock` on `.lock` as long as it runs;
   a second `byollm train` or `--resume` of the same folder is refused with the first one's pid.
   The kernel drops the lock when the process ends, however it ends, so a SIGKILLed run never
@@ -94,6 +96,7 @@ class RunFolder:
         self.path = Path(path)
         self._lock_fd: int | None = None
         self._created = False
+        self._clear_pending = False  # --overwrite: delete the old run at the first write
 
     @classmethod
     def open(cls, path: str | Path, *, resume: bool, overwrite: bool) -> RunFolder:
@@ -112,14 +115,21 @@ class RunFolder:
                         f"{folder.path} already holds a run; pass --resume to continue it, "
                         "--overwrite to delete it and start over, or --name to start another"
                     )
-                folder._clear()
+                # Checked now, deleted only when the new run writes (`mark`): a command that
+                # fails first (a typo in --corpus, an --init_from inside this run) loses nothing.
+                folder._check_clearable()
+                folder._clear_pending = True
         except BaseException:
             folder.release()
             raise
         return folder
 
     def mark(self, name: str) -> None:
-        """Write run.json (once): from now on the folder is recognisably a byollm run."""
+        """Write run.json (once): from now on the folder is recognisably a byollm run. With
+        --overwrite, the old run is deleted first."""
+        if self._clear_pending:
+            self._clear()
+            self._clear_pending = False
         path = self.path / RUN_FILE
         if path.exists():
             return
@@ -185,7 +195,9 @@ class RunFolder:
                 return
             lock_path = self.path / LOCK_FILE
             try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                # never through a symlink: the pid written would truncate the file it names
+                flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                fd = os.open(lock_path, flags, 0o644)
             except OSError as e:
                 raise ByollmError(
                     f"{lock_path}: cannot open the lock file ({e.strerror})"
@@ -213,10 +225,9 @@ class RunFolder:
             os.close(fd)
         raise ByollmError(f"{self.path}: could not take the run's lock (the folder keeps changing)")
 
-    def _clear(self) -> None:
-        """Delete what byollm wrote in the folder (for --overwrite); refuse if there is more."""
-        entries = self._entries()
-        foreign = sorted(p.name for p in entries if not is_run_entry(p.name))
+    def _check_clearable(self) -> None:
+        """Refuse --overwrite of a run folder that also holds files byollm did not write."""
+        foreign = sorted(p.name for p in self._entries() if not is_run_entry(p.name))
         if foreign:
             shown = ", ".join(foreign[:5]) + (
                 f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
@@ -225,7 +236,11 @@ class RunFolder:
                 f"{self.path}: --overwrite deletes only what byollm wrote, and this run folder "
                 f"also holds {shown}; move that away first (nothing was deleted)"
             )
-        for entry in entries:
+
+    def _clear(self) -> None:
+        """Delete what byollm wrote in the folder (for --overwrite); refuse if there is more."""
+        self._check_clearable()
+        for entry in self._entries():
             try:
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)

@@ -54,6 +54,7 @@ from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
 from byollm.model.checkpoint import BEST, LATEST, read_checkpoint_config, resolve_checkpoint
 from byollm.model.interface import model_device
+from byollm.paths import byollm_home
 from byollm.train import distributed
 from byollm.train.checkpoint import (
     STATE_FILE,
@@ -127,7 +128,10 @@ def prepare_data(
             f"the offline corpus {FALLBACK_CORPUS!r} (pass --corpus PATH to use your own text)"
         )
         corpus = FALLBACK_CORPUS
-    if config.data_dir and corpus == config.corpus:
+    # A data_dir the user named holds their data: it is used, or refused, never re-prepared
+    # from another corpus (byollm's own cache folders are rebuilt when their corpus changes).
+    explicit = bool(config.data_dir) and corpus == config.corpus and not _in_cache(config.data_dir)
+    if explicit:
         data_dir = Path(config.data_dir).expanduser()
     else:
         data_dir = default_data_dir(corpus, config.tokenizer)
@@ -139,8 +143,15 @@ def prepare_data(
         workers=config.workers or None,
         progress=progress,
         mirror=mirror,
+        replace=not explicit,
     )
     return data_dir, corpus
+
+
+def _in_cache(folder: str) -> bool:
+    """Whether `folder` is inside byollm's cache (init_from picks its data folder there)."""
+    cache = (byollm_home() / "data").resolve()
+    return cache in Path(folder).expanduser().resolve().parents
 
 
 class Trainer:
