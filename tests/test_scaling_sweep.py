@@ -137,6 +137,25 @@ def test_sweep_records_every_point_and_a_rerun_skips_them(tmp_path, monkeypatch)
     with pytest.raises(ByollmError, match="C1.2e8-d1 was trained with another config"):
         run_sweep(dataclasses.replace(config, lr=1e-3), progress=False, log=lambda *a: None)
 
+    # nor are runs scored on another val set: a data folder prepared again with another split
+    # (a record from before `data_split_sha256` is checked by the train tokens of its epochs)
+    first = json.loads(results.read_text().splitlines()[0])
+    assert first["data_split_sha256"] == trainer_module.split_fingerprint(meta)
+    for changed in (
+        {**first, "data_split_sha256": "0" * 64},
+        {
+            k: v
+            for k, v in {**first, "epochs": first["epochs"] * 0.9}.items()
+            if k != "data_split_sha256"
+        },
+    ):
+        results.write_text(json.dumps(changed) + "\n" + results.read_text().split("\n", 1)[1])
+        with pytest.raises(ByollmError, match="C1.2e8-d1 was trained on another train/val split"):
+            run_sweep(config, progress=False, log=lambda *a: None)
+    old_style = {k: v for k, v in first.items() if k != "data_split_sha256"}
+    results.write_text(json.dumps(old_style) + "\n" + results.read_text().split("\n", 1)[1])
+    assert run_sweep(config, progress=False, log=lambda *a: None)[0]["point"] == "C1.2e8-d1"
+
 
 def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path, monkeypatch):
     """Kill the second point mid-run; the rerun resumes it from its checkpoint, and it ends

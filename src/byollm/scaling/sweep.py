@@ -525,6 +525,7 @@ def run_point(
     done = latest_records(read_results(results)) if results.exists() else {}
     if point.name in done and not overwrite:
         if done[point.name]["config_hash"] == fingerprint:
+            _check_same_data(done[point.name], meta, results)
             log(f"byollm scaling: {point.name} is done (in {results.name}), skipped")
             return done[point.name]
         raise _changed_config_error(point, results)
@@ -563,11 +564,36 @@ def _changed_config_error(point: SweepPoint, where: Path) -> ByollmError:
     )
 
 
+def _check_same_data(record: dict, meta: dict, results: Path) -> None:
+    """Refuse a finished point that saw another train/val split than the sweep's data has now.
+
+    The data folder is prepared again when its meta.json is from an older byollm (the document
+    split replaced the tail split), and every val loss of a sweep must be on the same held-out
+    text: a fit across two val sets measures the split, not a law. Records written before
+    `data_split_sha256` existed are checked by the training tokens their `epochs` count over.
+    """
+    from byollm.train.trainer import split_fingerprint
+
+    saved = record.get("data_split_sha256")
+    if saved is not None:
+        same = saved == split_fingerprint(meta)
+    else:
+        same = round(record["tokens"] / record["epochs"]) == meta["splits"]["train"]["tokens"]
+    if not same:
+        raise ByollmError(
+            f"{results}: point {record['point']} was trained on another train/val split of the "
+            "data than the sweep's data folder holds now (it was prepared again, e.g. by a newer "
+            "byollm); runs scored on different val sets cannot be fitted together: start a new "
+            "sweep (--name) or pass --overwrite to train every point again"
+        )
+
+
 def _record(
     config: SweepConfig, point: SweepPoint, train_config: TrainConfig, fingerprint: str, meta: dict
 ) -> dict:
     from byollm.train.metrics import read_metrics
     from byollm.train.rundir import METRICS_FILE
+    from byollm.train.trainer import split_fingerprint
 
     metrics = train_config.run_dir() / METRICS_FILE
     final = [
@@ -594,6 +620,7 @@ def _record(
         "tokenizer": config.tokenizer,
         "vocab_size": point.model.vocab_size,
         "config_hash": fingerprint,
+        "data_split_sha256": split_fingerprint(meta),
     }
 
 
