@@ -11,6 +11,7 @@ import pytest
 import train_helpers
 from conftest import ROOT
 
+from byollm.data.tokens import split_fingerprint
 from byollm.errors import ByollmError
 from byollm.model import GPT
 from byollm.scaling import sweep as scaling_sweep
@@ -140,7 +141,7 @@ def test_sweep_records_every_point_and_a_rerun_skips_them(tmp_path, monkeypatch)
     # nor are runs scored on another val set: a data folder prepared again with another split
     # (a record from before `data_split_sha256` is checked by the train tokens of its epochs)
     first = json.loads(results.read_text().splitlines()[0])
-    assert first["data_split_sha256"] == trainer_module.split_fingerprint(meta)
+    assert first["data_split_sha256"] == split_fingerprint(meta)
     for changed in (
         {**first, "data_split_sha256": "0" * 64},
         {

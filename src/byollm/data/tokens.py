@@ -45,6 +45,7 @@ Design choices:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -146,6 +147,14 @@ def read_meta(data_dir: str | Path) -> dict:
                 f"token counts, adding up to {tokens}"
             )
     return meta
+
+
+def split_fingerprint(meta: dict) -> str:
+    """sha256 of meta.json's split record (rule, held-out documents) and token counts: a run
+    resumed, or a sweep point reused, must have seen the same train/val split, not merely the
+    same corpus text."""
+    record = {"split": meta.get("split"), "splits": meta.get("splits")}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
 def open_tokens(data_dir: str | Path, split: str) -> np.ndarray | ShardedTokens:

@@ -50,6 +50,7 @@ from byollm.config import (
     load_toml,
     to_dict,
 )
+from byollm.data.tokens import split_fingerprint
 from byollm.device import DTYPES, check_device_name
 from byollm.errors import ByollmError
 from byollm.formats import check_header, read_versioned_file
@@ -572,8 +573,6 @@ def _check_same_data(record: dict, meta: dict, results: Path) -> None:
     text: a fit across two val sets measures the split, not a law. Records written before
     `data_split_sha256` existed are checked by the training tokens their `epochs` count over.
     """
-    from byollm.train.trainer import split_fingerprint
-
     saved = record.get("data_split_sha256")
     if saved is not None:
         same = saved == split_fingerprint(meta)
@@ -593,7 +592,6 @@ def _record(
 ) -> dict:
     from byollm.train.metrics import read_metrics
     from byollm.train.rundir import METRICS_FILE
-    from byollm.train.trainer import split_fingerprint
 
     metrics = train_config.run_dir() / METRICS_FILE
     final = [

@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import math
 import sys
 import time
@@ -49,7 +47,7 @@ import torch
 from byollm.config import to_dict
 from byollm.cpu_fast_paths import keep_freed_cpu_memory
 from byollm.data.loader import BatchLoader
-from byollm.data.tokens import open_tokens, read_meta
+from byollm.data.tokens import open_tokens, read_meta, split_fingerprint
 from byollm.device import autocast, pick_dtype
 from byollm.errors import ByollmError
 from byollm.model.checkpoint import BEST, LATEST, read_checkpoint_config, resolve_checkpoint
@@ -800,10 +798,3 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer, source: Path) -> No
                         f"{source}: optimizer state {key!r} has shape {tuple(value.shape)} for a "
                         f"parameter of shape {tuple(param.shape)}; the file does not fit the model"
                     )
-
-
-def split_fingerprint(meta: dict) -> str:
-    """sha256 of meta.json's split record (rule, held-out documents) and token counts: a
-    resumed run must see the same train/val split, not merely the same corpus text."""
-    record = {"split": meta.get("split"), "splits": meta.get("splits")}
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
