@@ -21,7 +21,9 @@ from byollm.finetune.records import (
     read_sms_spam,
     stratified_split,
 )
+from byollm.finetune.checkpoint import load_finetuned, save_finetuned
 from byollm.model import load_model
+from byollm.tokenizer import TOKENIZER_FILE, BPETokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -201,3 +203,35 @@ def test_an_adapter_whose_base_changed_is_one_line_and_nothing_is_written(tmp_pa
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "this adapter was trained on another base model" in err[0]
     assert not (tmp_path / "merged").exists()
+
+
+def test_a_save_that_fails_midway_leaves_no_half_model(tmp_path, monkeypatch):
+    """The fine-tuned folder appears whole or not at all: a failure after the weights (here the
+    head's file) leaves no `--out` folder, and a damaged head is named on load."""
+    from safetensors.torch import save_file as real_save_file
+
+    import byollm.finetune.checkpoint as ft_checkpoint
+
+    base = tmp_path / "base"
+    gpt = tiny_checkpoint(base)
+    tokenizer = BPETokenizer.load(base / TOKENIZER_FILE)
+    classifier = Classifier(gpt, 2)
+    task = {"classifier": {"labels": ["a", "b"]}}
+
+    def failing_save_file(tensors, path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ft_checkpoint, "save_file", failing_save_file)
+    with pytest.raises(ByollmError, match="fine-tuned model.*nothing was written"):
+        save_finetuned(tmp_path / "out", classifier, tokenizer, task)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["base"]  # no temporary folder left
+
+    monkeypatch.setattr(ft_checkpoint, "save_file", real_save_file)
+    out = save_finetuned(tmp_path / "out", classifier, tokenizer, task)
+    root, _, meta = load_finetuned(out, device="cpu")
+    assert meta["classifier"]["labels"] == ["a", "b"]
+    head = out / ft_checkpoint.HEAD_FILE
+    head.write_bytes(head.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ByollmError, match="head.safetensors: damaged"):
+        load_finetuned(out, device="cpu")

@@ -43,23 +43,33 @@ def save_finetuned(
     base: str | Path | None = None,
 ) -> Path:
     """Write a fine-tuned model: `root` is the GPT itself or a module holding it as `.gpt`
-    plus a new `.head`; `task` is {"classifier": {...}} or {"instruct": {...}}."""
-    from byollm.model import save_model
+    plus a new `.head`; `task` is {"classifier": {...}} or {"instruct": {...}}.
 
-    out = Path(out)
+    The folder appears whole or not at all (`write_folder_atomically`): a run killed while
+    saving leaves no folder that loads as half a model."""
+    from byollm.model import save_model
+    from byollm.download import sha256_file
+    from byollm.model.checkpoint import write_folder_atomically
+
     gpt = getattr(root, "gpt", root)
     head = getattr(root, "head", None)
     head_tensors = {} if head is None else {f"head.{k}": v for k, v in head.state_dict().items()}
-    if lora is not None:
-        save_adapter(out, root, lora, base=base, extra_tensors=head_tensors, extra=task)
-    else:
-        save_model(gpt, out, extra=task)
+
+    def write(folder: Path) -> None:
+        tokenizer.save(folder / TOKENIZER_FILE)
+        if lora is not None:
+            save_adapter(folder, root, lora, base=base, extra_tensors=head_tensors, extra=task)
+            return
+        written = [TOKENIZER_FILE]
         if head_tensors:
-            save_file(
-                {k: v.contiguous().cpu() for k, v in head_tensors.items()}, str(out / HEAD_FILE)
-            )
-    tokenizer.save(out / TOKENIZER_FILE)
-    return out
+            tensors = {k: v.detach().contiguous().cpu() for k, v in head_tensors.items()}
+            save_file(tensors, str(folder / HEAD_FILE))
+            written.append(HEAD_FILE)
+        # config.json last, with the checksums of the files written before it
+        checksums = {name: sha256_file(folder / name) for name in written}
+        save_model(gpt, folder, extra=task, checksums=checksums)
+
+    return write_folder_atomically(out, write, what="fine-tuned model")
 
 
 def load_finetuned(path: str | Path, device: str = "auto"):
@@ -70,6 +80,7 @@ def load_finetuned(path: str | Path, device: str = "auto"):
     """
     from byollm.model.checkpoint import load_for_inference, read_checkpoint_config
     from byollm.model.checkpoint import resolve_checkpoint as resolve
+    from byollm.model.checkpoint import verify_checksums
 
     path = Path(path)
     if is_adapter(path):
@@ -86,6 +97,7 @@ def load_finetuned(path: str | Path, device: str = "auto"):
         root = _build_root(gpt, meta)
         head_path = checkpoint / HEAD_FILE
         if getattr(root, "head", None) is not None:
+            verify_checksums(checkpoint, [HEAD_FILE])
             try:
                 tensors = load_file(str(head_path))
             except (SafetensorError, OSError) as e:
