@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from finetune_helpers import WORDS, spam_like_csv, tiny_checkpoint
 from byollm.cli import main
 from byollm.errors import ByollmError
 from byollm.finetune import classify, finetune_classifier
+from byollm.finetune.checkpoint import load_finetuned, save_finetuned
 from byollm.finetune.classify import Classifier, padded_batch
 from byollm.finetune.records import (
     balanced_split,
@@ -21,7 +23,6 @@ from byollm.finetune.records import (
     read_sms_spam,
     stratified_split,
 )
-from byollm.finetune.checkpoint import load_finetuned, save_finetuned
 from byollm.model import load_model
 from byollm.tokenizer import TOKENIZER_FILE, BPETokenizer
 
@@ -235,3 +236,55 @@ def test_a_save_that_fails_midway_leaves_no_half_model(tmp_path, monkeypatch):
     head.write_bytes(head.read_bytes()[:-1] + b"\0")
     with pytest.raises(ByollmError, match="head.safetensors: damaged"):
         load_finetuned(out, device="cpu")
+
+
+def test_seed_varies_the_training_not_the_split(tmp_path, monkeypatch, capsys):
+    """Several --seed values score the very same test messages; --split-seed draws the split."""
+    tiny_checkpoint(tmp_path / "base")
+    data = spam_like_csv(tmp_path / "data.csv", n=60)
+    drawn = []
+    records_lib = sys.modules["byollm.finetune.classify"].records_lib
+    real_split = records_lib.balanced_split
+
+    def recording_split(rows, label_of, seed):
+        train, val, test = real_split(rows, label_of, seed=seed)
+        drawn.append(test)
+        return train, val, test
+
+    monkeypatch.setattr(records_lib, "balanced_split", recording_split)
+    heads = []
+    for i, seeds in enumerate([{"seed": 1}, {"seed": 2}, {"seed": 1, "split_seed": 7}]):
+        finetune_classifier(
+            tmp_path / "base",
+            data,
+            out=tmp_path / f"o{i}",
+            epochs=1,
+            device="cpu",
+            log=lambda *a: None,
+            **seeds,
+        )
+        head = load_finetuned(tmp_path / f"o{i}", device="cpu")[0].head
+        heads.append(next(iter(head.state_dict().values())))
+    assert drawn[0] == drawn[1] != drawn[2]
+    assert not torch.equal(heads[0], heads[1])  # the seed did change the training
+
+    assert (
+        main(
+            [
+                "finetune",
+                "classify",
+                "--checkpoint",
+                str(tmp_path / "base"),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "bad"),
+                "--split-seed",
+                "-1",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "split_seed" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

@@ -47,8 +47,8 @@ def save_finetuned(
 
     The folder appears whole or not at all (`write_folder_atomically`): a run killed while
     saving leaves no folder that loads as half a model."""
-    from byollm.model import save_model
     from byollm.download import sha256_file
+    from byollm.model import save_model
     from byollm.model.checkpoint import write_folder_atomically
 
     gpt = getattr(root, "gpt", root)
@@ -78,9 +78,8 @@ def load_finetuned(path: str | Path, device: str = "auto"):
     `root` is the GPT (instruction tuning) or the classifier holding it; a LoRA adapter is
     loaded onto its base, which must be the very checkpoint it was trained from.
     """
-    from byollm.model.checkpoint import load_for_inference, read_checkpoint_config
+    from byollm.model.checkpoint import load_for_inference, read_checkpoint_config, verify_checksums
     from byollm.model.checkpoint import resolve_checkpoint as resolve
-    from byollm.model.checkpoint import verify_checksums
 
     path = Path(path)
     if is_adapter(path):

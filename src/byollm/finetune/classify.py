@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from byollm.config import check_number
+from byollm.config import check_number, check_seed
 from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import load_finetuned, save_finetuned
@@ -113,17 +113,22 @@ def finetune_classifier(
     weight_decay: float = 0.1,
     max_length: int | None = None,
     seed: int = 123,
+    split_seed: int = 123,
     device: str = "auto",
     random_init: bool = False,
     mirror: str | None = None,
     log=print,
 ) -> dict:
-    """Fine-tune `checkpoint` to classify `data`; write the model to `out`; return the scores."""
+    """Fine-tune `checkpoint` to classify `data`; write the model to `out`; return the scores.
+
+    `split_seed` draws the train/val/test split (123: the book's); `seed` draws the new head,
+    the order of the batches and dropout, so runs with several seeds score the same messages."""
     from byollm.model.checkpoint import load_for_inference, resolve_checkpoint
 
     check_settings(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
     )
+    check_seed("split_seed", split_seed)
     if max_length is not None:
         check_number("max_length", max_length, 1, None, integer=True, hint="tokens per text")
     if split not in ("balanced", "stratified"):
@@ -138,7 +143,7 @@ def finetune_classifier(
     )
     labels = check_labels([label for _, label in rows], source, label_column)
     splitter = records_lib.balanced_split if split == "balanced" else records_lib.stratified_split
-    train_rows, val_rows, test_rows = splitter(rows, lambda r: r[1], seed=seed)
+    train_rows, val_rows, test_rows = splitter(rows, lambda r: r[1], seed=split_seed)
     if not (train_rows and val_rows and test_rows):
         raise ByollmError(f"{source}: too few records ({len(rows)}) for a 70/10/20 split")
 

@@ -69,6 +69,13 @@ def register(subparsers) -> None:
         help="balanced: the book's undersampled 70/10/20; stratified: every record, "
         "each class 70/10/20",
     )
+    c.add_argument(
+        "--split-seed",
+        type=int,
+        default=123,
+        help="the seed that draws the split (123: the book's); --seed draws the head, the batch "
+        "order and dropout, so several --seed values score the same test messages",
+    )
     c.add_argument("--max-length", type=int, default=None, help="cut texts to this many tokens")
     c.add_argument(
         "--random-init",
@@ -158,6 +165,7 @@ def run_finetune_classify(args) -> int:
         weight_decay=args.weight_decay,
         max_length=args.max_length,
         seed=args.seed,
+        split_seed=args.split_seed,
         device=args.device,
         random_init=args.random_init,
         mirror=args.mirror,
