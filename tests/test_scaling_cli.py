@@ -105,6 +105,27 @@ def test_fit_plot_and_predict(sweep_dir, capsys):
     assert capsys.readouterr().out.splitlines()[:3] == out.splitlines()[:3]
 
 
+def test_plot_replaces_its_own_figures_and_no_one_elses(sweep_dir, capsys):
+    assert main(["scaling", "fit", str(sweep_dir), "--bootstrap", "5"]) == 0
+    figs = sweep_dir.parent / "figs"
+    assert main(["scaling", "plot", str(sweep_dir), "--out", str(figs)]) == 0
+    assert main(["scaling", "plot", str(sweep_dir), "--out", str(figs)]) == 0  # ours: replaced
+    capsys.readouterr()
+    photo = figs.parent / "photos"
+    photo.mkdir()
+    (photo / "surface.png").write_bytes(b"\x89PNG\r\n\x1a\n a holiday photo")
+    (photo / "isoflops.png").write_bytes((figs / "isoflops.png").read_bytes())  # a copy of ours
+    assert main(["scaling", "plot", str(sweep_dir), "--out", str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert "surface.png exists and is not a plot byollm drew" in err
+    assert (photo / "surface.png").read_bytes().endswith(b"a holiday photo")  # kept
+    assert not (photo / "optimal.png").exists()  # checked before anything was drawn
+    # the sweep's own folder holds its own figures (older ones carry no mark): replaced
+    (sweep_dir / "surface.png").write_bytes(b"drawn by an older byollm")
+    assert main(["scaling", "plot", str(sweep_dir)]) == 0
+    assert (sweep_dir / "surface.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_predict_run_trains_the_run_and_scores_the_prediction(sweep_dir, capsys):
     assert main(["scaling", "fit", str(sweep_dir), "--bootstrap", "10"]) == 0
     results_before = (sweep_dir / "results.jsonl").read_text()

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from byollm.errors import ByollmError
+from byollm.paths import replaced_atomically
 from byollm.scaling.fit import FIT_FILE, compute_optimal, load_fit, parametric_loss, power_law
 from byollm.scaling.sweep import latest_records, sweep_records
 
@@ -238,9 +240,29 @@ def plot_sweep(
         "surface": surface_figure(records, fit, holdout),
         "residuals": residual_figure(records, fit),
     }
-    paths = []
-    for name in FIGURES:
-        path = out_dir / f"{name}.png"
-        figures[name].savefig(path)
-        paths.append(path)
+    paths = [out_dir / f"{name}.png" for name in FIGURES]
+    own_folder = out_dir.resolve() == sweep_dir.resolve()  # a sweep's folder holds its figures
+    for path in paths:  # all checked before any is written
+        if path.exists() and not own_folder and not _drawn_by_byollm(path):
+            raise ByollmError(
+                f"{path} exists and is not a plot byollm drew; byollm replaces only its own "
+                "files: choose another --out, or move it away"
+            )
+    for name, path in zip(FIGURES, paths):
+        with replaced_atomically(path, what="plot") as tmp:
+            figures[name].savefig(tmp, format="png", metadata={"Software": PNG_SOFTWARE})
     return paths
+
+
+# the PNG text chunk that marks a figure as ours, so a later `plot --out` may replace it
+PNG_SOFTWARE = "byollm scaling plot"
+
+
+def _drawn_by_byollm(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.info.get("Software") == PNG_SOFTWARE
+    except (OSError, UnidentifiedImageError):
+        return False
