@@ -217,3 +217,39 @@ def test_fingerprint_ignores_where_and_how_fast_not_what(tmp_path):
     # a run recorded before the `fsdp` key existed still matches its point
     before_fsdp = {k: v for k, v in dataclasses.asdict(train_config).items() if k != "fsdp"}
     assert scaling_sweep.config_hash(before_fsdp) == fingerprint
+
+
+def test_two_processes_share_a_sweep(tmp_path, monkeypatch):
+    """A point whose run folder another process holds (its flock on .lock) is passed over; when
+    only such points are left the sweep waits, and takes the point up once that process lets
+    go: here it dies mid-run, so this one trains it."""
+    import fcntl
+    import os
+
+    config = tiny_sweep(tmp_path, depths=[1, 2, 3])
+    held = config.sweep_dir() / "runs" / "C1.2e8-d1"
+    held.mkdir(parents=True)
+    fd = os.open(held / ".lock", os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242\n")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lines, trained = [], []
+
+    def log(line):
+        lines.append(line)
+        if line.startswith("byollm train: C1.2e8-"):
+            trained.append(line.split(":")[1].strip())
+
+    waits = []
+
+    def other_process_dies(seconds):
+        waits.append(seconds)
+        os.close(fd)
+
+    monkeypatch.setattr(scaling_sweep.time, "sleep", other_process_dies)
+    records = run_sweep(config, progress=False, log=log, wait_s=0.5)
+    assert waits == [0.5]  # once d2 and d3 were done, and d1 still held
+    assert sum("is being trained by another process (pid 4242)" in line for line in lines) == 1
+    assert trained == ["C1.2e8-d2", "C1.2e8-d3", "C1.2e8-d1"], lines
+    assert [r["point"] for r in records] == ["C1.2e8-d1", "C1.2e8-d2", "C1.2e8-d3"]
+    results = read_results(config.sweep_dir() / "results.jsonl")
+    assert [r["point"] for r in results] == ["C1.2e8-d2", "C1.2e8-d3", "C1.2e8-d1"]

@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -479,31 +480,56 @@ def prepare_sweep_data(config: SweepConfig, *, progress: bool = True) -> tuple[P
 
 
 def run_sweep(
-    config: SweepConfig, *, overwrite: bool = False, progress: bool = True, log=print
+    config: SweepConfig,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    log=print,
+    wait_s: float = 10.0,
 ) -> list[dict]:
-    """Train every point of the sweep not yet in its results file; all the records, in plan order."""
+    """Train every point of the sweep not yet in its results file; all the records, in plan order.
+
+    Several processes may run one sweep at once (one per core: `byollm scaling run` in two
+    terminals): a point another process is training is passed over and taken up again at the
+    end, once it is recorded (skipped) or its process has gone (resumed from its checkpoint)."""
+    from byollm.train.rundir import RunInUse
+
     sweep_dir = config.sweep_dir()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     data_dir, meta = prepare_sweep_data(config, progress=progress)
     points = plan_sweep(config, meta["vocab_size"])
     save_sweep_config(config, sweep_dir)
     results = sweep_dir / RESULTS_FILE
-    records = []
-    for i, point in enumerate(points, 1):
-        log(f"byollm scaling: [{i}/{len(points)}] {point.name}")
-        records.append(
-            run_point(
-                config,
-                point,
-                data_dir,
-                meta,
-                results,
-                overwrite=overwrite,
-                progress=progress,
-                log=log,
-            )
-        )
-    return records
+    records: dict[str, dict] = {}
+    pending, first_pass = list(points), True
+    while pending:
+        busy = []
+        for point in pending:
+            if first_pass:
+                log(f"byollm scaling: [{points.index(point) + 1}/{len(points)}] {point.name}")
+            try:
+                records[point.name] = run_point(
+                    config,
+                    point,
+                    data_dir,
+                    meta,
+                    results,
+                    # a point another process finished meanwhile was trained under these rules
+                    overwrite=overwrite and first_pass,
+                    progress=progress,
+                    log=log,
+                )
+            except RunInUse as e:
+                if first_pass:
+                    log(
+                        f"byollm scaling: {point.name} is being trained by another process "
+                        f"(pid {e.holder}); back to it when the other points are done"
+                    )
+                busy.append(point)
+        if busy and len(busy) == len(pending):  # only others' points are left: wait for them
+            time.sleep(wait_s)
+        pending, first_pass = busy, False
+    return [records[point.name] for point in points]
 
 
 def run_point(

@@ -48,6 +48,16 @@ except ImportError:  # pragma: no cover
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
+
+
+class RunInUse(ByollmError):
+    """The run folder is locked by another live process (`holder` is its pid, as written)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 RUN_FORMAT = "byollm-run"
 RUN_VERSION = 1
 # The files the trainer and the report write beside the checkpoints (`LATEST`, `BEST`).
@@ -207,9 +217,10 @@ class RunFolder:
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
                 os.close(fd)
-                raise ByollmError(
+                raise RunInUse(
                     f"{self.path} is being written by another byollm process "
-                    f"(pid {holder or 'unknown'}); wait for it to finish or stop it, then retry"
+                    f"(pid {holder or 'unknown'}); wait for it to finish or stop it, then retry",
+                    holder or "unknown",
                 ) from None
             # The file locked must still be the one at lock_path: a run that just finished may
             # have removed it (and its empty folder) between our open and our flock.
