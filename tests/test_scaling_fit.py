@@ -20,12 +20,15 @@ from byollm.scaling.fit import (
     fit_sweep,
     format_fit,
     frontier_loss,
+    frontier_with_floor,
     load_fit,
     near_optimal,
     parametric_loss,
+    power_law,
     save_fit,
 )
 from byollm.scaling.predict import backtest, backtest_details, predicted_loss
+from byollm.scaling.sweep import SweepConfig
 
 # A law of the size our CPU sweeps see (losses of 1-3 nats, N from 1e3 to 1e6).
 LAW = {"E": 0.9, "A": 60.0, "B": 300.0, "alpha": 0.35, "beta": 0.32}
@@ -133,7 +136,13 @@ def test_near_optimal_keeps_each_budgets_valley_floor():
 
 def test_backtest_scores_each_predictor_on_the_largest_budget():
     exact = backtest(synthetic_records())  # drawn from the law: (b) extrapolates it exactly
-    assert set(exact) == {"parametric", "parametric_near_optimal", "frontier", "blend"}
+    assert set(exact) == {
+        "parametric",
+        "parametric_near_optimal",
+        "frontier",
+        "blend",
+        "frontier_e",
+    }
     assert exact["parametric"] < 0.01 and exact["frontier"] < 2
     # Starved runs: the models far above N_opt get too few steps and end 15% worse than the
     # law (what a tiny sweep's right-hand walls do). Fitted to every run, (b) bends towards
@@ -176,6 +185,32 @@ def test_blend_is_the_geometric_mean_of_the_frontier_and_the_near_optimal_law():
     law = predicted_loss(fit, "parametric_near_optimal", n, d, c)
     assert predicted_loss(fit, "blend", n, d, c) == pytest.approx(math.sqrt(frontier * law))
     assert min(frontier, law) <= predicted_loss(fit, "blend", n, d, c) <= max(frontier, law)
+
+
+def test_the_bent_frontier_goes_through_floors_that_approach_e():
+    """L_opt = E + K C^-gamma: on floors drawn from such a curve the straight frontier
+    extrapolates too low, the bent one exactly; the prediction prefers the bent one."""
+    from byollm.scaling.predict import predict
+
+    records = synthetic_records()
+    fit = fit_sweep(records, bootstrap=0)
+    bent = fit["loss_opt_e_law"]
+    assert bent["E"] == fit["parametric_near_optimal"]["E"]
+    floors = [f for f in fit["isoflops"] if f["has_minimum"]]
+    for f in floors:  # through the floors it was fitted to (they follow E + K C^-gamma closely)
+        assert bent["E"] + power_law(bent, f["budget"]) == pytest.approx(f["loss_opt"], rel=0.02)
+    far = BUDGETS[-1] * 1e3
+    n = power_law(fit["n_opt_law"], far)
+    straight = predicted_loss(fit, "frontier", n, 1e9, far)
+    assert predicted_loss(fit, "frontier_e", n, 1e9, far) > straight  # it bends: higher far out
+    # a fit from before the bent frontier (no loss_opt_e_law): the best backtest chooses
+    config = SweepConfig()
+    older = {k: v for k, v in fit.items() if k != "loss_opt_e_law"}
+    chosen = predict(older, config, BUDGETS[-1] * 10, 222, records)
+    assert chosen["method_rule"] == "backtest" and chosen["method"] != "frontier_e"
+    assert predict(fit, config, BUDGETS[-1] * 10, 222, records)["method"] == "frontier_e"
+    # floors below E (the law's E is too high for them): no bent frontier
+    assert frontier_with_floor(floors, 10.0) is None
 
 
 def test_isoflop_without_a_minimum_says_so():

@@ -20,6 +20,8 @@ Two ways to read a sweep, as in Chinchilla (Hoffmann et al. 2022):
 
 (c) **The loss frontier**: the floors' losses L_opt(C) of (a) against C, a power law
     L_opt = K C^-gamma. It uses only compute-optimal runs, the kind a prediction is made for.
+    A second frontier bends towards an irreducible loss, L_opt = E + K C^-gamma, with E the
+    near-optimal L(N, D)'s (`frontier_with_floor`).
 
 Which of (b) and (c) extrapolates better is measured, not assumed: `predict.backtest` refits each
 on the smaller budgets and scores it on the largest one's near-optimal runs (a 2x extrapolation;
@@ -163,14 +165,17 @@ def near_optimal(records: list[dict], key: str, neighbours: int = 1) -> list[dic
     return kept
 
 
-def frontier_loss(fit: dict, params, budget):
+def frontier_loss(fit: dict, params, budget, law: dict | None = None):
     """(c) at N = `params`, C = `budget`: the frontier L_opt(C), raised for a size off N_opt(C).
 
     Off the floor the isoFLOP valley is a parabola in log10 N whose curvature, relative to its
-    floor's loss, `isoflop_curvature`, is the median over the sweep's budgets.
+    floor's loss, `isoflop_curvature`, is the median over the sweep's budgets. `law` is the
+    straight frontier by default, or `loss_opt_e_law` (with its E) for the bent one.
     """
+    law = law or fit["loss_opt_law"]
     off = np.log10(np.asarray(params, dtype=float) / power_law(fit["n_opt_law"], budget))
-    return power_law(fit["loss_opt_law"], budget) * (1 + fit["isoflop_curvature"] * off**2)
+    floor = law.get("E", 0.0) + power_law(law, budget)
+    return floor * (1 + fit["isoflop_curvature"] * off**2)
 
 
 # --- (b) the parametric law --------------------------------------------------------------------
@@ -421,7 +426,31 @@ def fit_sweep(
                 bootstrap=bootstrap,
                 seed=seed,
             )
+    if "loss_opt_law" in fit and "parametric_near_optimal" in fit:
+        law = frontier_with_floor(minima, fit["parametric_near_optimal"]["E"])
+        if law is not None:
+            fit["loss_opt_e_law"] = law
     return fit
+
+
+def frontier_with_floor(minima: list[dict], irreducible: float) -> dict | None:
+    """(c) bent towards an irreducible loss: L_opt(C) = E + K C^-gamma through the floors.
+
+    A straight line in log-log (`loss_opt_law`) cannot bend as the loss nears what no model can
+    remove; twice it predicted a 10x run's loss 7-8% too low (docs/08 §6). E is the near-optimal
+    L(N, D)'s: a few floors cannot pin a third constant down, and that law's E is set by the
+    same compute-optimal runs. None when fewer than two floors lie above E.
+
+    >>> floors = [{"budget": c, "loss_opt": 1 + 2 * c ** -0.25} for c in (1e10, 1e11, 1e12)]
+    >>> law = frontier_with_floor(floors, 1.0)
+    >>> round(law["exponent"], 3), round(law["coefficient"], 3)
+    (-0.25, 2.0)
+    """
+    above = [f for f in minima if f["loss_opt"] > irreducible]
+    if len(above) < 2:
+        return None
+    law = fit_power_law([f["budget"] for f in above], [f["loss_opt"] - irreducible for f in above])
+    return {**law, "E": float(irreducible)}
 
 
 def save_fit(fit: dict, path: str | Path) -> Path:
@@ -468,6 +497,12 @@ def format_fit(fit: dict) -> str:
         lines.append(
             f"(c) loss frontier: L_opt = {frontier['coefficient']:.4g} C^{frontier['exponent']:.4f}"
             f"   (valley curvature {fit['isoflop_curvature']:.3g} x L_opt per decade of N, squared)"
+        )
+    if "loss_opt_e_law" in fit:
+        bent = fit["loss_opt_e_law"]
+        lines.append(
+            f"    bent towards E: L_opt = {bent['E']:.4g} + {bent['coefficient']:.4g} "
+            f"C^{bent['exponent']:.4f}   (E of the near-optimal L(N, D))"
         )
     lines.append("")
     law = fit.get("parametric")

@@ -112,7 +112,13 @@ PREDICTORS = {
     "parametric_near_optimal": ("parametric_near_optimal",),
     "frontier": ("loss_opt_law", "n_opt_law", "isoflop_curvature"),
     "blend": ("parametric_near_optimal", "loss_opt_law", "n_opt_law", "isoflop_curvature"),
+    "frontier_e": ("loss_opt_e_law", "n_opt_law", "isoflop_curvature"),
 }
+# The predictor that makes the prediction whenever the fit has it; otherwise the backtest's
+# choice. Set after two 10x runs in which the backtest chose the straight frontier and it missed
+# by -7.2% and -7.8% (docs/08 §6): a backtest over 4-10x smaller budgets did not rank the
+# predictors' 10x errors. `frontier_e` is that frontier with the bend it lacked.
+PREFERRED = "frontier_e"
 
 
 def predicted_loss(fit: dict, method: str, params, tokens, budget):
@@ -125,6 +131,8 @@ def predicted_loss(fit: dict, method: str, params, tokens, budget):
     """
     if method == "frontier":
         return frontier_loss(fit, params, budget)
+    if method == "frontier_e":
+        return frontier_loss(fit, params, budget, law=fit["loss_opt_e_law"])
     if method == "blend":
         frontier = predicted_loss(fit, "frontier", params, tokens, budget)
         return np.sqrt(frontier * parametric_loss(fit["parametric_near_optimal"], params, tokens))
@@ -204,7 +212,10 @@ def predict(
     details = backtest_details(records, fit["params"]) if records else {}
     scores = details.get("error_pct", {})
     scored = [m for m in methods if m in scores]
-    method = min(scored, key=scores.get) if scored else methods[0]
+    if PREFERRED in methods:
+        method, rule = PREFERRED, "preferred"
+    else:
+        method, rule = (min(scored, key=scores.get), "backtest") if scored else (methods[0], "only")
     target = optimal_params(fit, budget)
     depth = nearest_depth(config, target, vocab_size, fit["params"])
     point = plan_point(config, budget, depth, vocab_size)
@@ -219,6 +230,7 @@ def predict(
         "params": fit["params"],
         "optimal_params": target,
         "method": method,
+        "method_rule": rule,
         "predicted_val_loss": by_method[method] / per_byte,
         "predicted_val_bpb": by_method[method],
         "predicted_val_bpb_by_method": by_method,
@@ -290,6 +302,12 @@ def read_predictions(path: str | Path) -> list[dict]:
     return read_records(path, PREDICTION_FORMAT, PREDICTION_VERSION)
 
 
+RULE_NOTE = {
+    "preferred": " (the preferred predictor, whatever its backtest)",
+    "backtest": " (the best backtest)",
+}
+
+
 def format_prediction(p: dict) -> str:
     n = p[f"params_{p['params']}"]
     lines = [
@@ -299,7 +317,8 @@ def format_prediction(p: dict) -> str:
         f"  tokens {p['tokens']:,} ({p['steps']} steps), {p['tokens_per_param']:.1f} tokens per "
         "parameter",
         f"  predicted val loss {p['predicted_val_loss']:.4f}, "
-        f"{p['predicted_val_bpb']:.4f} bits/byte by {p.get('method', 'parametric')}",
+        f"{p['predicted_val_bpb']:.4f} bits/byte by {p.get('method', 'parametric')}"
+        + RULE_NOTE.get(p.get("method_rule"), ""),
     ]
     if "predicted_val_bpb_interval" in p:
         low, high = p["predicted_val_bpb_interval"]
