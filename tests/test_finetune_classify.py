@@ -288,3 +288,43 @@ def test_seed_varies_the_training_not_the_split(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "split_seed" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_linear_schedule_decays_the_learning_rate_to_zero(tmp_path, monkeypatch, capsys):
+    """`--schedule linear`: the lr falls from --lr to zero over epochs x batches per epoch
+    (the lr of every step is recorded here); constant keeps it; another name is one line."""
+    import torch.nn.functional as F
+
+    from byollm.finetune.loop import fit, total_steps
+
+    optimizers = []
+    real_adamw = torch.optim.AdamW
+    monkeypatch.setattr(
+        torch.optim,
+        "AdamW",
+        lambda *a, **k: optimizers.append(real_adamw(*a, **k)) or optimizers[-1],
+    )
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    batches = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1])) for _ in range(5)]
+    lrs = []
+
+    def loss_of(m, batch):
+        lrs.append(optimizers[-1].param_groups[0]["lr"])
+        return F.cross_entropy(m(batch[0]), batch[1]), 4
+
+    steps = total_steps("linear", 2, 20, 4)
+    result = fit(model, loss_of, lambda e: batches, epochs=2, lr=0.1, decay_steps=steps, log=str)
+    assert steps == 10 and lrs == pytest.approx([0.1 * (1 - k / 10) for k in range(10)])
+    assert result["history"][-1]["lr"] == pytest.approx(0.01)  # the last step's
+    lrs.clear()
+    fit(model, loss_of, lambda e: batches, epochs=1, lr=0.1, log=str)
+    assert lrs == [0.1] * 5 and total_steps("constant", 2, 20, 4) is None
+
+    base = tiny_checkpoint(tmp_path / "base") and tmp_path / "base"
+    data = spam_like_csv(tmp_path / "data.csv", n=30)
+    args = ["finetune", "classify", "--checkpoint", str(base), "--data", str(data)]
+    with pytest.raises(ByollmError, match="schedule 'cosine': choose constant"):
+        finetune_classifier(base, data, out=tmp_path / "o", schedule="cosine")
+    assert main([*args, "--out", str(tmp_path / "o"), "--schedule", "linear", "--epochs", "2"]) == 0
+    assert optimizers[-1].param_groups[0]["lr"] < 5e-5 / 2  # decayed over the 2 epochs

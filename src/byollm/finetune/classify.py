@@ -35,7 +35,7 @@ from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import load_finetuned, save_finetuned
 from byollm.finetune.heads import Classifier
-from byollm.finetune.loop import check_settings, choose_trainable, fit
+from byollm.finetune.loop import check_schedule, check_settings, choose_trainable, fit, total_steps
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import classification_report
 from byollm.model.interface import model_device
@@ -111,6 +111,7 @@ def finetune_classifier(
     batch_size: int = 8,
     lr: float = 5e-5,
     weight_decay: float = 0.1,
+    schedule: str = "constant",
     max_length: int | None = None,
     seed: int = 123,
     split_seed: int = 123,
@@ -128,6 +129,7 @@ def finetune_classifier(
     check_settings(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
     )
+    check_schedule(schedule)
     check_seed("split_seed", split_seed)
     if max_length is not None:
         check_number("max_length", max_length, 1, None, integer=True, hint="tokens per text")
@@ -202,6 +204,7 @@ def finetune_classifier(
         epochs=epochs,
         lr=lr,
         weight_decay=weight_decay,
+        decay_steps=total_steps(schedule, epochs, len(train_rows), batch_size),
         evaluate=lambda: {"val_accuracy": accuracy("val")["accuracy"]},
         log=log,
     )

@@ -45,6 +45,12 @@ def _common(p: argparse.ArgumentParser, default_train: str, epochs: int) -> None
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument(
+        "--schedule",
+        choices=("constant", "linear"),
+        default="constant",
+        help="the learning rate: constant (the book's) or falling linearly to zero",
+    )
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--device", default="auto")
     p.add_argument("--mirror", default=None, help="download mirror for registered data sets")
@@ -163,6 +169,7 @@ def run_finetune_classify(args) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        schedule=args.schedule,
         max_length=args.max_length,
         seed=args.seed,
         split_seed=args.split_seed,
@@ -199,6 +206,7 @@ def run_finetune_instruct(args) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        schedule=args.schedule,
         max_new_tokens=args.max_new_tokens,
         eval_examples=args.eval_examples,
         seed=args.seed,

@@ -56,7 +56,7 @@ from byollm.config import check_number
 from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import save_finetuned
-from byollm.finetune.loop import check_settings, choose_trainable, fit
+from byollm.finetune.loop import check_schedule, check_settings, choose_trainable, fit, total_steps
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import exact_match, rouge_l
 from byollm.generate.chat import format_instruct
@@ -223,6 +223,7 @@ def finetune_instruct(
     batch_size: int = 8,
     lr: float = 5e-5,
     weight_decay: float = 0.1,
+    schedule: str = "constant",
     max_new_tokens: int = 128,
     eval_examples: int | None = None,
     seed: int = 123,
@@ -241,6 +242,7 @@ def finetune_instruct(
     check_settings(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
     )
+    check_schedule(schedule)
     check_number("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, integer=True)
     if eval_examples is not None:
         check_number("eval_examples", eval_examples, 1, None, integer=True)
@@ -313,6 +315,7 @@ def finetune_instruct(
         epochs=epochs,
         lr=lr,
         weight_decay=weight_decay,
+        decay_steps=total_steps(schedule, epochs, len(encoded["train"]), batch_size),
         evaluate=(lambda: {"val_response_loss": response_loss(model, val_examples, pad_id)})
         if val_examples
         else None,

@@ -52,6 +52,21 @@ def check_settings(*, epochs, batch_size, lr, weight_decay, seed) -> None:
     check_seed("seed", seed)
 
 
+SCHEDULES = ("constant", "linear")
+
+
+def check_schedule(schedule: str) -> None:
+    if schedule not in SCHEDULES:
+        raise ByollmError(
+            f"schedule {schedule!r}: choose constant (the book's) or linear (decay to zero)"
+        )
+
+
+def total_steps(schedule: str, epochs: int, examples: int, batch_size: int) -> int | None:
+    """The optimizer steps a linear schedule decays over (None: a constant learning rate)."""
+    return epochs * -(-examples // batch_size) if schedule == "linear" else None
+
+
 def parse_trainable(text: str) -> tuple[str, int]:
     """'head' -> ('head', 0); 'last:2' -> ('last', 2); 'last' means last:1."""
     kind, _, count = text.partition(":")
@@ -114,13 +129,17 @@ def fit(
     epochs: int,
     lr: float,
     weight_decay: float = 0.1,
+    decay_steps: int | None = None,
     evaluate: Callable[[], dict] | None = None,
     log=print,
 ) -> dict:
     """Train the parameters of `model` that require grad; returns the history and timings.
 
     `batches(epoch)` yields the batches of one epoch; `loss_of(model, batch)` returns the mean
-    loss of a batch and the number of tokens it processed.
+    loss of a batch and the number of tokens it processed. The learning rate is `lr` throughout
+    (the book's choice), or with `decay_steps` (the run's total optimizer steps) it falls
+    linearly to zero (Hugging Face Trainer's default): the last epochs take ever smaller steps,
+    so the model the run ends with depends less on its last few batches.
     """
     if epochs < 1:
         raise ByollmError(f"epochs must be >= 1, got {epochs}")
@@ -131,12 +150,16 @@ def fit(
         raise ByollmError("nothing to train: every parameter is frozen")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     history = []
-    train_seconds, examples, tokens = 0.0, 0, 0
+    train_seconds, examples, tokens, step = 0.0, 0, 0, 0
     for epoch in range(epochs):
         model.train()
         started = time.perf_counter()
         total, count = 0.0, 0
         for batch in batches(epoch):
+            if decay_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * max(0.0, 1 - step / decay_steps)
+            step += 1
             loss, n_tokens = loss_of(model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -148,6 +171,8 @@ def fit(
             tokens += n_tokens
         train_seconds += time.perf_counter() - started
         record = {"epoch": epoch + 1, "train_loss": total / max(1, count)}
+        if decay_steps:
+            record["lr"] = optimizer.param_groups[0]["lr"]  # the epoch's last step's
         if evaluate is not None:
             model.eval()
             with torch.no_grad():
