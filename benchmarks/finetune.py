@@ -162,6 +162,7 @@ def spam(
     rows: str,
     lora_lr: float,
     seeds: tuple[int, ...] = (123,),
+    schedule: str = "constant",
 ) -> None:
     """One table row per `rows` entry (`pretrained:WHAT` or `random:WHAT`) and seed, then the
     baselines.
@@ -171,7 +172,7 @@ def spam(
     With several `seeds` (the training's; the split stays the book's), each row also gets its
     mean and spread over the seeds and the accuracy of their ensemble (the seeds' spam
     probabilities averaged), all on the same test messages."""
-    print(f"\n### SMS spam, {split} split, {epochs} epoch(s)\n")
+    print(f"\n### SMS spam, {split} split, {epochs} epoch(s), {schedule} learning rate\n")
     print("| model | trains | trainable params | lr | val acc | test acc | macro F1 | wall s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     splitter = balanced_split if split == "balanced" else stratified_split
@@ -194,6 +195,7 @@ def spam(
                 epochs=epochs,
                 lr=row_lr,
                 seed=seed,
+                schedule=schedule,
                 random_init=source == "random",
                 device="cpu",
                 log=lambda *a: None,
@@ -350,6 +352,12 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--lora-lr", type=float, default=1e-3)
     p.add_argument(
+        "--schedule",
+        choices=("constant", "linear"),
+        default="constant",
+        help="SMS spam rows: a constant lr (the book's) or one falling linearly to zero",
+    )
+    p.add_argument(
         "--rows",
         default=SPAM_ROWS,
         help="the SMS spam rows, comma-separated source:what (default: all six); run subsets "
@@ -391,7 +399,17 @@ def main() -> None:
         if args.part in ("spam", "all"):
             splits = ["balanced", "stratified"] if args.full else args.splits.split(",")
             for split in splits:
-                spam(base, workdir, args.epochs, split, args.lr, args.rows, args.lora_lr, seeds)
+                spam(
+                    base,
+                    workdir,
+                    args.epochs,
+                    split,
+                    args.lr,
+                    args.rows,
+                    args.lora_lr,
+                    seeds,
+                    args.schedule,
+                )
         if args.part in ("instruct", "all"):
             instruct(base, workdir, args.instruct_epochs, args.lr, args.lora_lr, args.eval_examples)
         if args.part in ("throughput", "all"):
