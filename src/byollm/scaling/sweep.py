@@ -97,7 +97,9 @@ class SweepConfig:
     mirror: str = ""
 
     # --- budgets and sizes ---------------------------------------------------------------------
-    budgets: list[float] = field(default_factory=lambda: [5e10, 1e11, 2e11, 5e11, 1e12])  # FLOPs
+    budgets: list[float] = field(
+        default_factory=lambda: [5e10, 1e11, 2e11, 5e11, 1e12, 2e12, 5e12]
+    )  # FLOPs
     sizes: int = 5  # model sizes per budget
     depths: list[int] = field(default_factory=list)  # explicit depths for every budget
     min_depth: int = 1
