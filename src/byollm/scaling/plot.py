@@ -108,6 +108,15 @@ def optimal_figure(records: list[dict], fit: dict, holdout: list[dict] = ()):
             key = "loss" if what == "loss_opt" else what  # compute_optimal's name for it
             optimum = [compute_optimal(law, c, fit["flops_per_param_token"])[key] for c in span]
             ax.plot(span, optimum, "--", color="tab:orange", label="from L(N, D)")
+        if what == "loss_opt" and "loss_opt_e_law" in fit:
+            bent = fit["loss_opt_e_law"]
+            ax.plot(
+                span,
+                bent["E"] + power_law(bent, span),
+                ":",
+                color="tab:purple",
+                label=f"bent towards E = {bent['E']:.2f}",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("compute C (training FLOPs)")
