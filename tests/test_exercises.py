@@ -210,3 +210,11 @@ def test_cli_list_show_start_check(tmp_path, monkeypatch, capsys):
     assert main(["exercise", "check", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("byollm exercise: error: unknown exercise 'nope'")
+
+
+def test_scaling_frontier_with_gamma_of_the_wrong_sign_is_told_why(tmp_path):
+    path = _broken(tmp_path, "scaling", "return k, -exponent", "return k, exponent")
+    report = check("scaling", path)
+    result = _result(report, "bent_frontier")
+    assert result.status == FAILED and "gamma is minus its exponent" in result.message
+    assert _result(report, "fit_power_law").status == OK

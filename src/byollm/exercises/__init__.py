@@ -6,7 +6,7 @@
     byollm exercise check tokenizer            # run the checks on ./tokenizer.py (or --file PATH)
 
     >>> [e.name for e in EXERCISES.values()]
-    ['tokenizer', 'attention', 'gpt_block', 'training', 'sampling', 'lora']
+    ['tokenizer', 'attention', 'gpt_block', 'training', 'sampling', 'lora', 'scaling']
 
 Design choices:
 - **Everything a learner needs ships with the package**: the statements (`statements/*.md`),
@@ -20,7 +20,8 @@ Design choices:
 - **Names follow byollm's**: a learner's `MultiHeadAttention` has `c_attn` and `c_proj`, a
   `GPTModel` has `transformer.wte` ..., so one `load_state_dict` carries weights across.
 - The order follows Raschka's *Build a Large Language Model From Scratch* (chapters 2 to 5,
-  then appendix E: LoRA, checked against byollm's fine-tuning stage).
+  then appendix E: LoRA, checked against byollm's fine-tuning stage), then the scaling laws,
+  which the book does not cover (checked against byollm's scaling stage).
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ EXERCISES: dict[str, Exercise] = {
             "appendix E",
             "LoRALinear (init, forward, merged), apply_lora, count_parameters, merge_lora, "
             "adapter_state",
+        ),
+        Exercise(
+            "scaling",
+            "scaling laws: power laws, isoFLOP floors, L(N, D), its optimum, the bent frontier",
+            "not in the book",
+            "fit_power_law, isoflop_floor, parametric_loss, compute_optimal, bent_frontier",
         ),
     ]
 }
