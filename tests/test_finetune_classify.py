@@ -290,9 +290,9 @@ def test_seed_varies_the_training_not_the_split(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "bad").exists()
 
 
-def test_a_linear_schedule_decays_the_learning_rate_to_zero(tmp_path, monkeypatch, capsys):
+def test_a_linear_schedule_decays_the_learning_rate_to_zero(tmp_path, monkeypatch):
     """`--schedule linear`: the lr falls from --lr to zero over epochs x batches per epoch
-    (the lr of every step is recorded here); constant keeps it; another name is one line."""
+    (the lr of every step is recorded here); constant keeps it; another name is refused."""
     import torch.nn.functional as F
 
     from byollm.finetune.loop import fit, total_steps
@@ -321,7 +321,8 @@ def test_a_linear_schedule_decays_the_learning_rate_to_zero(tmp_path, monkeypatc
     fit(model, loss_of, lambda e: batches, epochs=1, lr=0.1, log=str)
     assert lrs == [0.1] * 5 and total_steps("constant", 2, 20, 4) is None
 
-    base = tiny_checkpoint(tmp_path / "base") and tmp_path / "base"
+    base = tmp_path / "base"
+    tiny_checkpoint(base)
     data = spam_like_csv(tmp_path / "data.csv", n=30)
     args = ["finetune", "classify", "--checkpoint", str(base), "--data", str(data)]
     with pytest.raises(ByollmError, match="schedule 'cosine': choose constant"):
