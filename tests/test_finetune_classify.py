@@ -268,23 +268,8 @@ def test_seed_varies_the_training_not_the_split(tmp_path, monkeypatch, capsys):
     assert drawn[0] == drawn[1] != drawn[2]
     assert not torch.equal(heads[0], heads[1])  # the seed did change the training
 
-    assert (
-        main(
-            [
-                "finetune",
-                "classify",
-                "--checkpoint",
-                str(tmp_path / "base"),
-                "--data",
-                str(data),
-                "--out",
-                str(tmp_path / "bad"),
-                "--split-seed",
-                "-1",
-            ]
-        )
-        == 2
-    )
+    args = ["finetune", "classify", "--checkpoint", str(tmp_path / "base"), "--data", str(data)]
+    assert main([*args, "--out", str(tmp_path / "bad"), "--split-seed", "-1"]) == 2
     err = capsys.readouterr().err
     assert "split_seed" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
