@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from byollm.finetune import classify, finetune_classifier, finetune_instruct
 from byollm.finetune.classify import Classifier, padded_batch
-from byollm.finetune.loop import choose_trainable, fit
+from byollm.finetune.loop import SCHEDULES, choose_trainable, fit
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.records import balanced_split, columns, read_records, stratified_split
 
@@ -353,7 +353,7 @@ def main() -> None:
     p.add_argument("--lora-lr", type=float, default=1e-3)
     p.add_argument(
         "--schedule",
-        choices=("constant", "linear"),
+        choices=SCHEDULES,
         default="constant",
         help="SMS spam rows: a constant lr (the book's) or one falling linearly to zero",
     )

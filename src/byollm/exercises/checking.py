@@ -239,6 +239,22 @@ def expect_close(call: str, got, expected, hint: str = "", *, atol=1e-5, rtol=1e
         )
 
 
+def expect_numbers(call: str, got, expected, hint: str = "", *, rtol=1e-6) -> None:
+    """StepFailed unless `got` is a number, or a tuple of numbers, close to `expected` (a float
+    or a tuple of floats): for the exercises whose answers are a few plain numbers."""
+    import math
+    import numbers
+
+    values = tuple(got) if isinstance(got, tuple | list) else (got,)
+    wanted = expected if isinstance(expected, tuple) else (expected,)
+    close = len(values) == len(wanted) and all(
+        isinstance(v, numbers.Real) and math.isclose(v, w, rel_tol=rtol, abs_tol=1e-12)
+        for v, w in zip(values, wanted)
+    )
+    if not close:
+        _fail(call, got, expected, hint)
+
+
 def _fail(call: str, got, expected, hint: str) -> None:
     raise StepFailed(
         f"{call}\n  expected {show(expected)}\n  got      {show(got)}"

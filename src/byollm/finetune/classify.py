@@ -35,7 +35,7 @@ from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import load_finetuned, save_finetuned
 from byollm.finetune.heads import Classifier
-from byollm.finetune.loop import check_schedule, check_settings, choose_trainable, fit, total_steps
+from byollm.finetune.loop import check_settings, choose_trainable, fit, total_steps
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import classification_report
 from byollm.model.interface import model_device
@@ -127,9 +127,13 @@ def finetune_classifier(
     from byollm.model.checkpoint import load_for_inference, resolve_checkpoint
 
     check_settings(
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        schedule=schedule,
     )
-    check_schedule(schedule)
     check_seed("split_seed", split_seed)
     if max_length is not None:
         check_number("max_length", max_length, 1, None, integer=True, hint="tokens per text")

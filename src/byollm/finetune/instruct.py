@@ -56,7 +56,7 @@ from byollm.config import check_number
 from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import save_finetuned
-from byollm.finetune.loop import check_schedule, check_settings, choose_trainable, fit, total_steps
+from byollm.finetune.loop import check_settings, choose_trainable, fit, total_steps
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import exact_match, rouge_l
 from byollm.generate.chat import format_instruct
@@ -240,9 +240,13 @@ def finetune_instruct(
     from byollm.model.checkpoint import load_for_inference, resolve_checkpoint
 
     check_settings(
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        schedule=schedule,
     )
-    check_schedule(schedule)
     check_number("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, integer=True)
     if eval_examples is not None:
         check_number("eval_examples", eval_examples, 1, None, integer=True)

@@ -32,9 +32,10 @@ from byollm.train.config import MAX_LR
 TRAINABLE_CHOICES = "head, last:N (e.g. last:1), all or lora"
 MAX_EPOCHS = 100_000  # fine-tuning sets are small; more passes than this is a typo
 MAX_BATCH_SIZE = 2**16  # examples per step
+SCHEDULES = ("constant", "linear")  # the learning rate over the run (`fit`'s decay_steps)
 
 
-def check_settings(*, epochs, batch_size, lr, weight_decay, seed) -> None:
+def check_settings(*, epochs, batch_size, lr, weight_decay, seed, schedule="constant") -> None:
     """The settings every fine-tuning run shares, checked before any data or model is loaded;
     a ByollmError naming the setting, its value and the range otherwise."""
     check_number("epochs", epochs, 1, MAX_EPOCHS, integer=True)
@@ -50,12 +51,6 @@ def check_settings(*, epochs, batch_size, lr, weight_decay, seed) -> None:
         hint="lr * weight_decay must stay below 1, or the decay wipes the weights",
     )
     check_seed("seed", seed)
-
-
-SCHEDULES = ("constant", "linear")
-
-
-def check_schedule(schedule: str) -> None:
     if schedule not in SCHEDULES:
         raise ByollmError(
             f"schedule {schedule!r}: choose constant (the book's) or linear (decay to zero)"

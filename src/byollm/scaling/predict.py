@@ -2,7 +2,7 @@
 
     >>> prediction = predict_run("runs/scaling-cpu", "10x")               # doctest: +SKIP
     >>> prediction["point"], prediction["method"], prediction["predicted_val_bpb"]  # doctest: +SKIP
-    ('C1e13-d4', 'frontier', 1.7217)
+    ('C5e13-d6', 'frontier_e', 1.4308)
     >>> outcome = run_prediction("runs/scaling-cpu", "10x")              # doctest: +SKIP
     >>> outcome["error_pct"]                                              # doctest: +SKIP
 
@@ -11,16 +11,18 @@ Design choices:
   N_opt(C) (read straight off the data, approach (a)), rounded to the nearest depth under the
   sweep's own size rule, and trained by the sweep's own rules (batch, lr, schedule, budget to
   the step). The run is an ordinary point, only at a budget no sweep run has seen.
-- **What loss**: three predictors, each at that run's actual N and D (not at the ideal N_opt,
+- **What loss**: five predictors, each at that run's actual N and D (not at the ideal N_opt,
   which no depth hits exactly): the parametric law L(N, D) fitted to every run, the same law
-  fitted to the near-optimal runs only, and the loss frontier L_opt(C) of the isoFLOP floors
-  (`fit.py`'s (b) and (c)). Every one is written down; the one that counts is chosen by a
-  **backtest** on the sweep itself: refit each on all budgets but the largest and score it on
-  that budget's near-optimal runs, the closest thing to the run being predicted that the sweep
-  has. (The smoke sweep's +21% miss came from trusting (b) fitted to every run: its short runs
-  fixed a data exponent far too shallow for a run ten times longer. On the default sweep the
-  backtest chose the frontier, 1.7% off at 2x, and it missed the 10x run by -7.2%, the laws by
-  about +5%: a 2x backtest cannot rank predictors a few percent apart at 10x; docs/08 §6.)
+  fitted to the near-optimal runs only, the loss frontier L_opt(C) of the isoFLOP floors, the
+  geometric mean of the last two (`blend`), and the frontier bent towards E (`frontier_e`;
+  `fit.py`'s (b), (c) and (c')). Every one is written down, each with its **backtest** on the
+  sweep itself (refit on the smaller budgets, scored on the largest one's near-optimal runs).
+- **Which one counts**: `frontier_e` whenever the fit has it (`PREFERRED`), else the best
+  backtest. The backtest alone chose the straight frontier on two sweeps and it missed both 10x
+  runs (-7.2%, -7.8%): a backtest over smaller budgets does not rank predictors a few percent
+  apart at 10x. The bent frontier, made the rule before the next run, predicted it within
+  -0.6% (docs/08 §6). (The smoke sweep's +21% miss came from trusting (b) fitted to every run:
+  its short runs fixed a data exponent far too shallow for a run ten times longer.)
   A parametric law's interval is the spread of its bootstrap laws at the same point. Bits per
   byte = loss / ln 2 / (bytes per token of the val split).
 - **Written down first**: the prediction is appended to `predictions.jsonl` before training
@@ -200,8 +202,9 @@ def predict(
 ) -> dict:
     """The run the fits propose at `budget`, and its predicted val loss and bits per byte.
 
-    With the sweep's `records`, the predictor that counts is the one with the smallest `backtest`
-    error; without them (or with too few budgets to backtest) it is L(N, D) fitted to every run.
+    The predictor that counts is `PREFERRED` when the fit has it; otherwise, with the sweep's
+    `records`, the one with the smallest `backtest` error, and without them (or with too few
+    budgets to backtest) the first available (L(N, D) fitted to every run).
     """
     methods = available_predictors(fit)
     if not methods:

@@ -8,30 +8,12 @@ noisy ones both: a sign slip or a log10/ln mix-up shows on either.
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
-from byollm.exercises.checking import Step, StepFailed, learner
+from byollm.exercises.checking import Step, expect_equal, expect_numbers, learner
 from byollm.scaling import fit as reference
 
 LAW = {"E": 0.63, "A": 19.8, "B": 425.0, "alpha": 0.33, "beta": 0.49}  # our CPU sweep's, roughly
 BUDGETS = [2e11, 5e11, 1e12, 2e12, 5e12]
 FLOORS = [1.7848, 1.6138, 1.4502, 1.3405, 1.2200]  # the CPU sweep's floors at those budgets
-
-
-def expect_numbers(call: str, got, expected, hint: str, rel: float = 1e-6) -> None:
-    """StepFailed unless `got` is a number (or a tuple of numbers) close to `expected`."""
-    shape = "a tuple" if isinstance(expected, tuple) else "a number"
-    values = got if isinstance(got, tuple | list) else (got,)
-    wanted = expected if isinstance(expected, tuple) else (expected,)
-    ok = len(values) == len(wanted) and all(
-        isinstance(v, int | float | np.floating) and math.isclose(v, w, rel_tol=rel, abs_tol=1e-12)
-        for v, w in zip(values, wanted)
-    )
-    if not ok:
-        shown = tuple(round(w, 6) for w in wanted) if len(wanted) > 1 else round(wanted[0], 6)
-        raise StepFailed(f"{call}\n  expected {shape}: {shown}\n  got      {got!r}\nhint: {hint}")
 
 
 def check_power_law(module) -> None:
@@ -70,13 +52,13 @@ def check_floor(module) -> None:
         ("the losses rise with N: the floor lies below the smallest size", [1.6, 1.8, 2.1]),
         ("a hill: the curve bends downwards", [1.6, 1.9, 1.7]),
     ):
-        got = floor(sizes, no_floor)
-        if got is not None:
-            raise StepFailed(
-                f"isoflop_floor({sizes}, {no_floor}) ({case})\n  expected None\n  got      {got!r}"
-                "\nhint: no floor among the sizes: return None when c2 <= 0 or when x* lies "
-                "outside [min log10 N, max log10 N]"
-            )
+        expect_equal(
+            f"isoflop_floor({sizes}, {no_floor}) ({case})",
+            floor(sizes, no_floor),
+            None,
+            "no floor among the sizes: return None when c2 <= 0 or when x* lies outside "
+            "[min log10 N, max log10 N]",
+        )
 
 
 def check_parametric(module) -> None:
