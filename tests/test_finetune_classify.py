@@ -57,6 +57,47 @@ def test_head_reads_the_last_real_token_not_a_pad(tmp_path):
     torch.testing.assert_close(model(batch, batch_lengths)[0], model(alone, lengths)[0])
 
 
+def test_mean_pool_averages_the_real_tokens_only(tmp_path):
+    gpt = tiny_checkpoint(tmp_path)
+    model = Classifier(gpt, 2, pool="mean").eval()
+    short, long = [5, 6, 7], [5, 6, 7, 8, 9, 10]
+    alone, lengths = padded_batch([short], 0, "cpu")
+    batch, batch_lengths = padded_batch([short, long], 0, "cpu")
+    # padding the short text to the long one's length changes nothing it is scored on
+    torch.testing.assert_close(model(batch, batch_lengths)[0], model(alone, lengths)[0])
+    with torch.no_grad():
+        by_hand = model.head(gpt.hidden_states(alone)[0].mean(0)).float()
+        last = Classifier(gpt, 2).eval()
+        last.head.load_state_dict(model.head.state_dict())
+    torch.testing.assert_close(model(alone, lengths)[0], by_hand)
+    assert not torch.allclose(last(alone, lengths)[0], by_hand)  # the two pools differ
+
+
+def test_the_pool_is_saved_and_classify_reads_it_back(tmp_path, capsys):
+    tiny_checkpoint(tmp_path / "base")
+    data = spam_like_csv(tmp_path / "data.csv", n=90)
+    args = ["finetune", "classify", "--checkpoint", str(tmp_path / "base"), "--data", str(data)]
+    settings = ["--train", "all", "--epochs", "3", "--lr", "3e-3", "--split", "stratified"]
+    out = tmp_path / "clf"
+    assert main([*args, "--out", str(out), "--pool", "mean", *settings, "--device", "cpu"]) == 0
+    assert json.loads((out / "config.json").read_text())["classifier"]["pool"] == "mean"
+    model, _, _ = load_finetuned(out, device="cpu")
+    assert model.pool == "mean"
+    texts = ["apple river stone", "music seven"]
+    assert [label for label, _ in classify(out, texts, device="cpu")] == ["a", "b"]
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main([*args, "--out", str(tmp_path / "x"), "--pool", "max"])
+    assert "invalid choice: 'max'" in capsys.readouterr().err
+    with pytest.raises(ByollmError, match="pool 'max': choose last or mean"):
+        finetune_classifier(tmp_path / "base", data, out=tmp_path / "x", pool="max")
+    assert not (tmp_path / "x").exists()
+    config = json.loads((out / "config.json").read_text())
+    config["classifier"]["pool"] = "max"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ByollmError, match="classifier pool 'max' is not one of"):
+        load_finetuned(out, device="cpu")
+
+
 def test_finetune_learns_a_separable_task_and_classify_predicts(tmp_path, capsys):
     tiny_checkpoint(tmp_path / "base")
     data = spam_like_csv(tmp_path / "data.csv", n=90)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from byollm.errors import ByollmError
-from byollm.finetune.heads import Classifier
+from byollm.finetune.heads import POOLS, Classifier
 from byollm.finetune.lora import LoRAConfig, is_adapter, load_adapter, read_adapter, save_adapter
 from byollm.model.interface import model_device
 from byollm.tokenizer import TOKENIZER_FILE
@@ -108,7 +108,11 @@ def load_finetuned(path: str | Path, device: str = "auto"):
 
 def _build_root(gpt, meta: dict) -> nn.Module:
     if "classifier" in meta:
-        return Classifier(gpt, len(meta["classifier"]["labels"]))
+        classifier = meta["classifier"]
+        pool = classifier.get("pool", "last")  # folders from before `pool` read the last token
+        if pool not in POOLS:
+            raise ByollmError(f"config.json: classifier pool {pool!r} is not one of {POOLS}")
+        return Classifier(gpt, len(classifier["labels"]), pool=pool)
     return gpt
 
 

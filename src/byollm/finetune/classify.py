@@ -34,7 +34,7 @@ from byollm.config import check_number, check_seed
 from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import load_finetuned, save_finetuned
-from byollm.finetune.heads import Classifier
+from byollm.finetune.heads import POOLS, Classifier
 from byollm.finetune.loop import check_settings, choose_trainable, fit, total_steps
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import classification_report
@@ -113,6 +113,7 @@ def finetune_classifier(
     weight_decay: float = 0.1,
     schedule: str = "constant",
     max_length: int | None = None,
+    pool: str = "last",
     seed: int = 123,
     split_seed: int = 123,
     device: str = "auto",
@@ -137,6 +138,8 @@ def finetune_classifier(
     check_seed("split_seed", split_seed)
     if max_length is not None:
         check_number("max_length", max_length, 1, None, integer=True, hint="tokens per text")
+    if pool not in POOLS:
+        raise ByollmError(f"pool {pool!r}: choose {' or '.join(POOLS)}")
     if split not in ("balanced", "stratified"):
         raise ByollmError(f"split {split!r}: choose balanced (the book's) or stratified")
     if trainable == "lora" and lora is None:
@@ -173,7 +176,7 @@ def finetune_classifier(
         log(f"byollm finetune: {truncated} of {len(rows)} texts were cut to {max_length} tokens")
 
     torch.manual_seed(seed)
-    model = Classifier(gpt, len(labels))
+    model = Classifier(gpt, len(labels), pool=pool)
     counts = choose_trainable(gpt, trainable, head=model.head, lora=lora, root=model)
     log(
         f"byollm finetune classify: {len(labels)} classes {labels}, train/val/test "
@@ -218,6 +221,7 @@ def finetune_classifier(
             "labels": labels,
             "max_length": max_length,
             "pad_id": pad_id,
+            "pool": pool,
             "text_column": text_column,
             "label_column": label_column,
         }
@@ -227,6 +231,7 @@ def finetune_classifier(
         **result,
         "wall_seconds": time.perf_counter() - started,
         "trainable": trainable,
+        "pool": pool,
         "parameters": counts,
         "labels": labels,
         "sizes": {

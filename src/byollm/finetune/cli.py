@@ -84,6 +84,12 @@ def register(subparsers) -> None:
     )
     c.add_argument("--max-length", type=int, default=None, help="cut texts to this many tokens")
     c.add_argument(
+        "--pool",
+        choices=("last", "mean"),
+        default="last",
+        help="what the head reads: the last real token (the book's) or the mean of all real tokens",
+    )
+    c.add_argument(
         "--random-init",
         action="store_true",
         help="start from random weights of the same shape (a baseline)",
@@ -171,6 +177,7 @@ def run_finetune_classify(args) -> int:
         weight_decay=args.weight_decay,
         schedule=args.schedule,
         max_length=args.max_length,
+        pool=args.pool,
         seed=args.seed,
         split_seed=args.split_seed,
         device=args.device,
