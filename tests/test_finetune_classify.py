@@ -98,6 +98,31 @@ def test_the_pool_is_saved_and_classify_reads_it_back(tmp_path, capsys):
         load_finetuned(out, device="cpu")
 
 
+def test_lowercase_is_saved_and_classify_lowercases_what_it_reads(tmp_path, capsys):
+    tiny_checkpoint(tmp_path / "base")
+    data = spam_like_csv(tmp_path / "data.csv", n=90)
+    out = tmp_path / "clf"
+    args = ["finetune", "classify", "--checkpoint", str(tmp_path / "base"), "--data", str(data)]
+    settings = ["--train", "all", "--epochs", "2", "--lr", "3e-3", "--split", "stratified"]
+    assert main([*args, "--out", str(out), "--lowercase", *settings, "--device", "cpu"]) == 0
+    assert json.loads((out / "config.json").read_text())["classifier"]["lowercase"] is True
+    texts = ["apple river stone", "music seven"]
+    lower = classify(out, texts, device="cpu")
+    assert classify(out, [t.upper() for t in texts], device="cpu") == lower
+    # the same words in capitals are other tokens to a model trained without --lowercase
+    cased = tmp_path / "cased"
+    assert main([*args, "--out", str(cased), *settings, "--device", "cpu"]) == 0
+    assert json.loads((cased / "config.json").read_text())["classifier"]["lowercase"] is False
+    assert classify(cased, [t.upper() for t in texts], device="cpu") != classify(
+        cased, texts, device="cpu"
+    )
+    config = json.loads((out / "config.json").read_text())
+    config["classifier"]["lowercase"] = "yes"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ByollmError, match="lowercase must be true or false"):
+        load_finetuned(out, device="cpu")
+
+
 def test_finetune_learns_a_separable_task_and_classify_predicts(tmp_path, capsys):
     tiny_checkpoint(tmp_path / "base")
     data = spam_like_csv(tmp_path / "data.csv", n=90)

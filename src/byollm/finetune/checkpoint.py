@@ -112,6 +112,8 @@ def _build_root(gpt, meta: dict) -> nn.Module:
         pool = classifier.get("pool", "last")  # folders from before `pool` read the last token
         if pool not in POOLS:
             raise ByollmError(f"config.json: classifier pool {pool!r} is not one of {POOLS}")
+        if not isinstance(classifier.get("lowercase", False), bool):
+            raise ByollmError("config.json: classifier lowercase must be true or false")
         return Classifier(gpt, len(classifier["labels"]), pool=pool)
     return gpt
 

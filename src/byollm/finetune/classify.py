@@ -114,6 +114,7 @@ def finetune_classifier(
     schedule: str = "constant",
     max_length: int | None = None,
     pool: str = "last",
+    lowercase: bool = False,
     seed: int = 123,
     split_seed: int = 123,
     device: str = "auto",
@@ -124,7 +125,9 @@ def finetune_classifier(
     """Fine-tune `checkpoint` to classify `data`; write the model to `out`; return the scores.
 
     `split_seed` draws the train/val/test split (123: the book's); `seed` draws the new head,
-    the order of the batches and dropout, so runs with several seeds score the same messages."""
+    the order of the batches and dropout, so runs with several seeds score the same messages.
+    `pool` is what the head reads (see heads.py); `lowercase` lowercases every text, here and
+    in `classify`, so "WIN A PRIZE" and "win a prize" are the same tokens."""
     from byollm.model.checkpoint import load_for_inference, resolve_checkpoint
 
     check_settings(
@@ -169,7 +172,8 @@ def finetune_classifier(
     encoded = {}
     truncated = 0
     for name, split_rows in (("train", train_rows), ("val", val_rows), ("test", test_rows)):
-        ids, cut = encode_texts(tokenizer, [t for t, _ in split_rows], max_length, source)
+        texts = [text.lower() if lowercase else text for text, _ in split_rows]
+        ids, cut = encode_texts(tokenizer, texts, max_length, source)
         encoded[name] = (ids, [label_id[label] for _, label in split_rows])
         truncated += cut
     if truncated:
@@ -222,6 +226,7 @@ def finetune_classifier(
             "max_length": max_length,
             "pad_id": pad_id,
             "pool": pool,
+            "lowercase": lowercase,
             "text_column": text_column,
             "label_column": label_column,
         }
@@ -250,6 +255,8 @@ def classify(checkpoint: str | Path, texts: list[str], device: str = "auto") -> 
     meta = task.get("classifier")
     if meta is None:
         raise ByollmError(f"{checkpoint}: not a classifier (made by `byollm finetune classify`)")
+    if meta.get("lowercase", False):  # the texts it was trained on were lowercased
+        texts = [text.lower() for text in texts]
     rows, _ = encode_texts(tokenizer, list(texts), meta["max_length"], "input")
     probabilities = predict_ids(model, rows, meta["pad_id"])
     best = probabilities.argmax(-1).tolist()

@@ -90,6 +90,11 @@ def register(subparsers) -> None:
         help="what the head reads: the last real token (the book's) or the mean of all real tokens",
     )
     c.add_argument(
+        "--lowercase",
+        action="store_true",
+        help="lowercase every text, in training and in `byollm classify` (measured: docs/05 §5)",
+    )
+    c.add_argument(
         "--random-init",
         action="store_true",
         help="start from random weights of the same shape (a baseline)",
@@ -178,6 +183,7 @@ def run_finetune_classify(args) -> int:
         schedule=args.schedule,
         max_length=args.max_length,
         pool=args.pool,
+        lowercase=args.lowercase,
         seed=args.seed,
         split_seed=args.split_seed,
         device=args.device,
