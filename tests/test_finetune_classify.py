@@ -380,3 +380,53 @@ def test_a_linear_schedule_decays_the_learning_rate_to_zero(tmp_path, monkeypatc
         finetune_classifier(base, data, out=tmp_path / "o", schedule="cosine")
     assert main([*args, "--out", str(tmp_path / "o"), "--schedule", "linear", "--epochs", "2"]) == 0
     assert optimizers[-1].param_groups[0]["lr"] < 5e-5 / 2  # decayed over the 2 epochs
+
+
+def test_weight_averaging_ends_with_the_mean_of_the_last_epochs(tmp_path, capsys):
+    """`--average-epochs K`: the run ends with the mean of the weights at the ends of its last K
+    epochs (each epoch's evaluation sees that epoch's own weights); 0 keeps the last weights."""
+    import torch.nn.functional as F
+
+    from byollm.finetune.loop import fit
+
+    batches = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1])) for _ in range(5)]
+
+    def loss_of(m, batch):
+        return F.cross_entropy(m(batch[0]), batch[1]), 4
+
+    def run(average):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        seen = []
+        result = fit(
+            model,
+            loss_of,
+            lambda e: batches,
+            epochs=4,
+            lr=0.1,
+            average_epochs=average,
+            evaluate=lambda: seen.append(model.weight.detach().clone()) or {},
+            log=str,
+        )
+        assert len(seen) == 4 and result["averaged_epochs"] == (average if average > 1 else 0)
+        return model.weight.detach(), seen
+
+    for average in (0, 1):
+        weight, seen = run(average)
+        torch.testing.assert_close(weight, seen[-1])
+    weight, seen = run(3)
+    torch.testing.assert_close(weight, torch.stack(seen[-3:]).mean(0))
+    assert not torch.allclose(torch.stack(seen[-3:]).mean(0), seen[-1])  # it did move
+
+    base = tmp_path / "base"
+    tiny_checkpoint(base)
+    data = spam_like_csv(tmp_path / "data.csv", n=30)
+    with pytest.raises(
+        ByollmError, match=r"average_epochs=3 is out of range: must be an integer in \[0, 2\]"
+    ):
+        finetune_classifier(base, data, out=tmp_path / "o", epochs=2, average_epochs=3)
+    assert not (tmp_path / "o").exists()
+    args = ["finetune", "classify", "--checkpoint", str(base), "--data", str(data)]
+    out = tmp_path / "avg"
+    assert main([*args, "--out", str(out), "--epochs", "2", "--average-epochs", "2"]) == 0
+    assert "test:" in capsys.readouterr().out
