@@ -165,7 +165,6 @@ def spam(
     schedule: str = "constant",
     pool: str = "last",
     lowercase: bool = False,
-    average_epochs: int = 0,
 ) -> None:
     """One table row per `rows` entry (`pretrained:WHAT` or `random:WHAT`) and seed, then the
     baselines.
@@ -177,7 +176,6 @@ def spam(
     probabilities averaged), all on the same test messages."""
     reads = "the head on the " + ("last real token" if pool == "last" else "tokens' mean")
     reads += ", texts lowercased" if lowercase else ""
-    reads += f", the last {average_epochs} epochs' weights averaged" if average_epochs > 1 else ""
     print(f"\n### SMS spam, {split} split, {epochs} epoch(s), {schedule} learning rate, {reads}\n")
     print("| model | trains | trainable params | lr | val acc | test acc | macro F1 | wall s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -204,7 +202,6 @@ def spam(
                 schedule=schedule,
                 pool=pool,
                 lowercase=lowercase,
-                average_epochs=average_epochs,
                 random_init=source == "random",
                 device="cpu",
                 log=lambda *a: None,
@@ -378,12 +375,6 @@ def main() -> None:
         help="SMS spam rows: lowercase every message (measured: +0.67 points, RESULTS.md)",
     )
     p.add_argument(
-        "--average-epochs",
-        type=int,
-        default=0,
-        help="SMS spam rows: end with the mean of the last K epochs' weights (weight averaging)",
-    )
-    p.add_argument(
         "--rows",
         default=SPAM_ROWS,
         help="the SMS spam rows, comma-separated source:what (default: all six); run subsets "
@@ -437,7 +428,6 @@ def main() -> None:
                     args.schedule,
                     args.pool,
                     args.lowercase,
-                    args.average_epochs,
                 )
         if args.part in ("instruct", "all"):
             instruct(base, workdir, args.instruct_epochs, args.lr, args.lora_lr, args.eval_examples)

@@ -112,7 +112,6 @@ def finetune_classifier(
     lr: float = 5e-5,
     weight_decay: float = 0.1,
     schedule: str = "constant",
-    average_epochs: int = 0,
     max_length: int | None = None,
     pool: str = "last",
     lowercase: bool = False,
@@ -138,7 +137,6 @@ def finetune_classifier(
         weight_decay=weight_decay,
         seed=seed,
         schedule=schedule,
-        average_epochs=average_epochs,
     )
     check_seed("split_seed", split_seed)
     if max_length is not None:
@@ -218,7 +216,6 @@ def finetune_classifier(
         lr=lr,
         weight_decay=weight_decay,
         decay_steps=total_steps(schedule, epochs, len(train_rows), batch_size),
-        average_epochs=average_epochs,
         evaluate=lambda: {"val_accuracy": accuracy("val")["accuracy"]},
         log=log,
     )

@@ -51,14 +51,6 @@ def _common(p: argparse.ArgumentParser, default_train: str, epochs: int) -> None
         default="constant",
         help="the learning rate: constant (the book's) or falling linearly to zero",
     )
-    p.add_argument(
-        "--average-epochs",
-        type=int,
-        default=0,
-        metavar="K",
-        help="end with the mean of the weights at the ends of the last K epochs (stochastic "
-        "weight averaging; 0: the last weights)",
-    )
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--device", default="auto")
     p.add_argument("--mirror", default=None, help="download mirror for registered data sets")
@@ -189,7 +181,6 @@ def run_finetune_classify(args) -> int:
         lr=args.lr,
         weight_decay=args.weight_decay,
         schedule=args.schedule,
-        average_epochs=args.average_epochs,
         max_length=args.max_length,
         pool=args.pool,
         lowercase=args.lowercase,
@@ -229,7 +220,6 @@ def run_finetune_instruct(args) -> int:
         lr=args.lr,
         weight_decay=args.weight_decay,
         schedule=args.schedule,
-        average_epochs=args.average_epochs,
         max_new_tokens=args.max_new_tokens,
         eval_examples=args.eval_examples,
         seed=args.seed,

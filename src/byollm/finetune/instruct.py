@@ -224,7 +224,6 @@ def finetune_instruct(
     lr: float = 5e-5,
     weight_decay: float = 0.1,
     schedule: str = "constant",
-    average_epochs: int = 0,
     max_new_tokens: int = 128,
     eval_examples: int | None = None,
     seed: int = 123,
@@ -247,7 +246,6 @@ def finetune_instruct(
         weight_decay=weight_decay,
         seed=seed,
         schedule=schedule,
-        average_epochs=average_epochs,
     )
     check_number("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS, integer=True)
     if eval_examples is not None:
@@ -322,7 +320,6 @@ def finetune_instruct(
         lr=lr,
         weight_decay=weight_decay,
         decay_steps=total_steps(schedule, epochs, len(encoded["train"]), batch_size),
-        average_epochs=average_epochs,
         evaluate=(lambda: {"val_response_loss": response_loss(model, val_examples, pad_id)})
         if val_examples
         else None,

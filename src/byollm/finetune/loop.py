@@ -35,20 +35,10 @@ MAX_BATCH_SIZE = 2**16  # examples per step
 SCHEDULES = ("constant", "linear")  # the learning rate over the run (`fit`'s decay_steps)
 
 
-def check_settings(
-    *, epochs, batch_size, lr, weight_decay, seed, schedule="constant", average_epochs=0
-) -> None:
+def check_settings(*, epochs, batch_size, lr, weight_decay, seed, schedule="constant") -> None:
     """The settings every fine-tuning run shares, checked before any data or model is loaded;
     a ByollmError naming the setting, its value and the range otherwise."""
     check_number("epochs", epochs, 1, MAX_EPOCHS, integer=True)
-    check_number(
-        "average_epochs",
-        average_epochs,
-        0,
-        epochs,
-        integer=True,
-        hint="the run's last epochs to average; 0 keeps the last weights",
-    )
     check_number("batch_size", batch_size, 1, MAX_BATCH_SIZE, integer=True)
     check_number("lr", lr, 0, MAX_LR, low_open=True)
     # AdamW's decoupled decay multiplies the weights by 1 - lr * weight_decay every step
@@ -135,7 +125,6 @@ def fit(
     lr: float,
     weight_decay: float = 0.1,
     decay_steps: int | None = None,
-    average_epochs: int = 0,
     evaluate: Callable[[], dict] | None = None,
     log=print,
 ) -> dict:
@@ -146,12 +135,6 @@ def fit(
     (the book's choice), or with `decay_steps` (the run's total optimizer steps) it falls
     linearly to zero (Hugging Face Trainer's default): the last epochs take ever smaller steps,
     so the model the run ends with depends less on its last few batches.
-
-    With `average_epochs` K > 1 the run ends with the mean of the trainable weights at the ends
-    of its last K epochs (stochastic weight averaging, Izmailov et al. 2018): points that one
-    constant-lr run visits around a minimum, averaged into one model, which behaves much like
-    an ensemble of them at the cost of one. (Under LoRA the two factors are averaged apart.)
-    The per-epoch evaluation scores each epoch's own weights, not the average.
     """
     if epochs < 1:
         raise ByollmError(f"epochs must be >= 1, got {epochs}")
@@ -163,7 +146,6 @@ def fit(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     history = []
     train_seconds, examples, tokens, step = 0.0, 0, 0, 0
-    averaged, n_averaged = None, 0  # the running mean of the last `average_epochs` epochs
     for epoch in range(epochs):
         model.train()
         started = time.perf_counter()
@@ -183,14 +165,6 @@ def fit(
             examples += len(batch[0])
             tokens += n_tokens
         train_seconds += time.perf_counter() - started
-        if average_epochs > 1 and epoch >= epochs - average_epochs:
-            n_averaged += 1
-            with torch.no_grad():
-                if averaged is None:
-                    averaged = [p.detach().clone() for p in params]
-                else:
-                    for mean, p in zip(averaged, params):
-                        mean += (p.detach() - mean) / n_averaged
         record = {"epoch": epoch + 1, "train_loss": total / max(1, count)}
         if decay_steps:
             record["lr"] = optimizer.param_groups[0]["lr"]  # the epoch's last step's
@@ -205,14 +179,9 @@ def fit(
                 f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
             )
         )
-    if averaged is not None:
-        with torch.no_grad():
-            for mean, p in zip(averaged, params):
-                p.copy_(mean)
     model.eval()
     return {
         "history": history,
-        "averaged_epochs": n_averaged,
         "train_seconds": train_seconds,
         "examples_per_s": examples / max(train_seconds, 1e-9),
         "tokens_per_s": tokens / max(train_seconds, 1e-9),
