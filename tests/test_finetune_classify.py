@@ -96,6 +96,11 @@ def test_the_pool_is_saved_and_classify_reads_it_back(tmp_path, capsys):
     (out / "config.json").write_text(json.dumps(config))
     with pytest.raises(ByollmError, match="classifier pool 'max' is not one of"):
         load_finetuned(out, device="cpu")
+    # a folder written before --pool and --lowercase reads the last token of the text as given
+    del config["classifier"]["pool"], config["classifier"]["lowercase"]
+    (out / "config.json").write_text(json.dumps(config))
+    model, _, _ = load_finetuned(out, device="cpu")
+    assert model.pool == "last" and len(classify(out, ["APPLE river"], device="cpu")) == 1
 
 
 def test_lowercase_is_saved_and_classify_lowercases_what_it_reads(tmp_path, capsys):
