@@ -237,6 +237,7 @@ def finetune_classifier(
         "wall_seconds": time.perf_counter() - started,
         "trainable": trainable,
         "pool": pool,
+        "lowercase": lowercase,
         "parameters": counts,
         "labels": labels,
         "sizes": {
