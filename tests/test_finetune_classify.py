@@ -94,7 +94,9 @@ def test_the_pool_is_saved_and_classify_reads_it_back(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     config["classifier"]["pool"] = "max"
     (out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ByollmError, match="classifier pool 'max' is not one of"):
+    with pytest.raises(
+        ByollmError, match="config.json: classifier pool 'max': choose last or mean"
+    ):
         load_finetuned(out, device="cpu")
     # a folder written before --pool and --lowercase reads the last token of the text as given
     del config["classifier"]["pool"], config["classifier"]["lowercase"]

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from byollm.errors import ByollmError
-from byollm.finetune.heads import POOLS, Classifier
+from byollm.finetune.heads import Classifier, check_pool
 from byollm.finetune.lora import LoRAConfig, is_adapter, load_adapter, read_adapter, save_adapter
 from byollm.model.interface import model_device
 from byollm.tokenizer import TOKENIZER_FILE
@@ -109,9 +109,8 @@ def load_finetuned(path: str | Path, device: str = "auto"):
 def _build_root(gpt, meta: dict) -> nn.Module:
     if "classifier" in meta:
         classifier = meta["classifier"]
-        pool = classifier.get("pool", "last")  # folders from before `pool` read the last token
-        if pool not in POOLS:
-            raise ByollmError(f"config.json: classifier pool {pool!r} is not one of {POOLS}")
+        # folders from before `pool` read the last token
+        pool = check_pool(classifier.get("pool", "last"), "config.json: classifier pool")
         if not isinstance(classifier.get("lowercase", False), bool):
             raise ByollmError("config.json: classifier lowercase must be true or false")
         return Classifier(gpt, len(classifier["labels"]), pool=pool)

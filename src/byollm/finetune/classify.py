@@ -34,7 +34,7 @@ from byollm.config import check_number, check_seed
 from byollm.errors import ByollmError
 from byollm.finetune import records as records_lib
 from byollm.finetune.checkpoint import load_finetuned, save_finetuned
-from byollm.finetune.heads import POOLS, Classifier
+from byollm.finetune.heads import Classifier, check_pool
 from byollm.finetune.loop import check_settings, choose_trainable, fit, total_steps
 from byollm.finetune.lora import LoRAConfig
 from byollm.finetune.metrics import classification_report
@@ -44,12 +44,15 @@ MAX_CLASSES = 100
 FORMAT_VERSION = 1
 
 
-def encode_texts(tokenizer, texts: list[str], max_length: int, source: str) -> tuple[list, int]:
-    """Token ids of each text, cut to `max_length`; returns (ids, how many were cut)."""
+def encode_texts(
+    tokenizer, texts: list[str], max_length: int, source: str, lowercase: bool = False
+) -> tuple[list, int]:
+    """Token ids of each text (lowercased first if `lowercase`), cut to `max_length`; returns
+    (ids, how many were cut)."""
     encoded, truncated = [], 0
     for i, text in enumerate(texts):
         try:
-            ids = tokenizer.encode(text)
+            ids = tokenizer.encode(text.lower() if lowercase else text)
         except ByollmError as e:
             raise ByollmError(f"{source}: record {i}: {e}") from None
         if not ids:
@@ -141,8 +144,7 @@ def finetune_classifier(
     check_seed("split_seed", split_seed)
     if max_length is not None:
         check_number("max_length", max_length, 1, None, integer=True, hint="tokens per text")
-    if pool not in POOLS:
-        raise ByollmError(f"pool {pool!r}: choose {' or '.join(POOLS)}")
+    check_pool(pool)
     if split not in ("balanced", "stratified"):
         raise ByollmError(f"split {split!r}: choose balanced (the book's) or stratified")
     if trainable == "lora" and lora is None:
@@ -172,8 +174,8 @@ def finetune_classifier(
     encoded = {}
     truncated = 0
     for name, split_rows in (("train", train_rows), ("val", val_rows), ("test", test_rows)):
-        texts = [text.lower() if lowercase else text for text, _ in split_rows]
-        ids, cut = encode_texts(tokenizer, texts, max_length, source)
+        texts = [text for text, _ in split_rows]
+        ids, cut = encode_texts(tokenizer, texts, max_length, source, lowercase)
         encoded[name] = (ids, [label_id[label] for _, label in split_rows])
         truncated += cut
     if truncated:
@@ -256,9 +258,8 @@ def classify(checkpoint: str | Path, texts: list[str], device: str = "auto") -> 
     meta = task.get("classifier")
     if meta is None:
         raise ByollmError(f"{checkpoint}: not a classifier (made by `byollm finetune classify`)")
-    if meta.get("lowercase", False):  # the texts it was trained on were lowercased
-        texts = [text.lower() for text in texts]
-    rows, _ = encode_texts(tokenizer, list(texts), meta["max_length"], "input")
+    lowercase = meta.get("lowercase", False)  # were the texts it learned from lowercased?
+    rows, _ = encode_texts(tokenizer, list(texts), meta["max_length"], "input", lowercase)
     probabilities = predict_ids(model, rows, meta["pad_id"])
     best = probabilities.argmax(-1).tolist()
     return [(meta["labels"][k], probabilities[i, k].item()) for i, k in enumerate(best)]

@@ -15,7 +15,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from byollm.errors import ByollmError
+
 POOLS = ("last", "mean")  # what the head reads: the last real token, or all real tokens averaged
+
+
+def check_pool(pool, where: str = "pool") -> str:
+    """`pool` if it is one of POOLS; a ByollmError naming `where` otherwise."""
+    if pool not in POOLS:
+        raise ByollmError(f"{where} {pool!r}: choose {' or '.join(POOLS)}")
+    return pool
 
 
 class Classifier(nn.Module):
@@ -23,10 +32,8 @@ class Classifier(nn.Module):
 
     def __init__(self, gpt: nn.Module, num_classes: int, pool: str = "last"):
         super().__init__()
-        if pool not in POOLS:
-            raise ValueError(f"pool {pool!r}: choose one of {', '.join(POOLS)}")
         self.gpt = gpt
-        self.pool = pool
+        self.pool = check_pool(pool)
         weight = gpt.transformer.wte.weight
         self.head = nn.Linear(gpt.config.n_embd, num_classes).to(weight.device, weight.dtype)
 
